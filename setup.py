@@ -1,0 +1,99 @@
+"""Build the Cython kernels, with OpenMP where the compiler has it.
+
+The OpenMP probe compiles and links a tiny program with the real compiler of this build. If that
+fails (or ``PYCONVFAST_DISABLE_OPENMP=1`` is set), the extensions are built serial: ``prange``
+loops then compile to plain loops and ``n_threads`` has no effect. No ``-march=native``: a wheel
+built here must run on any x86-64 CPU.
+"""
+
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+LIB = Path("src") / "pyconvfast" / "_lib"
+
+OPENMP_TEST = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return omp_get_max_threads() > 0 && n > 0 ? 0 : 1;
+}
+"""
+
+
+def _openmp_flags(compiler_type):
+    """(compile flags, link flags) that switch OpenMP on for this compiler family."""
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+class BuildExtWithOpenMPProbe(build_ext):
+    def _compiler_has_openmp(self, compile_flags, link_flags):
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "omp_probe.c"
+            source.write_text(OPENMP_TEST)
+            try:
+                objects = self.compiler.compile(
+                    [str(source)], output_dir=tmp, extra_postargs=compile_flags
+                )
+                self.compiler.link_executable(
+                    objects, "omp_probe", output_dir=tmp, extra_postargs=link_flags
+                )
+            except Exception:  # any compile or link error means: no usable OpenMP
+                return False
+        return True
+
+    def build_extensions(self):
+        compile_flags, link_flags = _openmp_flags(self.compiler.compiler_type)
+        if os.environ.get("PYCONVFAST_DISABLE_OPENMP") == "1":
+            use_openmp = False
+            warnings.warn("PYCONVFAST_DISABLE_OPENMP=1: building pyconvfast serial (no OpenMP).")
+        else:
+            use_openmp = self._compiler_has_openmp(compile_flags, link_flags)
+            if not use_openmp:
+                warnings.warn(
+                    "The compiler has no working OpenMP: building pyconvfast serial; "
+                    "n_threads will have no effect."
+                )
+        optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        for ext in self.extensions:
+            ext.extra_compile_args = optimize + (compile_flags if use_openmp else [])
+            ext.extra_link_args = link_flags if use_openmp else []
+        super().build_extensions()
+
+
+def _extension(name):
+    return Extension(
+        f"pyconvfast._lib.{name}",
+        [str(LIB / f"{name}.pyx")],
+        include_dirs=[str(LIB)],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct")]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+    cmdclass={"build_ext": BuildExtWithOpenMPProbe},
+)

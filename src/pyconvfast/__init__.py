@@ -1,0 +1,25 @@
+"""pyconvfast: fast CPU convolutions for NumPy.
+
+Every convolution family of deep learning on NumPy arrays, computed by Cython + OpenMP kernels,
+with PyTorch's conventions (``(N, C, *spatial)`` activations, ``(C_out, C_in // groups, *kernel)``
+weights, cross-correlation unless ``flip=True``).
+
+>>> import numpy as np
+>>> import pyconvfast as pcf
+>>> x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+>>> w = np.ones((8, 3, 3, 3), dtype=np.float32)
+>>> pcf.conv2d(x, w, padding=1).shape
+(1, 8, 32, 32)
+"""
+
+from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
+from pyconvfast._version import __version__
+
+__all__ = [
+    "__version__",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_output_shape",
+    "list_algorithms",
+]

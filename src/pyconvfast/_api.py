@@ -1,0 +1,299 @@
+"""Argument normalization, validation, layout handling and dispatch for the public functions.
+
+Everything a user passes is checked here, before any large allocation, and turned into a
+:class:`~pyconvfast._problem.ConvProblem` plus 5-D channels-first views of the arrays; the chosen
+algorithm then computes straight into ``out``. Channels-last arrays and flipped kernels are views
+(``np.moveaxis``, negative strides), never copies.
+"""
+
+import operator
+import os
+
+import numpy as np
+
+from pyconvfast import _heuristic, _registry
+from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
+from pyconvfast._threads import resolve_n_threads
+
+# Geometry integers above this are refused: it keeps every index arithmetic inside int64.
+_MAX_GEOMETRY_INT = 2**62
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --- small validators --------------------------------------------------------------------------
+
+def _as_int(name, value, minimum, shown=None):
+    """``value`` as a Python int >= ``minimum``; ``shown`` is how the error names the argument."""
+    shown = shown or f"{name}={value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool: {shown}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {shown}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {shown}")
+    if number > _MAX_GEOMETRY_INT:
+        raise ValueError(f"{name} must be at most 2**62, got {shown}")
+    return number
+
+
+def _int_tuple(name, value, n_spatial, minimum):
+    """An int, or a sequence of one int per spatial axis, as a tuple of ``n_spatial`` ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n_spatial:
+            raise ValueError(
+                f"{name} must be an int or {n_spatial} ints (one per spatial axis), "
+                f"got {name}={value!r}"
+            )
+        return tuple(_as_int(name, v, minimum, f"{name}={value!r}") for v in value)
+    return (_as_int(name, value, minimum),) * n_spatial
+
+
+def _padding_pairs(padding, n_spatial, in_size, kernel, stride, dilation):
+    """Normalize ``padding`` to (before, after) tuples.
+
+    "same" splits the total ``dilation*(k-1)`` with the extra element at the end; with stride > 1
+    it follows TensorFlow's SAME rule, which gives ``ceil(in / stride)`` outputs.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * n_spatial, (0,) * n_spatial
+        if padding == "same":
+            before, after = [], []
+            for i, k, s, d in zip(in_size, kernel, stride, dilation):
+                out = -(-i // s)
+                total = max((out - 1) * s + d * (k - 1) + 1 - i, 0)
+                before.append(total // 2)
+                after.append(total - total // 2)
+            return tuple(before), tuple(after)
+        raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got padding={padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != n_spatial:
+            raise ValueError(
+                f"padding must have {n_spatial} entries (one per spatial axis), "
+                f"got padding={padding!r}"
+            )
+        before, after = [], []
+        for entry in padding:
+            if isinstance(entry, (tuple, list)):
+                if len(entry) != 2:
+                    raise ValueError(
+                        f"each padding pair must be (before, after), got padding={padding!r}"
+                    )
+                pair = [_as_int("padding", v, 0, f"padding={padding!r}") for v in entry]
+            else:
+                pair = [_as_int("padding", entry, 0, f"padding={padding!r}")] * 2
+            before.append(pair[0])
+            after.append(pair[1])
+        return tuple(before), tuple(after)
+    pad = _as_int("padding", padding, 0)
+    return (pad,) * n_spatial, (pad,) * n_spatial
+
+
+def _physical_memory_bytes():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**47
+
+
+def _shape_of(name, value):
+    """The shape of an array, or a shape given as a sequence of ints."""
+    if isinstance(value, np.ndarray):
+        return value.shape
+    if isinstance(value, (tuple, list)):
+        return tuple(_as_int(f"{name} shape", v, 0, f"{name}={value!r}") for v in value)
+    return np.shape(value)
+
+
+# --- problem construction ----------------------------------------------------------------------
+
+def make_problem(
+    x_shape, weight_shape, *, n_spatial, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", layout=None, flip=False, has_bias=False, dtype=np.float32,
+):
+    """Validate the geometry of a convolution and return its :class:`ConvProblem`.
+
+    Raises ValueError or TypeError naming the offending argument; allocates nothing.
+    """
+    if layout is None:
+        layout = CHANNELS_FIRST[n_spatial]
+    allowed_layouts = (CHANNELS_FIRST[n_spatial], CHANNELS_LAST[n_spatial])
+    if not isinstance(layout, str) or layout not in allowed_layouts:
+        raise ValueError(
+            f"layout must be {allowed_layouts[0]!r} or {allowed_layouts[1]!r} for conv{n_spatial}d, "
+            f"got layout={layout!r}"
+        )
+    channels_last = layout == CHANNELS_LAST[n_spatial]
+    x_shape, weight_shape = tuple(x_shape), tuple(weight_shape)
+    if len(x_shape) not in (n_spatial + 1, n_spatial + 2):
+        raise ValueError(
+            f"x must be {n_spatial + 2}-D ({layout}) or {n_spatial + 1}-D (unbatched), "
+            f"got x.shape={x_shape}"
+        )
+    if len(weight_shape) != n_spatial + 2:
+        raise ValueError(
+            f"weight must be {n_spatial + 2}-D (C_out, C_in // groups, *kernel), "
+            f"got weight.shape={weight_shape}"
+        )
+    unbatched = len(x_shape) == n_spatial + 1
+    batched_shape = (1,) + x_shape if unbatched else x_shape
+    batch = batched_shape[0]
+    if channels_last:
+        c_in, in_size = batched_shape[-1], batched_shape[1:-1]
+    else:
+        c_in, in_size = batched_shape[1], batched_shape[2:]
+    c_out, c_in_per_group, kernel = weight_shape[0], weight_shape[1], weight_shape[2:]
+    if c_in < 1 or min(in_size) < 1:
+        raise ValueError(f"x must have at least one channel and one sample per axis, got x.shape={x_shape}")
+    if c_out < 1 or c_in_per_group < 1 or min(kernel) < 1:
+        raise ValueError(f"weight must have no empty axis, got weight.shape={weight_shape}")
+
+    groups = _as_int("groups", groups, 1)
+    if c_in % groups or c_out % groups:
+        raise ValueError(
+            f"groups={groups} must divide both C_in={c_in} and C_out={c_out} "
+            f"(x.shape={x_shape}, weight.shape={weight_shape})"
+        )
+    if c_in_per_group * groups != c_in:
+        raise ValueError(
+            f"x has C_in={c_in} channels but weight expects weight.shape[1] * groups = "
+            f"{c_in_per_group} * {groups} = {c_in_per_group * groups} "
+            f"(x.shape={x_shape}, weight.shape={weight_shape}, layout={layout!r})"
+        )
+    stride = _int_tuple("stride", stride, n_spatial, 1)
+    dilation = _int_tuple("dilation", dilation, n_spatial, 1)
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
+    pad_before, pad_after = _padding_pairs(padding, n_spatial, in_size, kernel, stride, dilation)
+    for axis in range(n_spatial):
+        size, before, after = in_size[axis], pad_before[axis], pad_after[axis]
+        if padding_mode == "reflect" and max(before, after) >= size:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input size; spatial axis "
+                f"{axis} has size {size} and padding ({before}, {after}) (padding={padding!r})"
+            )
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        if extent > size + before + after:
+            raise ValueError(
+                f"the kernel (size {kernel[axis]}, dilation {dilation[axis]}, extent {extent}) is "
+                f"larger than the padded input ({size} + {before} + {after}) on spatial axis "
+                f"{axis} (x.shape={x_shape}, weight.shape={weight_shape}, padding={padding!r})"
+            )
+    if not isinstance(flip, (bool, np.bool_)):
+        raise TypeError(f"flip must be a bool, got flip={flip!r}")
+
+    problem = ConvProblem(
+        batch=batch, c_in=c_in, c_out=c_out, groups=groups, in_size=tuple(in_size),
+        kernel=tuple(kernel), stride=stride, dilation=dilation, pad_before=pad_before,
+        pad_after=pad_after, padding_mode=padding_mode, dtype=np.dtype(dtype).name,
+        layout=layout, flip=bool(flip), has_bias=has_bias, unbatched=unbatched,
+    )
+    n_elements = 1
+    for size in problem.out_shape:
+        n_elements *= size
+    n_bytes = n_elements * np.dtype(dtype).itemsize
+    if n_bytes > _physical_memory_bytes():
+        raise ValueError(
+            f"the output would have shape {problem.out_shape} ({n_bytes:.3g} bytes), more than "
+            f"this machine's memory; check padding={padding!r}, stride={stride}, x.shape={x_shape}"
+        )
+    return problem
+
+
+# --- arrays ------------------------------------------------------------------------------------
+
+def _as_float_array(name, value):
+    array = np.asarray(value)
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {array.dtype}; pyconvfast computes in float32 or float64 "
+            f"(native byte order): cast it, e.g. {name}.astype(np.float32)"
+        )
+    if not array.flags.aligned:
+        array = array.copy()
+    return array
+
+
+def _check_out(out, problem, dtype, inputs):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, but the result is {dtype}")
+    if out.shape != problem.out_shape:
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {problem.out_shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writable array")
+    if not out.flags.aligned:
+        raise ValueError("out is not aligned for its dtype; pass an aligned array")
+    for name, array in inputs.items():
+        if array is not None and np.may_share_memory(out, array):
+            raise ValueError(f"out shares memory with {name}; pass a separate output array")
+    return out
+
+
+def _channels_first_5d(array, problem, is_weight=False):
+    """A (N, C, D, H, W) view of a batched-or-not, channels-first-or-last activation or weight."""
+    n_spatial = problem.n_spatial
+    if not is_weight:
+        if problem.unbatched:
+            array = array[np.newaxis]
+        if problem.channels_last:
+            array = np.moveaxis(array, -1, 1)
+    missing = (np.newaxis,) * (3 - n_spatial)
+    return array[(slice(None), slice(None)) + missing]
+
+
+def _choose(algorithm, problem):
+    if algorithm == "auto":
+        return _registry.get(_heuristic.choose(problem))
+    chosen = _registry.get(algorithm)
+    reason = chosen.supports(problem)
+    if reason is not None:
+        raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
+    return chosen
+
+
+def convolve(
+    n_spatial, x, weight, bias, *, stride, padding, dilation, groups, padding_mode, flip,
+    layout, algorithm, out, n_threads,
+):
+    """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
+    x = _as_float_array("x", x)
+    weight = _as_float_array("weight", weight)
+    if weight.dtype != x.dtype:
+        raise TypeError(
+            f"x is {x.dtype} but weight is {weight.dtype}; cast one to the other's dtype"
+        )
+    problem = make_problem(
+        x.shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
+        has_bias=bias is not None, dtype=x.dtype,
+    )
+    if bias is not None:
+        bias = _as_float_array("bias", bias)
+        if bias.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but bias is {bias.dtype}; cast one to the other's dtype")
+        if bias.shape != (problem.c_out,):
+            raise ValueError(f"bias must have shape ({problem.c_out},), got bias.shape={bias.shape}")
+        bias = np.ascontiguousarray(bias)
+    n_threads = resolve_n_threads(n_threads)
+    chosen = _choose(algorithm, problem)
+    if out is None:
+        out = np.empty(problem.out_shape, dtype=x.dtype)
+    else:
+        _check_out(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
+    if problem.batch == 0:
+        return out
+    if flip:
+        weight = weight[(Ellipsis,) + (slice(None, None, -1),) * n_spatial]
+    chosen.run(
+        problem,
+        _channels_first_5d(x, problem),
+        _channels_first_5d(weight, problem, is_weight=True),
+        bias,
+        _channels_first_5d(out, problem),
+        n_threads,
+    )
+    return out

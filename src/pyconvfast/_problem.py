@@ -1,0 +1,106 @@
+"""The frozen description of one convolution problem: geometry, dtype and layout."""
+
+from dataclasses import dataclass
+
+CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
+CHANNELS_LAST = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """A validated convolution problem; every tuple has one entry per spatial axis.
+
+    The API builds it from the user's arguments; algorithms read it to say whether they can run
+    the problem, and the tuner uses :attr:`key` to remember choices.
+    """
+
+    batch: int
+    c_in: int
+    c_out: int
+    groups: int
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    pad_before: tuple
+    pad_after: tuple
+    padding_mode: str
+    dtype: str
+    layout: str
+    flip: bool = False
+    has_bias: bool = False
+    unbatched: bool = False
+
+    @property
+    def n_spatial(self):
+        """Number of spatial axes: 1, 2 or 3."""
+        return len(self.kernel)
+
+    @property
+    def channels_last(self):
+        """True for the NLC / NHWC / NDHWC layouts."""
+        return self.layout == CHANNELS_LAST[self.n_spatial]
+
+    @property
+    def out_size(self):
+        """Output spatial size, ``(in + before + after - dilation*(k-1) - 1) // stride + 1``."""
+        return tuple(
+            (i + pb + pa - d * (k - 1) - 1) // s + 1
+            for i, k, s, d, pb, pa in zip(
+                self.in_size, self.kernel, self.stride, self.dilation,
+                self.pad_before, self.pad_after,
+            )
+        )
+
+    @property
+    def out_shape(self):
+        """Output array shape in the problem's layout, unbatched when the input was."""
+        if self.channels_last:
+            shape = (self.batch, *self.out_size, self.c_out)
+        else:
+            shape = (self.batch, self.c_out, *self.out_size)
+        return shape[1:] if self.unbatched else shape
+
+    @property
+    def flops(self):
+        """Multiply-adds counted as two floating-point operations."""
+        n_out = self.batch * self.c_out
+        for size in self.out_size:
+            n_out *= size
+        taps = self.c_in // self.groups
+        for k in self.kernel:
+            taps *= k
+        return 2 * n_out * taps
+
+    def as_3d(self):
+        """The geometry padded to three spatial axes (leading axes of size 1), for the kernels.
+
+        Returns
+        -------
+        dict of str to tuple of 3 ints
+            ``in_size``, ``out_size``, ``kernel``, ``stride``, ``dilation``, ``pad_before``.
+        """
+        lead = 3 - self.n_spatial
+        return {
+            "in_size": (1,) * lead + self.in_size,
+            "out_size": (1,) * lead + self.out_size,
+            "kernel": (1,) * lead + self.kernel,
+            "stride": (1,) * lead + self.stride,
+            "dilation": (1,) * lead + self.dilation,
+            "pad_before": (0,) * lead + self.pad_before,
+        }
+
+    @property
+    def key(self):
+        """A string that names the problem exactly, for caches and reports."""
+        return (
+            f"conv{self.n_spatial}d|n{self.batch}|c{self.c_in}|k{self.c_out}|g{self.groups}"
+            f"|in{_axes(self.in_size)}|w{_axes(self.kernel)}|s{_axes(self.stride)}"
+            f"|d{_axes(self.dilation)}|p{_axes(self.pad_before)}-{_axes(self.pad_after)}"
+            f"|{self.padding_mode}|{self.dtype}|{self.layout}|flip{int(self.flip)}"
+        )
+
+
+def _axes(values):
+    return "x".join(str(v) for v in values)
