@@ -82,7 +82,7 @@ def _extension(name):
     )
 
 
-EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct")]
+EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct", "im2col")]
 
 setup(
     ext_modules=cythonize(

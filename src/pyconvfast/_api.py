@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from pyconvfast import _heuristic, _registry
+from pyconvfast import _algorithms, _heuristic, _registry  # noqa: F401 (_algorithms registers)
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
 from pyconvfast._threads import resolve_n_threads
 
@@ -190,6 +190,11 @@ def make_problem(
         pad_after=pad_after, padding_mode=padding_mode, dtype=np.dtype(dtype).name,
         layout=layout, flip=bool(flip), has_bias=has_bias, unbatched=unbatched,
     )
+    if max(problem.out_size) > _MAX_GEOMETRY_INT:
+        raise ValueError(
+            f"the output would have spatial size {problem.out_size}, beyond what an array can "
+            f"hold; check padding={padding!r} and stride={stride}"
+        )
     n_elements = 1
     for size in problem.out_shape:
         n_elements *= size
@@ -216,6 +221,16 @@ def _as_float_array(name, value):
     return array
 
 
+def _overlap(a, b):
+    """True when ``a`` and ``b`` share an element, or when that is too costly to rule out."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=1000)
+    except np.exceptions.TooHardError:
+        return True
+
+
 def _check_out(out, problem, dtype, inputs):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -228,7 +243,7 @@ def _check_out(out, problem, dtype, inputs):
     if not out.flags.aligned:
         raise ValueError("out is not aligned for its dtype; pass an aligned array")
     for name, array in inputs.items():
-        if array is not None and np.may_share_memory(out, array):
+        if array is not None and _overlap(out, array):
             raise ValueError(f"out shares memory with {name}; pass a separate output array")
     return out
 

@@ -16,10 +16,11 @@ weight : ndarray, shape ``(C_out, C_in // groups, {kernel})``
     The filters, in this order whatever the layout of ``x``; same dtype as ``x``.
 bias : ndarray, shape ``(C_out,)``, optional
     Added to every output position of each output channel.
-stride : int or tuple of {n} ints, default 1
-dilation : int or tuple of {n} ints, default 1
+stride : int or tuple of {ints}, default 1
+    Step between output positions along each spatial axis.
+dilation : int or tuple of {ints}, default 1
     Spacing between kernel taps (atrous convolution).
-padding : int, tuple of {n} ints, tuple of {n} ``(before, after)`` pairs, "valid" or "same"
+padding : int, tuple of {ints}, tuple of {n} ``(before, after)`` pair(s), "valid" or "same"
     "same" splits the total ``dilation * (k - 1)`` with the extra element at the end; with
     ``stride > 1`` it follows TensorFlow's SAME rule (``ceil(in / stride)`` outputs).
 groups : int, default 1
@@ -38,11 +39,12 @@ algorithm : str, default "auto"
 out : ndarray, optional
     Preallocated, writable result of the right shape and dtype; returned.
 n_threads : int, optional
-    OpenMP threads; None uses OpenMP's default (``OMP_NUM_THREADS``).
+    Threads for the kernel (OpenMP, and BLAS for ``im2col``); None uses OpenMP's default
+    (``OMP_NUM_THREADS``).
 
 Returns
 -------
-ndarray, shape ``(N, C_out, {spatial_out})``
+ndarray, shape ``(N, C_out, {spatial_out})``, or ``(N, {spatial_out}, C_out)`` with ``layout="{cl}"``
     Same dtype and layout as ``x`` (unbatched if ``x`` is), where each output size is
     ``(in + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1``.
 
@@ -72,7 +74,7 @@ def _conv_doc(n, what, x_shape, w_shape, same_shape, strided_shape):
     kernel = {1: "K", 2: "R, S", 3: "T, R, S"}[n]
     cf, cl = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}[n]
     return _CONV_DOC.format(
-        n=n, what=what, spatial=spatial, spatial_out=out, kernel=kernel, cf=cf, cl=cl,
+        n=n, ints="1 int" if n == 1 else f"{n} ints", what=what, spatial=spatial, spatial_out=out, kernel=kernel, cf=cf, cl=cl,
         name=f"pcf.conv{n}d", x_shape=x_shape, w_shape=w_shape, same_shape=same_shape,
         strided_shape=strided_shape,
     )

@@ -10,10 +10,6 @@ and 2-D problems given leading singleton axes; it parses no arguments.
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
-
-from pyconvfast._lib.direct import conv_direct
-from pyconvfast._padding import tap_table
 from pyconvfast._problem import ConvProblem
 
 
@@ -66,28 +62,3 @@ def names(problem=None):
         name for name, algorithm in _ALGORITHMS.items()
         if problem is None or algorithm.supports(problem) is None
     ]
-
-
-def _tap_tables(problem):
-    geometry = problem.as_3d()
-    return [
-        tap_table(i, o, k, s, d, p, problem.padding_mode)
-        for i, o, k, s, d, p in zip(
-            geometry["in_size"], geometry["out_size"], geometry["kernel"],
-            geometry["stride"], geometry["dilation"], geometry["pad_before"],
-        )
-    ]
-
-
-def _run_direct(problem, x, weight, bias, out, n_threads):
-    if bias is None:
-        bias = np.empty(0, dtype=x.dtype)
-    conv_direct(x, weight, bias, out, *_tap_tables(problem), n_threads)
-
-
-register(Algorithm(
-    name="direct",
-    summary="exact-order loop over every problem: any stride, dilation, padding mode and groups",
-    supports=lambda problem: None,
-    run=_run_direct,
-))

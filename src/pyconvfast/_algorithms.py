@@ -1,0 +1,97 @@
+"""The built-in algorithms: for each kernel, which problems it supports and how it is called.
+
+Importing this module registers them (``pyconvfast._api`` does so). Each ``run`` receives the
+5-D channels-first views described in :mod:`pyconvfast._registry`.
+"""
+
+import os
+
+import numpy as np
+
+from pyconvfast._lib.direct import conv_direct
+from pyconvfast._lib.im2col import conv_im2col
+from pyconvfast._padding import tap_table
+from pyconvfast._registry import Algorithm, register
+from pyconvfast._threads import blas_threads
+
+
+def _tap_tables(problem):
+    geometry = problem.as_3d()
+    return [
+        tap_table(i, o, k, s, d, p, problem.padding_mode)
+        for i, o, k, s, d, p in zip(
+            geometry["in_size"], geometry["out_size"], geometry["kernel"],
+            geometry["stride"], geometry["dilation"], geometry["pad_before"],
+        )
+    ]
+
+
+def _bias_or_empty(bias, dtype):
+    return np.empty(0, dtype=dtype) if bias is None else bias
+
+
+def _run_direct(problem, x, weight, bias, out, n_threads):
+    conv_direct(x, weight, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem), n_threads)
+
+
+register(Algorithm(
+    name="direct",
+    summary="exact-order loop over every problem: any stride, dilation, padding mode and groups",
+    supports=lambda problem: None,
+    run=_run_direct,
+))
+
+
+# --- im2col + BLAS ------------------------------------------------------------------------------
+
+def workspace_bytes():
+    """The bound on im2col's column buffers, all threads together.
+
+    ``PYCONVFAST_WORKSPACE_MB`` sets it in MiB (default 128).
+    """
+    text = os.environ.get("PYCONVFAST_WORKSPACE_MB", "128")
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = float("nan")
+    if not 0 < megabytes < 2**40:
+        raise ValueError(f"PYCONVFAST_WORKSPACE_MB must be a positive number of MiB, got {text!r}")
+    return int(megabytes * 2**20)
+
+
+def _im2col_schedule(problem, n_threads, itemsize):
+    """(rows_per_chunk, tasks_in_parallel) for a problem on ``n_threads`` threads.
+
+    A row is one (od, oh) line of W_out outputs. Tasks (sample, group, chunk of rows) run one per
+    thread when there are enough of them; else they run in turn, each GEMM on BLAS's threads.
+    """
+    geometry = problem.as_3d()
+    d_out, h_out, w_out = geometry["out_size"]
+    n_rows = d_out * h_out
+    n_taps = problem.c_in // problem.groups * int(np.prod(problem.kernel))
+    k_per_group = problem.c_out // problem.groups
+    row_bytes = (n_taps + k_per_group) * w_out * itemsize
+    images = problem.batch * problem.groups
+    tasks_in_parallel = n_threads > 1 and images * n_rows >= n_threads
+    budget = workspace_bytes() // (n_threads if tasks_in_parallel else 1)
+    rows = max(1, min(n_rows, budget // row_bytes))
+    if tasks_in_parallel and images < n_threads:
+        # Split each image into enough chunks that every thread has work.
+        rows = min(rows, -(-n_rows // -(-n_threads // images)))
+    return rows, tasks_in_parallel
+
+
+def _run_im2col(problem, x, weight, bias, out, n_threads):
+    rows, tasks_in_parallel = _im2col_schedule(problem, n_threads, x.itemsize)
+    matrix = np.ascontiguousarray(weight).reshape(problem.c_out, -1)
+    with blas_threads.limit(1 if tasks_in_parallel else n_threads):
+        conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+                    problem.groups, rows, tasks_in_parallel, n_threads)
+
+
+register(Algorithm(
+    name="im2col",
+    summary="lowering + BLAS GEMM: dense layers with many channels, any stride, dilation, padding",
+    supports=lambda problem: None,
+    run=_run_im2col,
+))

@@ -1,0 +1,193 @@
+"""A plain reference convolution and the error bound the library's results are held to.
+
+Independent of pyconvfast on purpose: the input is padded explicitly with ``np.pad`` (the four
+padding modes map to numpy's ``constant``/``reflect``/``edge``/``wrap``), then every kernel tap
+contributes one strided slice of the padded input, contracted with that tap's weights per group by
+``einsum``. No tap tables, no index arithmetic shared with the library.
+
+Error bound (oneDNN benchdnn style, never an elementwise relative error)
+-----------------------------------------------------------------------
+Each output is a sum of ``n_terms = (C_in / groups) * prod(kernel) + 1`` terms (the products and
+the bias). Whatever the summation order, the computed sum in precision ``eps`` satisfies
+``|got - exact| <= n_terms * eps * scale`` with ``scale = |x| (*) |w| + |b|`` (the same convolution
+applied to absolute values). The reference itself is computed in a wider type (float64 for
+float32 results, the x87 80-bit long double for float64 results where the platform has it) and
+has its own bound of the same form, which is added, plus ``n_terms * tiny`` for underflow.
+"""
+
+import math
+
+import numpy as np
+
+CHANNELS_LAST = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
+CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
+NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def reference_dtype(dtype):
+    """The accumulation type of the reference for results of ``dtype``."""
+    if np.dtype(dtype) == np.float32:
+        return np.dtype(np.float64)
+    return np.dtype(np.longdouble)
+
+
+def _per_axis(value, n_spatial):
+    if isinstance(value, (tuple, list)):
+        assert len(value) == n_spatial
+        return tuple(int(v) for v in value)
+    return (int(value),) * n_spatial
+
+
+def same_padding(in_size, kernel, stride, dilation):
+    """(before, after) of padding="same" on one axis, as the contract words it.
+
+    Stride 1: the total ``dilation*(k-1)`` with the extra element at the end. Stride > 1:
+    TensorFlow's SAME, ``out = ceil(in/stride)``, ``total = max((out-1)*stride + dilation*(k-1)
+    + 1 - in, 0)``, ``before = total // 2``.
+    """
+    if stride == 1:
+        total = dilation * (kernel - 1)
+    else:
+        out = math.ceil(in_size / stride)
+        total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - in_size, 0)
+    return total // 2, total - total // 2
+
+
+def padding_pairs(padding, in_size, kernel, stride, dilation):
+    """Any accepted ``padding`` form as a list of (before, after) pairs, one per spatial axis."""
+    n_spatial = len(in_size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * n_spatial
+        assert padding == "same", padding
+        return [same_padding(*args) for args in zip(in_size, kernel, stride, dilation)]
+    if isinstance(padding, (tuple, list)):
+        assert len(padding) == n_spatial
+        pairs = []
+        for entry in padding:
+            if isinstance(entry, (tuple, list)):
+                pairs.append((int(entry[0]), int(entry[1])))
+            else:
+                pairs.append((int(entry), int(entry)))
+        return pairs
+    return [(int(padding), int(padding))] * n_spatial
+
+
+def conv_reference(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", flip=False, layout=None, dtype=np.float64):
+    """The convolution computed the slow obvious way, in ``dtype``.
+
+    Takes the same arguments and array conventions as ``pcf.conv1d/2d/3d`` (channels-first or
+    channels-last ``x``, batched or not; weight ``(C_out, C_in // groups, *kernel)``) and returns
+    the result in the same layout and batching.
+    """
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    n_spatial = weight.ndim - 2
+    assert n_spatial in (1, 2, 3)
+    channels_last = layout == CHANNELS_LAST[n_spatial]
+    unbatched = x.ndim == n_spatial + 1
+    x = x.astype(dtype)
+    weight = weight.astype(dtype)
+    if unbatched:
+        x = x[np.newaxis]
+    if channels_last:
+        x = np.moveaxis(x, -1, 1)
+    batch, c_in = x.shape[:2]
+    in_size = x.shape[2:]
+    c_out, c_per_group = weight.shape[:2]
+    kernel = weight.shape[2:]
+    assert c_in == c_per_group * groups and c_out % groups == 0
+    k_per_group = c_out // groups
+    stride = _per_axis(stride, n_spatial)
+    dilation = _per_axis(dilation, n_spatial)
+    pairs = padding_pairs(padding, in_size, kernel, stride, dilation)
+
+    if flip:
+        weight = weight[(Ellipsis,) + (slice(None, None, -1),) * n_spatial]
+    padded = np.pad(x, [(0, 0), (0, 0)] + pairs, mode=NUMPY_PAD_MODE[padding_mode])
+    out_size = tuple(
+        (padded.shape[2 + a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
+        for a in range(n_spatial)
+    )
+    assert min(out_size) >= 1, "kernel larger than the padded input"
+    grouped_w = weight.reshape(groups, k_per_group, c_per_group, *kernel)
+    result = np.zeros((batch, groups, k_per_group) + out_size, dtype=dtype)
+    for tap in np.ndindex(*kernel):
+        window = tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, d, o, s in zip(tap, dilation, out_size, stride)
+        )
+        x_tap = padded[(slice(None), slice(None)) + window]
+        x_tap = x_tap.reshape((batch, groups, c_per_group) + out_size)
+        w_tap = grouped_w[(Ellipsis,) + tap]  # (groups, k_per_group, c_per_group)
+        result += np.einsum("ngc...,gkc->ngk...", x_tap, w_tap)
+    result = result.reshape((batch, c_out) + out_size)
+    if bias is not None:
+        result += np.asarray(bias).astype(dtype).reshape((1, c_out) + (1,) * n_spatial)
+    if channels_last:
+        result = np.moveaxis(result, 1, -1)
+    if unbatched:
+        result = result[0]
+    return result
+
+
+def conv_scale(x, weight, bias=None, **kwargs):
+    """``|x| (*) |w| + |b|``: the reference applied to absolute values (the error scale)."""
+    return conv_reference(
+        np.abs(np.asarray(x)), np.abs(np.asarray(weight)),
+        None if bias is None else np.abs(np.asarray(bias)), **kwargs,
+    )
+
+
+def n_terms(weight_shape):
+    """Terms summed into one output: ``(C_in / groups) * prod(kernel)`` products plus the bias."""
+    return int(np.prod(weight_shape[1:])) + 1
+
+
+def assert_within_bound(got, ref, scale, terms, dtype, ref_dtype, context=""):
+    """Assert ``|got - ref| <= terms * (eps(dtype) + eps(ref_dtype)) * scale + terms * tiny``.
+
+    The message names the worst element (largest error / bound), its value, the reference, the
+    error and the bound, and then ``context`` (the case that reproduces it).
+    """
+    got = np.asarray(got)
+    assert got.shape == ref.shape, f"shape {got.shape} != reference shape {ref.shape}\n{context}"
+    info, ref_info = np.finfo(dtype), np.finfo(ref_dtype)
+    ref = np.asarray(ref, dtype=ref_dtype)
+    bound = terms * (float(info.eps) * scale + ref_info.eps * scale) + terms * float(info.tiny)
+    error = np.abs(got.astype(ref_dtype) - ref)
+    bad = ~(error <= bound)  # also catches NaN
+    if not bad.any():
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isnan(error), np.inf, error / bound)
+    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    raise AssertionError(
+        f"{int(bad.sum())} of {got.size} elements outside the error bound "
+        f"(n_terms={terms}, eps={info.eps:.3g});\n"
+        f"worst at index {tuple(int(i) for i in worst)}: got {got[worst]!r}, "
+        f"reference {float(ref[worst])!r}, |error| {float(error[worst]):.6g}, "
+        f"bound {float(bound[worst]):.6g} (scale {float(scale[worst]):.6g}), "
+        f"error/bound {float(ratio[worst]):.3g}\n{context}"
+    )
+
+
+def assert_conv_matches(got, x, weight, bias=None, *, context="", **kwargs):
+    """Compare one result of pyconvfast against the reference under the error bound.
+
+    ``kwargs`` are the geometry/layout keyword arguments given to pyconvfast (stride, padding,
+    dilation, groups, padding_mode, flip, layout); extra ones (algorithm, out, n_threads) are
+    ignored.
+    """
+    geometry = {
+        k: v for k, v in kwargs.items()
+        if k in ("stride", "padding", "dilation", "groups", "padding_mode", "flip", "layout")
+    }
+    got = np.asarray(got)
+    dtype = np.asarray(x).dtype
+    assert got.dtype == dtype, f"result dtype {got.dtype} != input dtype {dtype}\n{context}"
+    ref_dtype = reference_dtype(dtype)
+    ref = conv_reference(x, weight, bias, dtype=ref_dtype, **geometry)
+    scale = conv_scale(x, weight, bias, dtype=ref_dtype, **geometry)
+    assert_within_bound(got, ref, scale, n_terms(np.shape(weight)), dtype, ref_dtype, context)

@@ -1,0 +1,31 @@
+"""The documentation runs: doctests of the installed modules, and numpydoc sections on every
+public name."""
+
+import doctest
+import importlib
+import inspect
+
+import pytest
+
+import pyconvfast
+
+MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding"]
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_doctests(module_name):
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+                             verbose=False, report=True)
+    assert result.attempted > 0, f"{module_name} has no doctest"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} doctests failed in {module_name}"
+
+
+@pytest.mark.parametrize("name", [n for n in pyconvfast.__all__ if n != "__version__"])
+def test_public_docstrings(name):
+    doc = getattr(pyconvfast, name).__doc__
+    assert doc, f"pyconvfast.{name} has no docstring"
+    doc = inspect.cleandoc(doc)
+    for section in ("Parameters", "Returns", "Examples"):
+        assert f"{section}\n---" in doc, f"pyconvfast.{name}'s docstring has no {section} section"
+    assert ">>> " in doc, f"pyconvfast.{name}'s Examples has no example"

@@ -1,0 +1,157 @@
+"""Threading: deterministic results whatever the thread count, the GIL released during the
+kernel, and concurrent calls from several Python threads."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import pyconvfast as pcf
+from reference import assert_conv_matches
+
+THREAD_COUNTS = (1, 2, 3, 4, None)
+
+# (x_shape, w_shape, kwargs): N * C_out of 1, 5, 9, 21, 6, 3 tasks - mostly not divisible by the
+# thread counts, and fewer tasks than threads for some.
+SHAPES = [
+    ((1, 3, 9, 10), (1, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 12, 12), (5, 4, 3, 3), {"padding": "same", "stride": 2}),
+    ((1, 6, 11, 7), (9, 2, 3, 2), {"groups": 3, "dilation": 2, "padding_mode": "reflect",
+                                   "padding": 2}),
+    ((3, 7, 8, 8), (7, 1, 5, 5), {"groups": 7, "padding": 2, "padding_mode": "circular"}),
+    ((2, 5, 13), (3, 5, 4), {"padding": "same"}),
+    ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), {"padding": 1, "flip": True}),
+]
+CONV = {3: pcf.conv1d, 4: pcf.conv2d, 5: pcf.conv3d}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_direct_bitwise_equal_for_every_thread_count(shape, dtype, rng):
+    x_shape, w_shape, kwargs = SHAPES[shape]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    conv = CONV[len(x_shape)]
+    results = {n: conv(x, w, b, algorithm="direct", n_threads=n, **kwargs)
+               for n in THREAD_COUNTS}
+    assert_conv_matches(results[1], x, w, b, **kwargs)
+    for n, result in results.items():
+        assert np.array_equal(result, results[1]), f"n_threads={n} differs from n_threads=1"
+    # and with out= (written by several threads)
+    out = np.full_like(results[1], np.nan)
+    conv(x, w, b, algorithm="direct", n_threads=3, out=out, **kwargs)
+    assert np.array_equal(out, results[1])
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_every_algorithm_correct_for_every_thread_count(shape, rng):
+    x_shape, w_shape, kwargs = SHAPES[shape]
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    conv = CONV[len(x_shape)]
+    for algorithm in pcf.list_algorithms(x, w, **kwargs) + ["auto"]:
+        for n in THREAD_COUNTS:
+            got = conv(x, w, algorithm=algorithm, n_threads=n, **kwargs)
+            assert_conv_matches(got, x, w, context=f"algorithm={algorithm!r} n_threads={n}",
+                                **kwargs)
+
+
+def test_more_threads_than_work(rng):
+    x = rng.standard_normal((1, 1, 5)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 2)).astype(np.float32)
+    expected = pcf.conv1d(x, w, algorithm="direct", n_threads=1)
+    for algorithm in pcf.list_algorithms(x, w) + ["auto"]:
+        got = pcf.conv1d(x, w, algorithm=algorithm, n_threads=16)
+        assert_conv_matches(got, x, w)
+    assert np.array_equal(pcf.conv1d(x, w, algorithm="direct", n_threads=16), expected)
+
+
+def _timed_conv(x, w, result):
+    start = time.perf_counter()
+    result["out"] = pcf.conv2d(x, w, padding=1, algorithm="direct", n_threads=1)
+    result["seconds"] = time.perf_counter() - start
+    result["start"], result["end"] = start, start + result["seconds"]
+
+
+def test_gil_released_during_direct_kernel(rng):
+    """While a worker thread runs a long conv2d, the main thread keeps running Python code.
+
+    Why this can fail: if the kernel held the GIL, the main thread could not execute a single
+    bytecode between the worker entering the kernel and returning from it. The main thread
+    records the largest gap between two consecutive iterations of its loop; with the GIL held
+    that gap would be at least the kernel's run time (minus at most one 5 ms switch interval,
+    for the few microseconds of Python the worker runs before entering C). With the GIL released
+    (and n_threads=1, so the kernel keeps one core busy and leaves the other to the main thread)
+    the gap stays at scheduling noise. The iteration count during the kernel is checked too.
+    """
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    batch = 1
+    for _ in range(6):
+        x = rng.standard_normal((batch, 64, 64, 64)).astype(np.float32)
+        result = {}
+        worker = threading.Thread(target=_timed_conv, args=(x, w, result))
+        counter = 0
+        in_kernel = 0
+        largest_gap = 0.0
+        gap_at = None
+        last = time.perf_counter()
+        worker.start()
+        while worker.is_alive():
+            now = time.perf_counter()
+            if now - last > largest_gap:
+                largest_gap, gap_at = now - last, (last, now)
+            last = now
+            counter += 1
+            if "start" not in result:
+                in_kernel += 1  # counted until the worker stores its timings (upper bound)
+        worker.join()
+        if result["seconds"] >= 0.4:
+            break
+        batch *= 2  # a faster machine or kernel: make the problem longer until it lasts
+    duration = result["seconds"]
+    assert duration >= 0.4, f"could not make a conv2d last 0.4 s (got {duration:.3f} s)"
+    # Iterations of the main loop that fell inside the kernel's run: all those before the worker
+    # stored its timings, less those before the kernel started (few: thread start-up only).
+    assert in_kernel > 1000, f"main thread ran only {in_kernel} iterations in {duration:.2f} s"
+    assert largest_gap < 0.5 * duration, (
+        f"the main thread stalled for {largest_gap:.3f} s of a {duration:.3f} s kernel "
+        f"(from {gap_at[0] - result['start']:+.3f} s to {gap_at[1] - result['start']:+.3f} s "
+        f"relative to the kernel's start): the GIL looks held")
+    out = result["out"]
+    assert out.shape == (batch, 64, 64, 64) and np.isfinite(out).all()
+    # spot-check the values on one sample and a few output channels
+    assert_conv_matches(out[:1, :4], x[:1], w[:4], padding=1)
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """Several Python threads calling at once (each with its own OpenMP team) all get the right
+    answer."""
+    problems = []
+    for i in range(6):
+        x = rng.standard_normal((2, 8, 20 + i, 18)).astype(np.float32)
+        w = rng.standard_normal((8 + i, 8, 3, 3)).astype(np.float32)
+        problems.append((x, w))
+    expected = [pcf.conv2d(x, w, padding=1, algorithm="direct", n_threads=1) for x, w in problems]
+    algorithms = pcf.list_algorithms(*problems[0], padding=1) + ["auto"]
+    errors = []
+
+    def work(index):
+        try:
+            x, w = problems[index % len(problems)]
+            for repeat in range(5):
+                algorithm = algorithms[(index + repeat) % len(algorithms)]
+                got = pcf.conv2d(x, w, padding=1, algorithm=algorithm, n_threads=2)
+                if algorithm == "direct":
+                    assert np.array_equal(got, expected[index % len(problems)])
+                assert_conv_matches(got, x, w, padding=1, context=f"algorithm={algorithm!r}")
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
