@@ -1,4 +1,4 @@
-"""The command line, the demo, the docs' examples, and im2col's workspace chunking."""
+"""The command line, the demo, the docs' examples, and the workspace setting."""
 
 import doctest
 import pathlib
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api, _demo
+from pyconvfast import _demo
 from pyconvfast.__main__ import main
-from reference import assert_conv_matches
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 
@@ -54,24 +53,6 @@ def test_docs_examples_run(page):
 
 def test_docs_pages_exist():
     assert len(list(DOCS.rglob("*.rst"))) >= 5
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_im2col_chunks_under_a_tiny_workspace(monkeypatch, dtype):
-    """A 1 KiB bound forces one output row per chunk; the result must not change."""
-    monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", str(1 / 1024))
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 6, 9, 11)).astype(dtype)
-    w = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
-    b = rng.standard_normal(4).astype(dtype)
-    kwargs = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2,
-                  padding_mode="reflect")
-    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, dtype=dtype, **kwargs)
-    for n_threads in (1, 2, 3):
-        rows, _ = _algorithms._im2col_schedule(problem, n_threads, x.itemsize)
-        assert rows == 1
-        got = pcf.conv2d(x, w, b, algorithm="im2col", n_threads=n_threads, **kwargs)
-        assert_conv_matches(got, x, w, b, context=f"n_threads={n_threads}", **kwargs)
 
 
 @pytest.mark.parametrize("text", ["abc", "0", "-5", "nan"])
