@@ -66,6 +66,12 @@ class BuildExtWithOpenMPProbe(build_ext):
                     "The compiler has no working OpenMP: building pyconvfast serial; "
                     "n_threads will have no effect."
                 )
+        # Objects left in build/ by a build with the other OpenMP setting must not be reused.
+        stamp = Path(self.build_temp) / "pyconvfast-openmp"
+        if not stamp.exists() or stamp.read_text() != str(use_openmp):
+            self.force = True
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(str(use_openmp))
         optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
         for ext in self.extensions:
             ext.extra_compile_args = optimize + (compile_flags if use_openmp else [])
