@@ -30,7 +30,7 @@ def _bias_or_empty(bias, dtype):
     return np.empty(0, dtype=dtype) if bias is None else bias
 
 
-def _run_direct(problem, x, weight, bias, out, n_threads):
+def _run_direct(problem, x, weight, bias, out, n_threads, params):
     conv_direct(x, weight, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem), n_threads)
 
 
@@ -59,11 +59,12 @@ def workspace_bytes():
     return int(megabytes * 2**20)
 
 
-def _im2col_schedule(problem, n_threads, itemsize):
+def _im2col_schedule(problem, n_threads, itemsize, max_rows=None):
     """(rows_per_chunk, tasks_in_parallel) for a problem on ``n_threads`` threads.
 
     A row is one (od, oh) line of W_out outputs. Tasks (sample, group, chunk of rows) run one per
     thread when there are enough of them; else they run in turn, each GEMM on BLAS's threads.
+    ``max_rows`` (a tuning parameter) caps the chunk below what the workspace bound allows.
     """
     geometry = problem.as_3d()
     d_out, h_out, w_out = geometry["out_size"]
@@ -74,16 +75,25 @@ def _im2col_schedule(problem, n_threads, itemsize):
     images = problem.batch * problem.groups
     tasks_in_parallel = n_threads > 1 and images * n_rows >= n_threads
     budget = workspace_bytes() // (n_threads if tasks_in_parallel else 1)
-    rows = max(1, min(n_rows, budget // row_bytes))
+    rows = max(1, min(n_rows, budget // row_bytes, max_rows or n_rows))
     if tasks_in_parallel and images < n_threads:
         # Split each image into enough chunks that every thread has work.
         rows = min(rows, -(-n_rows // -(-n_threads // images)))
     return rows, tasks_in_parallel
 
 
-def _run_im2col(problem, x, weight, bias, out, n_threads):
-    rows, tasks_in_parallel = _im2col_schedule(problem, n_threads, x.itemsize)
-    matrix = np.ascontiguousarray(weight).reshape(problem.c_out, -1)
+def _im2col_weight_matrix(problem, weight):
+    return np.ascontiguousarray(weight).reshape(problem.c_out, -1)
+
+
+def _im2col_param_space(problem):
+    """Chunk heights to try: the default (largest the workspace allows), then smaller ones."""
+    n_rows = int(np.prod(problem.as_3d()["out_size"][:2]))
+    return [{}] + [{"max_rows": rows} for rows in (1, 4, 16, 64) if rows < n_rows]
+
+
+def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
+    rows, tasks_in_parallel = _im2col_schedule(problem, n_threads, x.itemsize, **params)
     with blas_threads.limit(1 if tasks_in_parallel else n_threads):
         conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
                     problem.groups, rows, tasks_in_parallel, n_threads)
@@ -94,4 +104,6 @@ register(Algorithm(
     summary="lowering + BLAS GEMM: dense layers with many channels, any stride, dilation, padding",
     supports=lambda problem: None,
     run=_run_im2col,
+    prepare=_im2col_weight_matrix,
+    param_space=_im2col_param_space,
 ))

@@ -303,12 +303,7 @@ def convolve(
         return out
     if flip:
         weight = weight[(Ellipsis,) + (slice(None, None, -1),) * n_spatial]
-    chosen.run(
-        problem,
-        _channels_first_5d(x, problem),
-        _channels_first_5d(weight, problem, is_weight=True),
-        bias,
-        _channels_first_5d(out, problem),
-        n_threads,
-    )
+    prepared = chosen.prepare(problem, _channels_first_5d(weight, problem, is_weight=True))
+    chosen.run(problem, _channels_first_5d(x, problem), prepared, bias,
+               _channels_first_5d(out, problem), n_threads, {})
     return out

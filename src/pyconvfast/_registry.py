@@ -1,16 +1,30 @@
 """The algorithms pyconvfast can run, each saying which problems it supports.
 
 An :class:`Algorithm` pairs ``supports(problem)`` (None when it can run the problem, else the
-reason it cannot) with ``run(problem, x, weight, bias, out, n_threads)``, which computes into
-``out``. ``run`` receives 5-D channels-first views, ``(N, C, D, H, W)`` activations and
-``(C_out, C_in // groups, KD, KH, KW)`` weights (already flipped for true convolution), with 1-D
-and 2-D problems given leading singleton axes; it parses no arguments.
+reason it cannot) with ``prepare(problem, weight)``, which turns the weight into what the kernel
+consumes (packed, transformed; done once per weight by a plan), and
+``run(problem, x, prepared, bias, out, n_threads, params)``, which computes into ``out``.
+``params`` is a dict of the kernel's own tunable parameters (``{}`` for its defaults); the
+candidates are listed by ``param_space(problem)``.
+
+``prepare`` receives the weight as a 5-D ``(C_out, C_in // groups, KD, KH, KW)`` view (already
+flipped for true convolution); ``run`` receives 5-D channels-first views, ``(N, C, D, H, W)``
+activations and outputs, 1-D and 2-D problems having leading singleton axes. Neither parses
+arguments.
 """
 
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pyconvfast._problem import ConvProblem
+
+
+def _keep_weight(problem, weight):
+    return weight
+
+
+def _default_params(problem):
+    return [{}]
 
 
 @dataclass(frozen=True)
@@ -26,13 +40,20 @@ class Algorithm:
     supports : callable
         ``supports(problem) -> str or None``: None if it can run ``problem``, else why not.
     run : callable
-        ``run(problem, x, weight, bias, out, n_threads) -> None``.
+        ``run(problem, x, prepared, bias, out, n_threads, params) -> None``.
+    prepare : callable, optional
+        ``prepare(problem, weight) -> prepared``; by default the weight view itself.
+    param_space : callable, optional
+        ``param_space(problem) -> list of dict``: the parameter sets exhaustive tuning tries,
+        the defaults first; by default ``[{}]``.
     """
 
     name: str
     summary: str
     supports: Callable[[ConvProblem], Optional[str]]
     run: Callable[..., None]
+    prepare: Callable[..., object] = _keep_weight
+    param_space: Callable[[ConvProblem], list] = _default_params
 
 
 _ALGORITHMS = {}
