@@ -4,6 +4,7 @@ Importing this module registers them (``pyconvfast._api`` does so). Each ``run``
 5-D channels-first views described in :mod:`pyconvfast._registry`.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -15,15 +16,19 @@ from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
 
 
+@functools.lru_cache(maxsize=512)
 def _tap_tables(problem):
+    """The (depth, height, width) tap tables of a problem, built once per problem (read-only)."""
     geometry = problem.as_3d()
-    return [
-        tap_table(i, o, k, s, d, p, problem.padding_mode)
-        for i, o, k, s, d, p in zip(
-            geometry["in_size"], geometry["out_size"], geometry["kernel"],
-            geometry["stride"], geometry["dilation"], geometry["pad_before"],
-        )
-    ]
+    tables = []
+    for i, o, k, s, d, p in zip(
+        geometry["in_size"], geometry["out_size"], geometry["kernel"],
+        geometry["stride"], geometry["dilation"], geometry["pad_before"],
+    ):
+        table = tap_table(i, o, k, s, d, p, problem.padding_mode)
+        table.flags.writeable = False
+        tables.append(table)
+    return tuple(tables)
 
 
 def _bias_or_empty(bias, dtype):
@@ -59,6 +64,7 @@ def workspace_bytes():
     return int(megabytes * 2**20)
 
 
+@functools.lru_cache(maxsize=512)
 def _im2col_schedule(problem, n_threads, itemsize, max_rows=None):
     """(rows_per_chunk, tasks_in_parallel) for a problem on ``n_threads`` threads.
 

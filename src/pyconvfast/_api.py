@@ -207,6 +207,28 @@ def make_problem(
     return problem
 
 
+_PROBLEMS = {}
+_PROBLEMS_MAX = 4096
+
+
+def cached_problem(x_shape, weight_shape, **geometry):
+    """:func:`make_problem`, remembered per distinct call.
+
+    The key holds the ``repr`` of the geometry arguments, not the values: ``2`` and ``2.0``, or
+    ``1`` and ``True``, compare equal but only one of each pair is valid, so a key made of the
+    values would let a cached valid call vouch for an invalid one.
+    """
+    dtype = np.dtype(geometry.pop("dtype", np.float32))
+    key = (x_shape, weight_shape, dtype, repr(sorted(geometry.items())))
+    problem = _PROBLEMS.get(key)
+    if problem is None:
+        problem = make_problem(x_shape, weight_shape, dtype=dtype, **geometry)
+        if len(_PROBLEMS) >= _PROBLEMS_MAX:
+            _PROBLEMS.clear()
+        _PROBLEMS[key] = problem
+    return problem
+
+
 # --- arrays ------------------------------------------------------------------------------------
 
 def _as_float_array(name, value):
@@ -281,7 +303,7 @@ def convolve(
         raise TypeError(
             f"x is {x.dtype} but weight is {weight.dtype}; cast one to the other's dtype"
         )
-    problem = make_problem(
+    problem = cached_problem(
         x.shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
         has_bias=bias is not None, dtype=x.dtype,

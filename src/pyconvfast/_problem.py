@@ -1,6 +1,7 @@
 """The frozen description of one convolution problem: geometry, dtype and layout."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 CHANNELS_LAST = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
@@ -32,17 +33,17 @@ class ConvProblem:
     has_bias: bool = False
     unbatched: bool = False
 
-    @property
+    @cached_property
     def n_spatial(self):
         """Number of spatial axes: 1, 2 or 3."""
         return len(self.kernel)
 
-    @property
+    @cached_property
     def channels_last(self):
         """True for the NLC / NHWC / NDHWC layouts."""
         return self.layout == CHANNELS_LAST[self.n_spatial]
 
-    @property
+    @cached_property
     def out_size(self):
         """Output spatial size, ``(in + before + after - dilation*(k-1) - 1) // stride + 1``."""
         return tuple(
@@ -53,7 +54,7 @@ class ConvProblem:
             )
         )
 
-    @property
+    @cached_property
     def out_shape(self):
         """Output array shape in the problem's layout, unbatched when the input was."""
         if self.channels_last:

@@ -1,6 +1,8 @@
-"""The effective thread count of a call."""
+"""The effective thread count of a call, and BLAS/OpenMP thread coordination."""
 
+import contextlib
 import operator
+import os
 
 from pyconvfast._lib.openmp_info import max_threads
 
@@ -47,28 +49,40 @@ def resolve_n_threads(n_threads):
 class _BlasThreads:
     """Sets the thread count of the BLAS that ``scipy.linalg.cython_blas`` calls.
 
-    Only the BLAS libraries bundled with SciPy are touched (NumPy's own copy is left alone), and
-    the controller is built once: a ``limit()`` then costs a few microseconds.
+    Only the BLAS libraries bundled with SciPy are touched (NumPy's own copy is left alone). The
+    threadpoolctl controllers are found once; after that, a :meth:`limit` costs two calls into
+    the BLAS (about a microsecond), where ``threadpoolctl.threadpool_limits`` costs ~10 us.
     """
 
     def __init__(self):
-        self._controller = None
+        self._libraries = None
 
     def _scipy_blas(self):
-        if self._controller is None:
-            import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so threadpoolctl can see it)
+        if self._libraries is None:
+            import scipy.linalg  # loads SciPy's BLAS so that threadpoolctl can see it
             from threadpoolctl import ThreadpoolController
 
-            controller = ThreadpoolController().select(user_api="blas")
-            scipy_own = [lib for lib in controller.lib_controllers if "scipy" in lib.filepath]
-            if scipy_own:
-                controller.lib_controllers = scipy_own
-            self._controller = controller
-        return self._controller
+            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            # SciPy's wheels keep their BLAS in scipy.libs/ beside the package (NumPy's own copy,
+            # in numpy.libs/, may have a similar name); a system SciPy shares the system BLAS.
+            scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.__file__))
+            scipy_own = [lib for lib in libraries
+                         if lib.filepath.startswith((scipy_dir + os.sep, scipy_dir + ".libs"))]
+            self._libraries = scipy_own or libraries
+        return self._libraries
 
+    @contextlib.contextmanager
     def limit(self, n_threads):
-        """Context manager running BLAS with ``n_threads`` threads inside it."""
-        return self._scipy_blas().limit(limits=n_threads)
+        """Context manager running SciPy's BLAS with ``n_threads`` threads inside it."""
+        libraries = self._scipy_blas()
+        before = [lib.get_num_threads() for lib in libraries]
+        for lib in libraries:
+            lib.set_num_threads(n_threads)
+        try:
+            yield
+        finally:
+            for lib, count in zip(libraries, before):
+                lib.set_num_threads(count)
 
 
 blas_threads = _BlasThreads()
