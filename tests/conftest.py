@@ -2,6 +2,7 @@
 
 * The tests directory goes on ``sys.path`` so that test modules can ``import reference`` and
   ``import cases`` (pytest runs with ``--import-mode=importlib``, which adds nothing to the path).
+* The tuning cache goes to a temporary folder for the whole session (never the user's own).
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 """
@@ -35,3 +36,11 @@ def rng(request):
     import numpy as np
 
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_tuning_cache(tmp_path_factory):
+    """Every test tunes into a throw-away cache folder, never the user's cache directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path_factory.mktemp("tuning-cache")))
+        yield

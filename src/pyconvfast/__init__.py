@@ -13,6 +13,7 @@ weights, cross-correlation unless ``flip=True``).
 """
 
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
+from pyconvfast._plan import Plan, plan
 from pyconvfast._version import __version__
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "conv3d",
     "conv_output_shape",
     "list_algorithms",
+    "plan",
+    "Plan",
 ]

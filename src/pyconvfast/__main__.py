@@ -1,9 +1,19 @@
-"""The command line: ``python -m pyconvfast demo``."""
+"""The command line: ``python -m pyconvfast tune | cache | bench | demo``."""
 
 import argparse
+import json
 import sys
+import time
 
+import numpy as np
+
+from pyconvfast import _autotune
+from pyconvfast._conv import conv_output_shape, list_algorithms
 from pyconvfast._demo import run_demo
+from pyconvfast._models import Layer, model_layers
+from pyconvfast._plan import plan
+
+TUNABLE_MODELS = ("resnet50", "vgg16", "mobilenet_v2")
 
 
 def _positive_int(text):
@@ -16,27 +26,212 @@ def _positive_int(text):
     return value
 
 
+def _int_list(text):
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m pyconvfast",
                                      description="pyconvfast: fast CPU convolutions for NumPy.")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+
     demo = commands.add_parser(
         "demo", help="run, check and time ResNet-18's convolution layers on random data")
     demo.add_argument("--batch", type=_positive_int, default=1, help="images per call (1)")
     demo.add_argument("--image-size", type=_positive_int, default=224,
                       help="input height and width (224)")
     demo.add_argument("--threads", type=_positive_int, default=None,
-                      help="OpenMP threads (default: OMP_NUM_THREADS or all cores)")
+                      help="threads (default: OMP_NUM_THREADS or all cores)")
+
+    tune = commands.add_parser("tune", help="tune and cache the layers of a network or a file")
+    source = tune.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", choices=TUNABLE_MODELS, help="a known network")
+    source.add_argument("shapes", nargs="?", metavar="FILE.json",
+                        help='a JSON list of {"x_shape": [...], "w_shape": [...], and conv '
+                             'keywords such as "stride", "padding", "groups", "dtype"}')
+    tune.add_argument("--batch", type=_positive_int, default=1, help="batch for --model (1)")
+    tune.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for")
+
+    cache = commands.add_parser("cache", help="inspect or manage the tuning cache")
+    cache.add_argument("action", choices=("show", "path", "clear", "export", "load"))
+    cache.add_argument("file", nargs="?", help="the file for export and load")
+
+    bench = commands.add_parser("bench", help="time every algorithm on one problem")
+    bench.add_argument("--x-shape", type=_int_list, required=True, metavar="N,C,H,W",
+                       help="input shape, e.g. 1,64,56,56")
+    bench.add_argument("--w-shape", type=_int_list, required=True, metavar="K,C,R,S",
+                       help="weight shape, e.g. 64,64,3,3")
+    bench.add_argument("--stride", type=_int_list, default=1)
+    bench.add_argument("--padding", default="0",
+                       help="an int, comma-separated ints, 'same' or 'valid' (0)")
+    bench.add_argument("--dilation", type=_int_list, default=1)
+    bench.add_argument("--groups", type=_positive_int, default=1)
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--threads", type=_positive_int, default=None)
+    bench.add_argument("--repeats", type=_positive_int, default=10)
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (matplotlib)")
     return parser
 
 
+def _progress(done, total, text):
+    width = 24
+    filled = width * done // total
+    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text:<60}")
+    sys.stdout.flush()
+
+
+def _layers_from_file(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            specs = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: cannot read {path}: {error}") from None
+    if not isinstance(specs, list):
+        raise SystemExit(f"error: {path} must hold a JSON list of layer objects")
+    layers = []
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, dict) or "x_shape" not in spec or "w_shape" not in spec:
+            raise SystemExit(f"error: entry {index} of {path} needs 'x_shape' and 'w_shape'")
+        kwargs = {key: (tuple(map(tuple, v)) if key == "padding" and isinstance(v, list)
+                        and v and isinstance(v[0], list) else
+                        tuple(v) if isinstance(v, list) else v)
+                  for key, v in spec.items() if key not in ("x_shape", "w_shape", "name")}
+        layers.append(Layer(spec.get("name", f"layer{index}"), tuple(spec["x_shape"]),
+                            tuple(spec["w_shape"]), kwargs))
+    return layers
+
+
+def _tune(args):
+    layers = (model_layers(args.model, batch=args.batch) if args.model
+              else _layers_from_file(args.shapes))
+    if _autotune.tune_mode() in ("off", "estimate"):
+        print("note: PYCONVFAST_TUNE is off/estimate: nothing is timed or stored", file=sys.stderr)
+    start = time.perf_counter()
+    chosen = []
+    for index, layer in enumerate(layers):
+        _progress(index, len(layers), layer.name)
+        kwargs = dict(layer.kwargs)
+        dtype = kwargs.pop("dtype", "float32")
+        try:
+            weight = np.zeros(layer.w_shape, dtype=dtype)
+            layer_plan = plan(layer.x_shape, weight, n_threads=args.threads, **kwargs)
+        except (TypeError, ValueError) as error:
+            print(f"\nerror: layer {layer.name}: {error}", file=sys.stderr)
+            return 2
+        chosen.append((layer.name, layer_plan))
+    _progress(len(layers), len(layers), "done")
+    print(f"\ntuned {len(layers)} layers in {time.perf_counter() - start:.1f} s")
+    for name, layer_plan in chosen:
+        print(f"  {name:<28} {layer_plan.algorithm}")
+    return 0
+
+
+def _cache(args):
+    from pyconvfast import tuning
+
+    if args.action in ("export", "load") and not args.file:
+        print(f"error: cache {args.action} needs a file", file=sys.stderr)
+        return 2
+    if args.action == "path":
+        print(tuning.cache_path())
+    elif args.action == "show":
+        entries = tuning.report()
+        print(f"{tuning.cache_path()}: {len(entries)} entries for this machine")
+        for entry in entries:
+            timings = ", ".join(f"{label} {seconds * 1e3:.3f} ms"
+                                for label, seconds in sorted(entry["timings"].items(),
+                                                             key=lambda kv: kv[1]))
+            label = _autotune.candidate_label(entry["algorithm"], entry["params"])
+            print(f"{entry['key']}\n    -> {label}    ({timings})")
+    elif args.action == "clear":
+        tuning.clear()
+        print(f"cleared this machine's entries in {tuning.cache_path()}")
+    elif args.action == "export":
+        tuning.export(args.file)
+        print(f"exported to {args.file}")
+    else:
+        try:
+            tuning.load(args.file)
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"loaded {args.file}")
+    return 0
+
+
+def _bench(args):
+    padding = args.padding if args.padding in ("same", "valid") else _int_list(args.padding)
+    kwargs = {"stride": args.stride, "padding": padding, "dilation": args.dilation,
+              "groups": args.groups}
+    rng = np.random.default_rng(0)
+    try:
+        x = rng.standard_normal(args.x_shape).astype(args.dtype)
+        weight = rng.standard_normal(args.w_shape).astype(args.dtype)
+        out_shape = conv_output_shape(args.x_shape, args.w_shape, **kwargs)
+        names = list_algorithms(x, weight, **kwargs)
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    flops = 2 * int(np.prod(out_shape)) * int(np.prod(args.w_shape[1:]))
+    rows = []
+    for name in names + ["auto"]:
+        layer_plan = plan(x.shape, weight, algorithm=name, n_threads=args.threads, **kwargs)
+        out = layer_plan(x)
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            layer_plan(x, out=out)
+            best = min(best, time.perf_counter() - start)
+        label = name if name != "auto" else f"auto ({layer_plan.algorithm})"
+        rows.append((label, best))
+    fastest = min(seconds for _, seconds in rows)
+    print(f"x {args.x_shape}, w {args.w_shape}, {kwargs}, {args.dtype}, "
+          f"{layer_plan.n_threads} thread(s), best of {args.repeats}")
+    print(f"{'algorithm':<24} {'time ms':>10} {'GFLOP/s':>9} {'vs best':>8}")
+    for label, seconds in rows:
+        print(f"{label:<24} {seconds * 1e3:>10.3f} {flops / seconds / 1e9:>9.2f} "
+              f"{seconds / fastest:>7.2f}x")
+    if args.plot:
+        return _plot(rows, flops, args.plot)
+    return 0
+
+
+def _plot(rows, flops, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("error: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 1
+    figure, axes = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rows)))
+    labels = [label for label, _ in rows]
+    axes.barh(labels, [flops / seconds / 1e9 for _, seconds in rows], color="tab:blue")
+    axes.invert_yaxis()
+    axes.set_xlabel("GFLOP/s")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None):
-    """Entry point; returns the process exit status (0 when every check passed)."""
+    """Entry point; returns the process exit status (0 on success, 2 on a usage error)."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         ok = run_demo(batch=args.batch, image_size=args.image_size, n_threads=args.threads)
         return 0 if ok else 1
-    return 2
+    if args.command == "tune":
+        return _tune(args)
+    if args.command == "cache":
+        return _cache(args)
+    return _bench(args)
 
 
 if __name__ == "__main__":

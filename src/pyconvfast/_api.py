@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from pyconvfast import _algorithms, _heuristic, _registry  # noqa: F401 (_algorithms registers)
+from pyconvfast import _algorithms, _autotune, _registry  # noqa: F401 (_algorithms registers)
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
 from pyconvfast._threads import resolve_n_threads
 
@@ -270,62 +270,82 @@ def _check_out(out, problem, dtype, inputs):
     return out
 
 
-def _channels_first_5d(array, problem, is_weight=False):
-    """A (N, C, D, H, W) view of a batched-or-not, channels-first-or-last activation or weight."""
-    n_spatial = problem.n_spatial
-    if not is_weight:
-        if problem.unbatched:
-            array = array[np.newaxis]
-        if problem.channels_last:
-            array = np.moveaxis(array, -1, 1)
-    missing = (np.newaxis,) * (3 - n_spatial)
-    return array[(slice(None), slice(None)) + missing]
+def _channels_first_5d(array, problem):
+    """A (N, C, D, H, W) view of a batched-or-not, channels-first-or-last activation."""
+    if problem.unbatched:
+        array = array[np.newaxis]
+    if problem.channels_last:
+        array = np.moveaxis(array, -1, 1)
+    return array[(slice(None), slice(None)) + (np.newaxis,) * (3 - problem.n_spatial)]
 
 
-def _choose(algorithm, problem):
-    if algorithm == "auto":
-        return _registry.get(_heuristic.choose(problem))
-    chosen = _registry.get(algorithm)
+def weight_5d(weight, problem):
+    """The weight as a (C_out, C_in // groups, KD, KH, KW) view, flipped for true convolution."""
+    if problem.flip:
+        weight = weight[(Ellipsis,) + (slice(None, None, -1),) * problem.n_spatial]
+    return weight[(slice(None), slice(None)) + (np.newaxis,) * (3 - problem.n_spatial)]
+
+
+def explicit_algorithm(name, problem):
+    """The registered algorithm ``name``, checked to support ``problem``."""
+    chosen = _registry.get(name)
     reason = chosen.supports(problem)
     if reason is not None:
-        raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
+        raise ValueError(f"algorithm={name!r} cannot run this problem: {reason}")
     return chosen
 
 
-def convolve(
-    n_spatial, x, weight, bias, *, stride, padding, dilation, groups, padding_mode, flip,
-    layout, algorithm, out, n_threads,
-):
-    """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
+def validated_arrays(n_spatial, x, weight, bias, geometry):
+    """Check x, weight and bias against each other and the geometry.
+
+    Returns
+    -------
+    x, weight, bias : ndarrays (bias contiguous, or None)
+    problem : ConvProblem
+    """
     x = _as_float_array("x", x)
     weight = _as_float_array("weight", weight)
     if weight.dtype != x.dtype:
         raise TypeError(
             f"x is {x.dtype} but weight is {weight.dtype}; cast one to the other's dtype"
         )
-    problem = cached_problem(
-        x.shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
-        has_bias=bias is not None, dtype=x.dtype,
-    )
-    if bias is not None:
-        bias = _as_float_array("bias", bias)
-        if bias.dtype != x.dtype:
-            raise TypeError(f"x is {x.dtype} but bias is {bias.dtype}; cast one to the other's dtype")
-        if bias.shape != (problem.c_out,):
-            raise ValueError(f"bias must have shape ({problem.c_out},), got bias.shape={bias.shape}")
-        bias = np.ascontiguousarray(bias)
-    n_threads = resolve_n_threads(n_threads)
-    chosen = _choose(algorithm, problem)
+    problem = cached_problem(x.shape, weight.shape, n_spatial=n_spatial,
+                             has_bias=bias is not None, dtype=x.dtype, **geometry)
+    return x, weight, checked_bias(bias, problem, x.dtype), problem
+
+
+def checked_bias(bias, problem, dtype):
+    """``bias`` as a contiguous (C_out,) array of ``dtype``, or None."""
+    if bias is None:
+        return None
+    bias = _as_float_array("bias", bias)
+    if bias.dtype != dtype:
+        raise TypeError(f"x is {dtype} but bias is {bias.dtype}; cast one to the other's dtype")
+    if bias.shape != (problem.c_out,):
+        raise ValueError(f"bias must have shape ({problem.c_out},), got bias.shape={bias.shape}")
+    return np.ascontiguousarray(bias)
+
+
+def output_array(out, problem, dtype, inputs):
+    """The caller's ``out``, checked, or a new array of the result's shape and layout."""
     if out is None:
-        out = np.empty(problem.out_shape, dtype=x.dtype)
-    else:
-        _check_out(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
+        return np.empty(problem.out_shape, dtype=dtype)
+    return _check_out(out, problem, dtype, inputs)
+
+
+def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, **geometry):
+    """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
+    x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
+    n_threads = resolve_n_threads(n_threads)
+    chosen = None if algorithm == "auto" else explicit_algorithm(algorithm, problem)
+    out = output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
     if problem.batch == 0:
         return out
-    if flip:
-        weight = weight[(Ellipsis,) + (slice(None, None, -1),) * n_spatial]
-    prepared = chosen.prepare(problem, _channels_first_5d(weight, problem, is_weight=True))
-    chosen.run(problem, _channels_first_5d(x, problem), prepared, bias,
-               _channels_first_5d(out, problem), n_threads, {})
+    x5, w5, out5 = _channels_first_5d(x, problem), weight_5d(weight, problem), \
+        _channels_first_5d(out, problem)
+    params = {}
+    if chosen is None:
+        choice = _autotune.choose(problem, n_threads, x5, w5, bias, out5)
+        chosen, params = _registry.get(choice.algorithm), choice.params
+    chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
     return out

@@ -1,16 +1,16 @@
 """``python -m pyconvfast demo``: ResNet-18's convolution layers on random data, checked and timed.
 
-Each distinct convolution of ResNet-18 (He et al., 2016) runs once through ``algorithm="auto"``
-on random float32 data; the result is checked against the float64 NumPy reference within the
-summation bound ``n_terms * eps * (|x| (*) |w|)``, and the best of a few timed runs is reported.
+Each distinct convolution of ResNet-18 (He et al., 2016) is planned with ``algorithm="auto"``
+(tuned on first use, then read from the tuning cache) and run on random float32 data; the result
+is checked against the float64 NumPy reference within the summation bound
+``n_terms * eps * (|x| (*) |w|)``, and the best of a few timed runs is reported.
 """
 
 import time
 
 import numpy as np
 
-from pyconvfast import _api, _heuristic
-from pyconvfast._conv import conv2d
+from pyconvfast._plan import plan
 from pyconvfast._reference import error_scale, reference_conv
 from pyconvfast._threads import resolve_n_threads
 
@@ -70,20 +70,20 @@ def run_demo(batch=1, image_size=224, n_threads=None, repeats=3, seed=0, print_f
         weight = rng.standard_normal((c_out, c_in, kernel, kernel), dtype=np.float32)
         weight /= np.sqrt(c_in * kernel * kernel)
         bias = rng.standard_normal(c_out, dtype=np.float32)
-        kwargs = {"stride": stride, "padding": padding}
-        problem = _api.make_problem(x.shape, weight.shape, n_spatial=2, has_bias=True,
-                                    dtype=x.dtype, **kwargs)
-        out = conv2d(x, weight, bias, n_threads=threads, **kwargs)
+        layer_plan = plan(x.shape, weight, bias, stride=stride, padding=padding,
+                          n_threads=threads)
+        out = layer_plan(x)
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            conv2d(x, weight, bias, out=out, n_threads=threads, **kwargs)
+            layer_plan(x, out=out)
             best = min(best, time.perf_counter() - start)
-        runs.append((name, size, problem, x, weight, bias, out, best))
+        runs.append((name, size, layer_plan, x, weight, bias, out, best))
 
     all_ok = True
     total_time = total_flops = 0.0
-    for name, size, problem, x, weight, bias, out, best in runs:
+    for name, size, layer_plan, x, weight, bias, out, best in runs:
+        problem = layer_plan.problem
         error = np.abs(out - reference_conv(problem, x, weight, bias))
         n_terms = problem.c_in * problem.kernel[0] * problem.kernel[1] + 1
         bound = n_terms * np.finfo(np.float32).eps * error_scale(problem, x, weight, bias)
@@ -94,7 +94,7 @@ def run_demo(batch=1, image_size=224, n_threads=None, repeats=3, seed=0, print_f
         total_flops += problem.flops
         print_fn(f"{name:<20} {f'{problem.c_in}->{problem.c_out}':>12} "
                  f"{f'{problem.kernel[0]}/{problem.stride[0]}':>5} {size:>5} "
-                 f"{_heuristic.choose(problem):>10} {best * 1e3:>9.2f} "
+                 f"{layer_plan.algorithm:>10} {best * 1e3:>9.2f} "
                  f"{problem.flops / best / 1e9:>8.2f} {ratio:>10.2e}  {'ok' if ok else 'FAIL'}")
     print_fn("-" * len(header))
     print_fn(f"{'total':<20} {'':>12} {'':>5} {'':>5} {'':>10} {total_time * 1e3:>9.2f} "

@@ -55,33 +55,29 @@ class _BlasThreads:
     """
 
     def __init__(self):
-        self._libraries = None
+        # Found at import (a few ms, beside SciPy's own import) rather than on the first
+        # convolution, whose time should be the kernel's.
+        import scipy.linalg  # loads SciPy's BLAS so that threadpoolctl can see it
+        from threadpoolctl import ThreadpoolController
 
-    def _scipy_blas(self):
-        if self._libraries is None:
-            import scipy.linalg  # loads SciPy's BLAS so that threadpoolctl can see it
-            from threadpoolctl import ThreadpoolController
-
-            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
-            # SciPy's wheels keep their BLAS in scipy.libs/ beside the package (NumPy's own copy,
-            # in numpy.libs/, may have a similar name); a system SciPy shares the system BLAS.
-            scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.__file__))
-            scipy_own = [lib for lib in libraries
-                         if lib.filepath.startswith((scipy_dir + os.sep, scipy_dir + ".libs"))]
-            self._libraries = scipy_own or libraries
-        return self._libraries
+        libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        # SciPy's wheels keep their BLAS in scipy.libs/ beside the package (NumPy's own copy, in
+        # numpy.libs/, may have a similar name); a system SciPy shares the system BLAS.
+        scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.__file__))
+        scipy_own = [lib for lib in libraries
+                     if lib.filepath.startswith((scipy_dir + os.sep, scipy_dir + ".libs"))]
+        self._libraries = scipy_own or libraries
 
     @contextlib.contextmanager
     def limit(self, n_threads):
         """Context manager running SciPy's BLAS with ``n_threads`` threads inside it."""
-        libraries = self._scipy_blas()
-        before = [lib.get_num_threads() for lib in libraries]
-        for lib in libraries:
+        before = [lib.get_num_threads() for lib in self._libraries]
+        for lib in self._libraries:
             lib.set_num_threads(n_threads)
         try:
             yield
         finally:
-            for lib, count in zip(libraries, before):
+            for lib, count in zip(self._libraries, before):
                 lib.set_num_threads(count)
 
 

@@ -1,0 +1,156 @@
+"""``pcf.plan``: choose the algorithm and prepare the weight once, then convolve many inputs."""
+
+import numpy as np
+
+from pyconvfast import _api, _autotune, _registry
+from pyconvfast._threads import resolve_n_threads
+
+
+class Plan:
+    """A convolution with its algorithm chosen and its weight prepared (see :func:`plan`).
+
+    Attributes
+    ----------
+    algorithm : str
+        The algorithm every call runs.
+    params : dict
+        Its kernel parameters (``{}``: defaults).
+    problem : ConvProblem
+        The geometry, dtype and layout the plan was made for.
+    n_threads : int
+    """
+
+    def __init__(self, problem, choice, weight, bias, n_threads):
+        self.problem = problem
+        self.n_threads = n_threads
+        self._choice = choice
+        self._algorithm = _registry.get(choice.algorithm)
+        self._prepared = self._algorithm.prepare(problem, _api.weight_5d(weight, problem))
+        self._weight = weight
+        self._bias = bias
+
+    @property
+    def algorithm(self):
+        return self._choice.algorithm
+
+    @property
+    def params(self):
+        return dict(self._choice.params)
+
+    @property
+    def x_shape(self):
+        """The input shape every call must have."""
+        p = self.problem
+        spatial = p.in_size
+        shape = (p.batch, *spatial, p.c_in) if p.channels_last else (p.batch, p.c_in, *spatial)
+        return shape[1:] if p.unbatched else shape
+
+    def __call__(self, x, out=None):
+        """Convolve ``x``, of the planned shape and dtype, into ``out`` (allocated if None).
+
+        Parameters
+        ----------
+        x : ndarray, shape :attr:`x_shape`, the plan's dtype
+        out : ndarray, optional
+            Preallocated result; returned.
+
+        Returns
+        -------
+        ndarray
+            The result, shaped as :func:`conv_output_shape` says.
+        """
+        x = _api._as_float_array("x", x)
+        if x.dtype != self.problem.dtype:
+            raise TypeError(f"this plan is for {self.problem.dtype} input, got x of dtype {x.dtype}")
+        if x.shape != self.x_shape:
+            raise ValueError(f"this plan is for x.shape={self.x_shape}, got x.shape={x.shape}")
+        out = _api.output_array(out, self.problem, x.dtype,
+                                {"x": x, "weight": self._weight, "bias": self._bias})
+        if self.problem.batch:
+            self._algorithm.run(
+                self.problem, _api._channels_first_5d(x, self.problem), self._prepared,
+                self._bias, _api._channels_first_5d(out, self.problem), self.n_threads,
+                self._choice.params,
+            )
+        return out
+
+    def explain(self):
+        """A few lines on the problem, how the algorithm was chosen, and the timings."""
+        lines = [f"problem: {self.problem.key}", f"threads: {self.n_threads}",
+                 f"algorithm: {_autotune.candidate_label(self.algorithm, self.params)} "
+                 f"({self._choice.source})"]
+        if self._choice.timings:
+            lines.append("candidates (best time):")
+            for label, seconds in sorted(self._choice.timings.items(), key=lambda kv: kv[1]):
+                lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms")
+        usable = _registry.names(self.problem)
+        lines.append(f"usable algorithms: {', '.join(usable)}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<pyconvfast.Plan {self.algorithm} for x.shape={self.x_shape}>"
+
+
+def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+         padding_mode="zeros", flip=False, layout=None, algorithm="auto", n_threads=None):
+    """Choose the algorithm for a convolution and prepare its weight, to run it many times.
+
+    With ``algorithm="auto"`` the choice comes from the tuning cache, or is measured now on
+    random data of ``x_shape`` (``PYCONVFAST_TUNE`` applies as for :func:`conv2d`). The weight is
+    transformed or packed for the algorithm once; each call then only runs the kernel.
+
+    Parameters
+    ----------
+    x_shape : tuple of int
+        Shape of the inputs the plan will take, as for :func:`conv1d` / :func:`conv2d` /
+        :func:`conv3d` (the number of spatial axes is ``weight.ndim - 2``).
+    weight : ndarray of float32 or float64, shape ``(C_out, C_in // groups, *kernel)``
+        Copied by the plan where the algorithm packs it; later changes to the array are not
+        seen by a plan that packed it, so make a new plan for new weights.
+    bias : ndarray, shape ``(C_out,)``, optional
+    stride, padding, dilation, groups, padding_mode, flip, layout, algorithm, n_threads
+        As for :func:`conv2d`; ``layout=None`` means channels-first.
+
+    Returns
+    -------
+    Plan
+        Call it as ``plan(x, out=None)``; ``plan.algorithm`` and ``plan.explain()`` say what it
+        runs and why.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pyconvfast as pcf
+    >>> w = np.ones((8, 3, 3, 3), dtype=np.float32)
+    >>> p = pcf.plan((4, 3, 32, 32), w, padding=1, algorithm="im2col")
+    >>> p.algorithm
+    'im2col'
+    >>> p(np.ones((4, 3, 32, 32), dtype=np.float32)).shape
+    (4, 8, 32, 32)
+    """
+    weight = _api._as_float_array("weight", weight)
+    n_spatial = weight.ndim - 2
+    if n_spatial not in (1, 2, 3):
+        raise ValueError(f"weight must be 3-, 4- or 5-D, got weight.shape={weight.shape}")
+    x_shape = _api._shape_of("x_shape", x_shape)
+    problem = _api.make_problem(
+        x_shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
+        has_bias=bias is not None, dtype=weight.dtype,
+    )
+    bias = _api.checked_bias(bias, problem, weight.dtype)
+    n_threads = resolve_n_threads(n_threads)
+    if algorithm != "auto":
+        _api.explicit_algorithm(algorithm, problem)
+        choice = _autotune.Choice(algorithm, source="requested")
+    elif problem.batch == 0:
+        choice = _autotune.Choice(_registry.names(problem)[0], source="heuristic")
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(x_shape).astype(weight.dtype)
+        out = np.empty(problem.out_shape, dtype=weight.dtype)
+        choice = _autotune.choose(
+            problem, n_threads, _api._channels_first_5d(x, problem),
+            _api.weight_5d(weight, problem), bias, _api._channels_first_5d(out, problem),
+        )
+    return Plan(problem, choice, weight, bias, n_threads)

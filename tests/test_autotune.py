@@ -1,0 +1,211 @@
+"""algorithm="auto": the tuner's modes, its use of the cache, and plans."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyconvfast as pcf
+from pyconvfast import _autotune, _registry
+from reference import assert_conv_matches
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache folder, and a tuner that remembers nothing from earlier tests."""
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
+    _autotune.forget()
+    yield tmp_path
+    _autotune.forget()
+
+
+def _problem_arrays(rng, c_in=8, c_out=8, size=12):
+    x = rng.standard_normal((2, c_in, size, size)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
+    return x, w
+
+
+def test_measure_times_every_usable_algorithm_and_stores_the_winner(fresh_cache, rng):
+    x, w = _problem_arrays(rng)
+    got = pcf.conv2d(x, w, padding=1)
+    assert_conv_matches(got, x, w, padding=1)
+    entries = pcf.tuning.report()
+    assert len(entries) == 1
+    entry = entries[0]
+    assert set(entry["timings"]) == set(pcf.list_algorithms(x, w, padding=1))
+    assert entry["algorithm"] == min(entry["timings"], key=entry["timings"].get)
+    assert all(seconds > 0 for seconds in entry["timings"].values())
+
+
+def test_exhaustive_also_times_kernel_parameters(fresh_cache, rng, monkeypatch):
+    monkeypatch.setenv("PYCONVFAST_TUNE", "exhaustive")
+    x, w = _problem_arrays(rng, size=20)
+    got = pcf.conv2d(x, w, padding=1)
+    assert_conv_matches(got, x, w, padding=1)
+    labels = set(pcf.tuning.report()[0]["timings"])
+    assert any(label.startswith("im2col[max_rows=") for label in labels), labels
+
+
+@pytest.mark.parametrize("mode", ["off", "estimate"])
+def test_off_and_estimate_use_the_heuristic_and_write_nothing(fresh_cache, rng, monkeypatch,
+                                                               mode):
+    monkeypatch.setenv("PYCONVFAST_TUNE", mode)
+    x, w = _problem_arrays(rng)
+    got = pcf.conv2d(x, w, padding=1)
+    assert_conv_matches(got, x, w, padding=1)
+    plan = pcf.plan(x.shape, w, padding=1)
+    assert plan.explain().count("(heuristic)") == 1
+    assert list(fresh_cache.iterdir()) == []
+
+
+def test_bad_tune_mode_is_a_clear_error(fresh_cache, rng, monkeypatch):
+    monkeypatch.setenv("PYCONVFAST_TUNE", "fast")
+    x, w = _problem_arrays(rng)
+    with pytest.raises(ValueError, match="PYCONVFAST_TUNE must be one of .* got 'fast'"):
+        pcf.conv2d(x, w)
+
+
+def test_a_second_process_reads_the_choice_from_the_cache(fresh_cache, rng):
+    x, w = _problem_arrays(rng)
+    pcf.conv2d(x, w, padding=1, n_threads=1)
+    [entry] = pcf.tuning.report()
+    script = (
+        "import numpy as np, pyconvfast as pcf\n"
+        "x = np.zeros((2, 8, 12, 12), np.float32); w = np.zeros((8, 8, 3, 3), np.float32)\n"
+        "p = pcf.plan(x.shape, w, padding=1, n_threads=1)\n"
+        "print(p.algorithm); print(p.explain())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    algorithm, explanation = done.stdout.split("\n", 1)
+    assert algorithm == entry["algorithm"]
+    assert "(cache)" in explanation
+
+
+def test_a_cached_entry_that_cannot_run_the_problem_is_ignored(fresh_cache, rng, monkeypatch):
+    """An entry naming an unknown or unsuitable algorithm must not be run: the tuner re-tunes."""
+    x, w = _problem_arrays(rng)
+    problem = pcf._api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+    cache = pcf._cache.get_cache()
+    key = _autotune.cache_key(problem, 1)
+    cache.store(key, {"algorithm": "no_such_algorithm", "params": {}, "timings": {}})
+    got = pcf.conv2d(x, w, padding=1, n_threads=1)
+    assert_conv_matches(got, x, w, padding=1)
+    assert cache.lookup(key)["algorithm"] in _registry.names(problem)
+
+
+def test_a_cached_entry_with_foreign_params_is_ignored(fresh_cache, rng):
+    x, w = _problem_arrays(rng)
+    problem = pcf._api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+    entry = {"algorithm": "im2col", "params": {"max_rows": -3}, "timings": {}}
+    assert _autotune._from_entry(problem, entry) is None
+    assert _autotune._from_entry(problem, {"algorithm": "im2col", "params": {},
+                                           "timings": {}}).algorithm == "im2col"
+
+
+def test_plan_reuses_its_prepared_weight(fresh_cache, rng):
+    x, w = _problem_arrays(rng)
+    bias = rng.standard_normal(8).astype(np.float32)
+    plan = pcf.plan(x.shape, w, bias, padding=1)
+    assert plan.algorithm in pcf.list_algorithms(x, w, padding=1)
+    for _ in range(3):
+        x = rng.standard_normal(x.shape).astype(np.float32)
+        assert_conv_matches(plan(x), x, w, bias, padding=1)
+    out = np.empty_like(plan(x))
+    assert plan(x, out=out) is out
+    text = plan.explain()
+    assert plan.algorithm in text and "candidates" in text
+
+
+@pytest.mark.parametrize("algorithm", pcf.list_algorithms())
+def test_plan_with_an_explicit_algorithm(fresh_cache, rng, algorithm):
+    x = rng.standard_normal((3, 6, 9)).astype(np.float64)
+    w = rng.standard_normal((4, 3, 5)).astype(np.float64)
+    kwargs = dict(groups=2, padding="same", padding_mode="circular", layout="NLC")
+    plan = pcf.plan(x.shape, w, algorithm=algorithm, **kwargs)
+    assert plan.algorithm == algorithm
+    assert_conv_matches(plan(x), x, w, **kwargs)
+    assert list(fresh_cache.iterdir()) == []  # nothing tuned, nothing written
+
+
+def test_plan_input_checks(fresh_cache, rng):
+    x, w = _problem_arrays(rng)
+    plan = pcf.plan(x.shape, w, algorithm="direct")
+    with pytest.raises(ValueError, match=r"this plan is for x.shape=\(2, 8, 12, 12\), got"):
+        plan(x[:1])
+    with pytest.raises(TypeError, match="this plan is for float32 input, got x of dtype float64"):
+        plan(x.astype(np.float64))
+    with pytest.raises(ValueError, match="out has shape"):
+        plan(x, out=np.empty((2, 8, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="weight must be 3-, 4- or 5-D"):
+        pcf.plan(x.shape, np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="cannot run this problem"):
+        pcf.plan(x.shape, w, algorithm="direct", groups=3)  # 8 channels, 3 groups
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        pcf.plan(x.shape, w, algorithm="fastest")
+
+
+def test_plan_of_an_empty_batch(fresh_cache):
+    w = np.ones((4, 2, 3), np.float32)
+    plan = pcf.plan((0, 2, 10), w)
+    assert plan(np.ones((0, 2, 10), np.float32)).shape == (0, 4, 8)
+
+
+def test_tune_command_with_a_shapes_file(fresh_cache, tmp_path, capsys):
+    from pyconvfast.__main__ import main
+
+    shapes = tmp_path / "shapes.json"
+    shapes.write_text(json.dumps([
+        {"name": "a", "x_shape": [1, 4, 10, 10], "w_shape": [8, 4, 3, 3], "padding": 1},
+        {"x_shape": [1, 6, 50], "w_shape": [6, 1, 5], "groups": 6, "dtype": "float64"},
+        {"x_shape": [1, 2, 9, 9], "w_shape": [2, 2, 3, 3], "padding": [[1, 0], [0, 1]]},
+    ]))
+    assert main(["tune", str(shapes), "--threads", "1"]) == 0
+    assert "tuned 3 layers" in capsys.readouterr().out
+    assert len(pcf.tuning.report()) == 3
+
+
+def test_tune_command_bad_input(fresh_cache, tmp_path, capsys):
+    from pyconvfast.__main__ import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["tune", str(bad)])
+    bad.write_text(json.dumps([{"x_shape": [1, 4, 10, 10], "w_shape": [8, 3, 3, 3]}]))
+    assert main(["tune", str(bad)]) == 2
+    assert "C_in=4" in capsys.readouterr().err
+
+
+def test_cache_commands(fresh_cache, tmp_path, rng, capsys):
+    from pyconvfast.__main__ import main
+
+    x, w = _problem_arrays(rng)
+    pcf.conv2d(x, w, padding=1)
+    assert main(["cache", "path"]) == 0
+    assert str(fresh_cache) in capsys.readouterr().out
+    assert main(["cache", "show"]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    exported = tmp_path / "export.json"
+    assert main(["cache", "export", str(exported)]) == 0
+    assert main(["cache", "clear"]) == 0
+    assert pcf.tuning.report() == []
+    assert main(["cache", "load", str(exported)]) == 0
+    assert len(pcf.tuning.report()) == 1
+    assert main(["cache", "export"]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["cache", "load", str(bad)]) == 1
+
+
+def test_bench_command(fresh_cache, capsys):
+    from pyconvfast.__main__ import main
+
+    assert main(["bench", "--x-shape", "1,4,16,16", "--w-shape", "4,4,3,3", "--padding", "1",
+                 "--repeats", "2", "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    for name in pcf.list_algorithms() + ["auto ("]:
+        assert name in table
+    assert main(["bench", "--x-shape", "1,4,16,16", "--w-shape", "4,3,3,3"]) == 2
