@@ -45,7 +45,7 @@ def test_exhaustive_also_times_kernel_parameters(fresh_cache, rng, monkeypatch):
     got = pcf.conv2d(x, w, padding=1)
     assert_conv_matches(got, x, w, padding=1)
     labels = set(pcf.tuning.report()[0]["timings"])
-    assert any(label.startswith("im2col[max_rows=") for label in labels), labels
+    assert any(label.startswith("im2col[max_chunk=") for label in labels), labels
 
 
 @pytest.mark.parametrize("mode", ["off", "estimate"])
@@ -99,7 +99,7 @@ def test_a_cached_entry_that_cannot_run_the_problem_is_ignored(fresh_cache, rng,
 def test_a_cached_entry_with_foreign_params_is_ignored(fresh_cache, rng):
     x, w = _problem_arrays(rng)
     problem = pcf._api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
-    entry = {"algorithm": "im2col", "params": {"max_rows": -3}, "timings": {}}
+    entry = {"algorithm": "im2col", "params": {"max_chunk": -3}, "timings": {}}
     assert _autotune._from_entry(problem, entry) is None
     assert _autotune._from_entry(problem, {"algorithm": "im2col", "params": {},
                                            "timings": {}}).algorithm == "im2col"

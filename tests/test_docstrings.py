@@ -9,7 +9,7 @@ import pytest
 
 import pyconvfast
 
-MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding"]
+MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding", "pyconvfast._plan"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -23,9 +23,13 @@ def test_doctests(module_name):
 
 @pytest.mark.parametrize("name", [n for n in pyconvfast.__all__ if n != "__version__"])
 def test_public_docstrings(name):
-    doc = getattr(pyconvfast, name).__doc__
+    obj = getattr(pyconvfast, name)
+    doc = obj.__doc__
     assert doc, f"pyconvfast.{name} has no docstring"
     doc = inspect.cleandoc(doc)
-    for section in ("Parameters", "Returns", "Examples"):
+    # numpydoc: a class documents its constructor's Parameters, and has no Returns section.
+    sections = ("Parameters", "Examples") if inspect.isclass(obj) else \
+        ("Parameters", "Returns", "Examples")
+    for section in sections:
         assert f"{section}\n---" in doc, f"pyconvfast.{name}'s docstring has no {section} section"
     assert ">>> " in doc, f"pyconvfast.{name}'s Examples has no example"

@@ -170,9 +170,9 @@ def test_small_workspace_blocks(workspace_mb, monkeypatch, rng):
     (im2col): a tiny budget forces blocks of one or a few output rows, so the block edges (and the
     last, partial block) are exercised. Algorithms that ignore the variable are checked too."""
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", workspace_mb)
-    if workspace_mb == "0.0001":  # ~100 bytes: im2col must fall back to one output row a chunk
+    if workspace_mb == "0.0001":  # ~100 bytes: im2col must fall back to one position a chunk
         problem = _api.make_problem((2, 33, 13, 13), (17, 33, 3, 3), n_spatial=2, padding=1)
-        assert _algorithms._im2col_schedule(problem, 2, 4) == (1, True)
+        assert _algorithms.im2col_chunk(problem, 2, 4) == 1
     for x_shape, w_shape, kwargs in (
         ((2, 3, 17), (5, 3, 3), {"padding": 1}),
         ((1, 4, 9, 11), (6, 4, 3, 3), {"padding": "same", "stride": (2, 1)}),

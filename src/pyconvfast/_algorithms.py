@@ -5,6 +5,7 @@ Importing this module registers them (``pyconvfast._api`` does so). Each ``run``
 """
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -65,27 +66,21 @@ def workspace_bytes():
 
 
 @functools.lru_cache(maxsize=512)
-def _im2col_schedule(problem, n_threads, itemsize, max_rows=None):
-    """(rows_per_chunk, tasks_in_parallel) for a problem on ``n_threads`` threads.
+def im2col_chunk(problem, n_threads, itemsize, max_chunk=None):
+    """Output positions lowered at once by one im2col task.
 
-    A row is one (od, oh) line of W_out outputs. Tasks (sample, group, chunk of rows) run one per
-    thread when there are enough of them; else they run in turn, each GEMM on BLAS's threads.
-    ``max_rows`` (a tuning parameter) caps the chunk below what the workspace bound allows.
+    As many as each thread's share of the workspace bound allows (``max_chunk``, a tuning
+    parameter, can cap it lower), and few enough that every thread gets a task.
     """
-    geometry = problem.as_3d()
-    d_out, h_out, w_out = geometry["out_size"]
-    n_rows = d_out * h_out
-    n_taps = problem.c_in // problem.groups * int(np.prod(problem.kernel))
-    k_per_group = problem.c_out // problem.groups
-    row_bytes = (n_taps + k_per_group) * w_out * itemsize
+    n_positions = math.prod(problem.out_size)
+    n_taps = problem.c_in // problem.groups * math.prod(problem.kernel)
+    bytes_per_position = (n_taps + problem.c_out // problem.groups) * itemsize
+    budget = workspace_bytes() // n_threads
+    chunk = min(n_positions, max(1, budget // bytes_per_position), max_chunk or n_positions)
     images = problem.batch * problem.groups
-    tasks_in_parallel = n_threads > 1 and images * n_rows >= n_threads
-    budget = workspace_bytes() // (n_threads if tasks_in_parallel else 1)
-    rows = max(1, min(n_rows, budget // row_bytes, max_rows or n_rows))
-    if tasks_in_parallel and images < n_threads:
-        # Split each image into enough chunks that every thread has work.
-        rows = min(rows, -(-n_rows // -(-n_threads // images)))
-    return rows, tasks_in_parallel
+    if images < n_threads:
+        chunk = min(chunk, -(-n_positions // -(-n_threads // images)))
+    return chunk
 
 
 def _im2col_weight_matrix(problem, weight):
@@ -93,16 +88,16 @@ def _im2col_weight_matrix(problem, weight):
 
 
 def _im2col_param_space(problem):
-    """Chunk heights to try: the default (largest the workspace allows), then smaller ones."""
-    n_rows = int(np.prod(problem.as_3d()["out_size"][:2]))
-    return [{}] + [{"max_rows": rows} for rows in (1, 4, 16, 64) if rows < n_rows]
+    """Chunk sizes to try: the default (largest the workspace allows), then smaller ones."""
+    n_positions = math.prod(problem.out_size)
+    return [{}] + [{"max_chunk": chunk} for chunk in (256, 1024, 4096) if chunk < n_positions]
 
 
 def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
-    rows, tasks_in_parallel = _im2col_schedule(problem, n_threads, x.itemsize, **params)
-    with blas_threads.limit(1 if tasks_in_parallel else n_threads):
+    chunk = im2col_chunk(problem, n_threads, x.itemsize, **params)
+    with blas_threads.limit(1):
         conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
-                    problem.groups, rows, tasks_in_parallel, n_threads)
+                    problem.groups, chunk, n_threads)
 
 
 register(Algorithm(

@@ -60,7 +60,7 @@ def cache_key(problem, n_threads):
 
 
 def candidate_label(name, params):
-    """How a candidate is named in timings: ``im2col`` or ``im2col[max_rows=4]``."""
+    """How a candidate is named in timings: ``im2col`` or ``im2col[max_chunk=256]``."""
     if not params:
         return name
     return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"

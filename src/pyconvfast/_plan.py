@@ -7,7 +7,19 @@ from pyconvfast._threads import resolve_n_threads
 
 
 class Plan:
-    """A convolution with its algorithm chosen and its weight prepared (see :func:`plan`).
+    """A convolution with its algorithm chosen and its weight prepared.
+
+    Made by :func:`plan`, not directly.
+
+    Parameters
+    ----------
+    problem : ConvProblem
+        The validated geometry, dtype and layout.
+    choice : Choice
+        The algorithm, its parameters, and how they were chosen.
+    weight : ndarray, shape ``(C_out, C_in // groups, *kernel)``
+    bias : ndarray, shape ``(C_out,)``, or None
+    n_threads : int
 
     Attributes
     ----------
@@ -18,6 +30,18 @@ class Plan:
     problem : ConvProblem
         The geometry, dtype and layout the plan was made for.
     n_threads : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pyconvfast as pcf
+    >>> p = pcf.plan((1, 2, 5), np.ones((3, 2, 3)), algorithm="direct")
+    >>> p(np.ones((1, 2, 5)))
+    array([[[6., 6., 6.],
+            [6., 6., 6.],
+            [6., 6., 6.]]])
+    >>> print(p.explain().splitlines()[2])
+    algorithm: direct (requested)
     """
 
     def __init__(self, problem, choice, weight, bias, n_threads):
@@ -31,10 +55,12 @@ class Plan:
 
     @property
     def algorithm(self):
+        """The name of the algorithm every call runs."""
         return self._choice.algorithm
 
     @property
     def params(self):
+        """The algorithm's kernel parameters (``{}``: its defaults)."""
         return dict(self._choice.params)
 
     @property
