@@ -14,6 +14,7 @@ weights, cross-correlation unless ``flip=True``).
 
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._version import __version__
+from pyconvfast import tuning
 
 __all__ = [
     "__version__",
@@ -22,4 +23,5 @@ __all__ = [
     "conv3d",
     "conv_output_shape",
     "list_algorithms",
+    "tuning",
 ]
