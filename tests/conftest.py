@@ -2,6 +2,9 @@
 
 * The tests directory goes on ``sys.path`` so that test modules can ``import reference`` and
   ``import cases`` (pytest runs with ``--import-mode=importlib``, which adds nothing to the path).
+* Every test runs with ``PYCONVFAST_CACHE_DIR`` set to a folder of the session's temporary
+  directory (restored afterwards, whatever the test did to it), so that the suite never reads
+  or writes the user's real tuning cache.
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 """
@@ -25,6 +28,16 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tuning-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tuning_cache(monkeypatch, _session_cache_dir):
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(_session_cache_dir))
 
 
 @pytest.fixture
