@@ -651,3 +651,18 @@ def test_lookup_hit_costs_microseconds(cache_dir):
             _cache.get_cache().lookup(key)
         best = min(best, (time.perf_counter() - start) / n)
     assert best < 10e-6, f"a lookup hit costs {best * 1e6:.2f} us"
+
+
+def test_a_hit_never_touches_the_file_system(cache_dir, monkeypatch):
+    cache = _cache.TuningCache()
+    cache.store("k", ENTRY)
+    _cache.TuningCache().lookup("k")
+
+    def no_file_access(*args, **kwargs):
+        raise AssertionError("a lookup hit touched the file system")
+
+    monkeypatch.setattr(_cache.os, "stat", no_file_access)
+    monkeypatch.setattr(_cache, "read_document", no_file_access)
+    for _ in range(3):
+        assert cache.lookup("k")["algorithm"] == "im2col"
+
