@@ -2,7 +2,9 @@
 
 * The tests directory goes on ``sys.path`` so that test modules can ``import reference`` and
   ``import cases`` (pytest runs with ``--import-mode=importlib``, which adds nothing to the path).
-* The tuning cache goes to a temporary folder for the whole session (never the user's own).
+* Every test runs with ``PYCONVFAST_CACHE_DIR`` set to a folder of the session's temporary
+  directory (restored afterwards, whatever the test did to it), so that the suite never reads
+  or writes the user's real tuning cache.
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 """
@@ -28,6 +30,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tuning-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tuning_cache(monkeypatch, _session_cache_dir):
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(_session_cache_dir))
+
+
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test's node id, so every test draws reproducible data."""
@@ -36,11 +48,3 @@ def rng(request):
     import numpy as np
 
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_tuning_cache(tmp_path_factory):
-    """Every test tunes into a throw-away cache folder, never the user's cache directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path_factory.mktemp("tuning-cache")))
-        yield

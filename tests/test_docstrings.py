@@ -4,12 +4,14 @@ public name."""
 import doctest
 import importlib
 import inspect
+import types
 
 import pytest
 
 import pyconvfast
 
-MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding", "pyconvfast._plan"]
+MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding", "pyconvfast._plan",
+           "pyconvfast.tuning"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -21,7 +23,9 @@ def test_doctests(module_name):
     assert result.failed == 0, f"{result.failed} of {result.attempted} doctests failed in {module_name}"
 
 
-@pytest.mark.parametrize("name", [n for n in pyconvfast.__all__ if n != "__version__"])
+@pytest.mark.parametrize("name", [
+    n for n in pyconvfast.__all__
+    if n != "__version__" and not isinstance(getattr(pyconvfast, n), types.ModuleType)])
 def test_public_docstrings(name):
     obj = getattr(pyconvfast, name)
     doc = obj.__doc__
@@ -33,3 +37,16 @@ def test_public_docstrings(name):
     for section in sections:
         assert f"{section}\n---" in doc, f"pyconvfast.{name}'s docstring has no {section} section"
     assert ">>> " in doc, f"pyconvfast.{name}'s Examples has no example"
+
+
+@pytest.mark.parametrize("name", pyconvfast.tuning.__all__)
+def test_tuning_docstrings(name):
+    function = getattr(pyconvfast.tuning, name)
+    doc = inspect.cleandoc(function.__doc__ or "")
+    assert doc, f"pyconvfast.tuning.{name} has no docstring"
+    sections = ["Examples"]
+    if inspect.signature(function).parameters:
+        sections.append("Parameters")
+    for section in sections:
+        assert f"{section}\n---" in doc, f"pyconvfast.tuning.{name} has no {section} section"
+    assert ">>> " in doc, f"pyconvfast.tuning.{name}'s Examples has no example"

@@ -15,6 +15,7 @@ weights, cross-correlation unless ``flip=True``).
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._plan import Plan, plan
 from pyconvfast._version import __version__
+from pyconvfast import tuning
 
 __all__ = [
     "__version__",
@@ -25,4 +26,5 @@ __all__ = [
     "list_algorithms",
     "plan",
     "Plan",
+    "tuning",
 ]

@@ -1,0 +1,809 @@
+"""The on-disk tuning cache: JSON under a file lock, merged on write, keyed by machine.
+
+The autotuner calls ``get_cache().lookup(key)`` on every ``algorithm="auto"`` call and
+``get_cache().store(key, entry)`` after it has timed the candidates. This module knows nothing of
+algorithms; it keeps JSON-safe entries and makes sure that whatever happens to the file
+(corrupt, unreadable, unwritable, locked by a hung process) a convolution still runs.
+
+File format (``schema`` 1)::
+
+    {"schema": 1,
+     "machines": {"<fingerprint id>": {"fingerprint": {...},
+                                       "entries": {"<problem key>": {
+                                           "algorithm": str,
+                                           "params": {str: int | float | str | bool},
+                                           "timings": {str: float},
+                                           "created": ISO 8601 str}}}}}
+
+Design, in short:
+
+* Reads take no lock: every write goes to a temporary file in the same folder which is flushed,
+  fsync'ed and moved over the cache with ``os.replace``, so a reader sees the old or the new file,
+  never half of one.
+* Writes take a ``filelock`` lock (``LOCK_TIMEOUT`` seconds at most), re-read the file, merge
+  this process's new entries into it and write it back: processes tuning at the same time lose
+  nothing. Sections of other machines (fingerprints) are kept as they are.
+* Lookups are a dict access in memory. The file is read on first use and re-read only on a miss,
+  and then only when its ``stat`` signature changed (see ``TuningCache.lookup``).
+* A bad file never raises out of the automatic path (``lookup``, ``store``, ``entries``): it is
+  a ``RuntimeWarning``, once per process per kind of problem, and the cache carries on in memory.
+  The explicit requests (``clear``, ``export``, ``load``) raise instead, so that a user who asked
+  for something learns that it did not happen.
+* The file is only ever parsed with ``json``; nothing in it is executed or unpickled.
+"""
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import pathlib
+import platform
+import re
+import secrets
+import sys
+import threading
+import time
+import warnings
+
+from pyconvfast._version import __version__
+
+SCHEMA = 1
+ENV_VAR = "PYCONVFAST_CACHE_DIR"
+FILE_NAME = "tuning.json"
+
+#: Seconds a write waits for another process's lock before giving up (memory only, a warning).
+#: A writer holds the lock for a few milliseconds; waiting longer means a hung process or a broken
+#: network file system, and the tuning a store follows already cost far more than this.
+LOCK_TIMEOUT = 5.0
+#: After a failed write (lock timeout, I/O error), seconds before a store tries the file again, so
+#: that a lock held forever does not cost ``LOCK_TIMEOUT`` on every newly tuned problem.
+WRITE_RETRY_INTERVAL = 60.0
+#: A cache file larger than this is not read (it would be corrupt, or not ours).
+MAX_FILE_BYTES = 64 * 2**20
+
+# The ISA extensions that decide which kernels are fast; the rest of /proc/cpuinfo's flags
+# (virtualization, security mitigations ...) would only split the cache between identical CPUs.
+_ISA_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|amx\w*|neon|asimd\w*|sve\w*)$")
+_BLAS_KEYS = ("internal_api", "version", "architecture", "threading_layer")
+
+_WARNED = set()  # the kinds of problem this process has already warned about
+
+
+def _warn_once(kind, message):
+    """A RuntimeWarning, once per process for each ``kind`` of problem.
+
+    Attributed to the first caller outside pyconvfast (the user's line that ran a convolution),
+    which is where a user can act on it.
+    """
+    if kind in _WARNED:
+        return
+    _WARNED.add(kind)
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"pyconvfast tuning cache: {message}; carrying on with the cache in memory",
+                  RuntimeWarning, stacklevel=level)
+
+
+# --------------------------------------------------------------------------------------------
+# Machine fingerprint
+
+
+def _cpu_from_proc(text):
+    """Vendor, model and ISA flags of the first processor listed in ``/proc/cpuinfo``."""
+    fields = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if "flags" in fields or "Features" in fields:
+                break  # the first processor's block is enough
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip(), value.strip())
+    vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
+    model = (fields.get("model name") or fields.get("Model") or fields.get("cpu")
+             or fields.get("uarch") or "")
+    # Family / model numbers tell CPU generations apart where "model name" is a generic string
+    # (virtual machines often say just "Intel(R) Xeon(R) Processor").
+    details = [fields[name] for name in ("cpu family", "model", "stepping", "CPU architecture",
+                                         "CPU variant", "CPU part", "CPU revision")
+               if name in fields]
+    if details:
+        model = f"{model} ({', '.join(details)})" if model else ", ".join(details)
+    flags = (fields.get("flags") or fields.get("Features") or fields.get("isa") or "").split()
+    return vendor, model, sorted({flag for flag in flags if _ISA_FLAG.match(flag)})
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            vendor, model, isa = _cpu_from_proc(file.read())
+        if vendor or model or isa:
+            return vendor, model, isa
+    except OSError:
+        pass
+    # Not Linux (or no /proc): the platform module knows less, and nothing of ISA extensions.
+    return platform.processor() or "", platform.machine() or "", []
+
+
+def _blas():
+    """The BLAS SciPy calls, as threadpoolctl describes it (without the thread count)."""
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so that threadpoolctl sees it)
+        from threadpoolctl import threadpool_info
+
+        libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+        # A SciPy wheel bundles its BLAS in scipy.libs/ (or scipy/.dylibs/); NumPy's copy, also
+        # named libscipy_openblas, is not what the kernels call. A SciPy built against a system
+        # BLAS bundles none: then every BLAS loaded is described.
+        scipy_dir = os.path.dirname(os.path.realpath(scipy.__file__))
+        own = [lib for lib in libraries
+               if os.path.realpath(lib.get("filepath", "")).startswith(scipy_dir)]
+        libraries = own or libraries
+    except Exception:  # noqa: BLE001  (an unusual BLAS must not stop convolutions)
+        return [{"internal_api": "unknown"}]
+    described = [{key: str(lib.get(key)) for key in _BLAS_KEYS} for lib in libraries]
+    return sorted(described, key=lambda lib: json.dumps(lib, sort_keys=True)) or [
+        {"internal_api": "none"}]
+
+
+_FINGERPRINT = None
+
+
+def machine_fingerprint():
+    """What makes a tuning result valid: CPU, ISA extensions, library version and BLAS.
+
+    Computed once per process (it asks threadpoolctl about SciPy's BLAS).
+
+    Returns
+    -------
+    dict
+        ``{"cpu_vendor": str, "cpu_model": str, "isa": [str, ...], "machine": str,
+        "system": str, "pyconvfast": str, "blas": [{"internal_api", "version", "architecture",
+        "threading_layer"}, ...]}``; JSON-safe (lists, not tuples), a fresh copy each call.
+    """
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        vendor, model, isa = _cpu()
+        _FINGERPRINT = {
+            "cpu_vendor": vendor,
+            "cpu_model": model,
+            "isa": isa,
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "pyconvfast": __version__,
+            "blas": _blas(),
+        }
+    return json.loads(json.dumps(_FINGERPRINT))
+
+
+def fingerprint_id(fingerprint):
+    """A short stable name for a fingerprint: 16 hex digits of the SHA-256 of its canonical JSON.
+
+    Parameters
+    ----------
+    fingerprint : dict
+        As returned by :func:`machine_fingerprint` (or read back from a cache file).
+
+    Returns
+    -------
+    str
+    """
+    canonical = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+class InvalidCacheFile(ValueError):
+    """A cache (or exported) file that is not what this module writes."""
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def validate_entry(entry):
+    """The entry in canonical form, or a ValueError saying what is wrong with it.
+
+    Parameters
+    ----------
+    entry : dict
+        ``algorithm`` (non-empty str), ``params`` (dict of str to int, float, str or bool;
+        optional, ``{}``), ``timings`` (dict of str to a finite float >= 0; optional, ``{}``),
+        ``created`` (ISO 8601 str; optional, now), and any other keys whose values are str, int,
+        float, bool or None.
+
+    Returns
+    -------
+    dict
+        A new dict; nested dicts are new too.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(f"an entry must be a JSON object, got {type(entry).__name__}")
+    algorithm = entry.get("algorithm")
+    if not isinstance(algorithm, str) or not algorithm:
+        raise ValueError(f"an entry's algorithm must be a non-empty string, got {algorithm!r}")
+    params = entry.get("params", {})
+    if not isinstance(params, dict):
+        raise ValueError(f"an entry's params must be an object, got {type(params).__name__}")
+    for name, value in params.items():
+        if not isinstance(name, str) or not (
+                isinstance(value, (str, bool)) or _is_number(value)):
+            raise ValueError(f"params must map strings to int, float, str or bool, got "
+                             f"{name!r}: {value!r}")
+    timings = entry.get("timings", {})
+    if not isinstance(timings, dict):
+        raise ValueError(f"an entry's timings must be an object, got {type(timings).__name__}")
+    for name, value in timings.items():
+        if not isinstance(name, str) or not _is_number(value) or value < 0:
+            raise ValueError(f"timings must map strings to finite seconds >= 0, got "
+                             f"{name!r}: {value!r}")
+    created = entry.get("created")
+    if created is None:
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    elif not isinstance(created, str):
+        raise ValueError(f"an entry's created must be an ISO 8601 string, got {created!r}")
+    else:
+        try:
+            datetime.datetime.fromisoformat(created)
+        except ValueError:
+            raise ValueError(f"an entry's created is not an ISO 8601 date: {created!r}") from None
+    clean = {"algorithm": algorithm, "params": dict(params),
+             "timings": {name: float(value) for name, value in timings.items()},
+             "created": created}
+    for name, value in entry.items():
+        if name in clean:
+            continue
+        if not isinstance(name, str) or not (
+                value is None or isinstance(value, (str, bool)) or _is_number(value)):
+            raise ValueError(f"an entry's extra field must be a string, number, bool or null, "
+                             f"got {name!r}: {value!r}")
+        clean[name] = value
+    return clean
+
+
+def _check_key(key):
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"a problem key must be a non-empty string, got {key!r}")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse(data):
+    """A cache document from the file's bytes; InvalidCacheFile when it is not one.
+
+    Only the top level is checked here: the ``machines`` sections are checked where they are
+    used, so that one bad section (of another machine, say) does not cost the others.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidCacheFile(f"it is not UTF-8 text ({error.reason} at byte {error.start})"
+                               ) from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        raise InvalidCacheFile(f"it is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise InvalidCacheFile(f"its top level is a JSON {type(document).__name__}, "
+                               f"not an object")
+    schema = document.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise InvalidCacheFile(f"its schema is {schema!r}, not a positive integer")
+    if schema == SCHEMA and not isinstance(document.get("machines"), dict):
+        raise InvalidCacheFile("its 'machines' is not an object")
+    return document
+
+
+class NewerSchema(Exception):
+    """The file was written by a newer pyconvfast: leave it alone."""
+
+
+class UnreadableFile(OSError):
+    """The cache file exists but cannot be read, so a write would lose its content."""
+
+
+def _machine_entries(section, strict):
+    """The valid entries of one machine's section, as a dict key -> canonical entry.
+
+    With ``strict``, the first invalid entry is an InvalidCacheFile; otherwise invalid entries
+    are dropped with a (once per process) warning.
+    """
+    if not isinstance(section, dict) or not isinstance(section.get("entries"), dict):
+        message = "a machine's section is not an object with an 'entries' object"
+        if strict:
+            raise InvalidCacheFile(message)
+        _warn_once("entry", message + "; its entries are ignored")
+        return {}
+    entries = {}
+    for key, entry in section["entries"].items():
+        try:
+            _check_key(key)
+            entries[key] = validate_entry(entry)
+        except ValueError as error:
+            if strict:
+                raise InvalidCacheFile(f"entry {key!r}: {error}") from None
+            _warn_once("entry", f"ignoring an invalid entry {key!r} ({error})")
+    return entries
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def default_cache_dir():
+    """``$PYCONVFAST_CACHE_DIR`` when set and not empty, else the platform's user cache dir."""
+    chosen = os.environ.get(ENV_VAR)
+    if chosen:
+        return pathlib.Path(os.path.abspath(os.path.expanduser(chosen)))
+    import platformdirs
+
+    return pathlib.Path(platformdirs.user_cache_dir("pyconvfast"))
+
+
+def _signature(stat):
+    # A replace makes a new inode; size and mtime catch the rest (inode numbers can be reused).
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def write_atomically(path, document):
+    """Write ``document`` as JSON to ``path``: temporary file in the same folder, flush, fsync,
+    ``os.replace``. Raises OSError (the temporary file removed) when that fails."""
+    path = pathlib.Path(path)
+    data = (json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for any file the user writes
+    # (mkstemp would make it 0600, unreadable to a team sharing a cache folder).
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable; not possible (nor needed) everywhere
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def read_document(path):
+    """``(document, signature)`` of the cache file at ``path``.
+
+    ``document`` is None when there is no file. Raises OSError when it cannot be read,
+    InvalidCacheFile when it is not a cache file, NewerSchema when a newer pyconvfast wrote it.
+    """
+    try:
+        with open(path, "rb") as file:
+            stat = os.fstat(file.fileno())
+            if stat.st_size > MAX_FILE_BYTES:
+                raise InvalidCacheFile(f"it is {stat.st_size} bytes, more than a cache can be")
+            data = file.read(MAX_FILE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):  # no file (can be) there yet
+        return None, None
+    except IsADirectoryError:
+        raise PermissionError(f"{path} is a directory") from None
+    document = _parse(data)
+    if document["schema"] > SCHEMA:
+        raise NewerSchema(f"it has schema {document['schema']}, written by a newer pyconvfast "
+                          f"(this one reads schema {SCHEMA}); it is left as it is")
+    return document, _signature(stat)
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+
+
+class TuningCache:
+    """The tuning choices of this machine, in memory, backed by one JSON file.
+
+    Parameters
+    ----------
+    directory : path-like, optional
+        The cache's folder; by default ``$PYCONVFAST_CACHE_DIR`` if set, else the platform's user
+        cache folder (``platformdirs.user_cache_dir("pyconvfast")``). Nothing is read or created
+        before the first use.
+
+    Notes
+    -----
+    Thread-safe. :meth:`lookup`, :meth:`store` and :meth:`entries` never raise because of the
+    file: they warn once (``RuntimeWarning``) and work in memory. :meth:`clear`, :meth:`export`
+    and :meth:`load` are explicit requests and raise ``OSError`` (or ``ValueError`` for an
+    invalid file given to :meth:`load`) when they cannot do what was asked.
+    """
+
+    def __init__(self, directory=None):
+        self._directory = (pathlib.Path(os.path.abspath(os.fspath(directory)))
+                           if directory is not None else default_cache_dir())
+        self._path = self._directory / FILE_NAME
+        self._lock_path = self._directory / (FILE_NAME + ".lock")
+        self._mutex = threading.RLock()
+        self._entries = {}        # this machine's entries: what lookups read
+        self._pending = {}        # stored by this process and not yet in the file
+        self._loaded = False
+        self._signature = None    # stat signature of the file last read
+        self._write_retry_at = 0.0
+        self._fingerprint = None
+        self._id = None
+        self._setting = _NOT_FROM_ENVIRONMENT  # see get_cache
+
+    @property
+    def path(self):
+        """The cache file, ``<directory>/tuning.json`` (it may not exist yet)."""
+        return self._path
+
+    @property
+    def fingerprint(self):
+        """This machine's fingerprint (see :func:`machine_fingerprint`)."""
+        self._identify()
+        return json.loads(json.dumps(self._fingerprint))
+
+    @property
+    def fingerprint_id(self):
+        """The id this machine's entries are filed under."""
+        self._identify()
+        return self._id
+
+    def _identify(self):
+        if self._id is None:
+            self._fingerprint = machine_fingerprint()
+            self._id = fingerprint_id(self._fingerprint)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def lookup(self, key):
+        """The entry stored for problem ``key`` on this machine, or None.
+
+        The returned dict is the cache's own: read it, do not modify it.
+
+        A hit is one dict access. A miss re-reads the file, but only when its ``stat``
+        signature (inode, size, mtime) changed since it was last read, so that a choice another
+        process just stored is found without tuning again. A miss is followed by tuning, which
+        costs milliseconds at least: the microseconds of a ``stat`` on the miss path cost
+        nothing in comparison, and hits never touch the file system.
+        """
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry
+        self._refresh()
+        return self._entries.get(key)
+
+    def entries(self):
+        """All entries of this machine, the file re-read if it changed: ``{key: entry}``."""
+        self._refresh()
+        return {key: {**entry, "params": dict(entry["params"]), "timings": dict(entry["timings"])}
+                for key, entry in self._entries.items()}
+
+    def _refresh(self):
+        """Re-read the file if it changed since the last read (or was never read)."""
+        with self._mutex:
+            if self._loaded:
+                try:
+                    signature = _signature(os.stat(self._path))
+                except (FileNotFoundError, NotADirectoryError):
+                    signature = None
+                except OSError as error:
+                    _warn_once("read", f"cannot check {self._path} ({error})")
+                    return
+                if signature == self._signature:
+                    return
+            self._loaded = True
+            try:
+                document, self._signature = read_document(self._path)
+            except (OSError, InvalidCacheFile, NewerSchema) as error:
+                self._warn_bad_file(error)
+                try:  # remember the bad file so that it is read once, not on every miss
+                    self._signature = _signature(os.stat(self._path))
+                except OSError:
+                    self._signature = None
+                document = None
+            self._adopt(document)
+
+    def _warn_bad_file(self, error):
+        if isinstance(error, InvalidCacheFile):
+            _warn_once("corrupt", f"ignoring {self._path}: {error}")
+        elif isinstance(error, NewerSchema):
+            _warn_once("schema", f"ignoring {self._path}: {error}")
+        elif isinstance(error, OSError):
+            _warn_once("read", f"cannot read {self._path} ({error})")
+        else:
+            raise error
+
+    def _section(self, document):
+        """This machine's section of ``document``, or None."""
+        if document is None:
+            return None
+        self._identify()
+        section = document["machines"].get(self._id)
+        # The id is a hash of the fingerprint; a section whose fingerprint does not match (or
+        # that is not even an object) was edited by hand: it is not ours, and the next write
+        # replaces it.
+        if not isinstance(section, dict) or section.get("fingerprint") != self._fingerprint:
+            return None
+        return section
+
+    def _adopt(self, document):
+        """Make the in-memory entries those of ``document`` plus this process's unsaved ones."""
+        section = self._section(document)
+        entries = _machine_entries(section, strict=False) if section is not None else {}
+        entries.update(self._pending)
+        self._entries = entries  # one assignment: a concurrent lookup sees old or new, not half
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def store(self, key, entry):
+        """Record ``entry`` for problem ``key``, in memory and in the file.
+
+        Parameters
+        ----------
+        key : str
+            The problem's key (``ConvProblem.key``).
+        entry : dict
+            ``algorithm`` (str), ``params`` (dict of str to int, float, str or bool),
+            ``timings`` (dict of str to seconds), ``created`` (ISO 8601 str, default now); extra
+            fields with str, number, bool or None values are kept.
+
+        Raises
+        ------
+        ValueError
+            If ``key`` or ``entry`` is not of those types (a bug in the caller, not the file).
+
+        Notes
+        -----
+        The file is re-read under the lock and this process's new entries merged into it, so
+        that processes storing at the same time lose nothing; an entry for the same key on disk
+        is replaced. When the file cannot be written, a warning (once) and the entry stays in
+        memory; later stores try again after ``WRITE_RETRY_INTERVAL`` seconds.
+        """
+        _check_key(key)
+        clean = validate_entry(entry)
+        with self._mutex:
+            if not self._loaded:
+                self._refresh()
+            self._pending[key] = clean
+            entries = dict(self._entries)
+            entries[key] = clean
+            self._entries = entries
+            if time.monotonic() < self._write_retry_at:
+                return
+            try:
+                self._update_file(self._merge_pending)
+            except Exception as error:  # noqa: BLE001  (no file problem may stop a convolution)
+                self._write_retry_at = time.monotonic() + WRITE_RETRY_INTERVAL
+                if _is_timeout(error):
+                    _warn_once("lock", f"could not lock {self._lock_path} within "
+                                       f"{LOCK_TIMEOUT:g} s (another process holds it)")
+                elif isinstance(error, UnreadableFile):
+                    _warn_once("read", str(error))
+                elif isinstance(error, NewerSchema):
+                    _warn_once("schema", f"not writing {self._path}: {error}")
+                else:
+                    _warn_once("write", f"cannot write {self._path} ({error})")
+
+    def _merge_pending(self, document):
+        section = self._section(document)
+        if section is None:
+            section = {"fingerprint": self._fingerprint, "entries": {}}
+        else:  # keep this machine's valid entries, dropping invalid ones
+            section = {"fingerprint": self._fingerprint,
+                       "entries": _machine_entries(section, strict=False)}
+        section["entries"].update(self._pending)
+        document["machines"][self._id] = section
+
+    def _update_file(self, change):
+        """Under the lock: read the file, ``change(document)`` in place, write it back.
+
+        A corrupt file is moved aside to ``tuning.json.corrupt`` (kept for a post-mortem, and
+        never read again) and replaced by a valid one: its content was unusable anyway, and a
+        cache that heals itself needs no manual ``clear`` from the user. A file that cannot be
+        read, or was written by a newer pyconvfast, is left alone (the error propagates): its
+        content may be valid and writing would lose it.
+        """
+        import filelock
+
+        self._identify()
+        with self._mutex:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            with filelock.FileLock(os.fspath(self._lock_path), timeout=LOCK_TIMEOUT):
+                try:
+                    document, _ = read_document(self._path)
+                except OSError as error:
+                    raise UnreadableFile(f"cannot read {self._path} ({error})") from error
+                except InvalidCacheFile as error:
+                    _warn_once("corrupt", f"replacing {self._path}: {error}; the bad file is "
+                                          f"kept as {self._path.name}.corrupt")
+                    os.replace(self._path, self._path.with_name(self._path.name + ".corrupt"))
+                    document = None
+                if document is None:
+                    document = {"schema": SCHEMA, "machines": {}}
+                change(document)
+                write_atomically(self._path, document)
+                self._signature = _signature(os.stat(self._path))
+            self._loaded = True
+            self._pending = {}
+            self._write_retry_at = 0.0
+            self._adopt(document)
+
+    def clear(self):
+        """Remove this machine's entries, in memory and in the file.
+
+        Entries of other machines (fingerprints) in the file are kept.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be read or written (it is then left unchanged, as is the
+            memory), including ``TimeoutError`` when another process holds the lock.
+        """
+        self._identify()
+        with self._mutex:
+            pending = self._pending
+            self._pending = {}
+            try:
+                self._update_file(lambda document: document["machines"].pop(self._id, None))
+            except NewerSchema as error:
+                self._pending = pending
+                raise OSError(f"not clearing {self._path}: {error}") from None
+            except BaseException:
+                self._pending = pending
+                raise
+
+    def export(self, path):
+        """Write this machine's entries, with its fingerprint, as a JSON cache file at ``path``.
+
+        The file is written atomically; :meth:`load` reads it back.
+
+        Raises
+        ------
+        OSError
+            If ``path`` cannot be written.
+        """
+        self._identify()
+        entries = self.entries()
+        document = {"schema": SCHEMA,
+                    "machines": {self._id: {"fingerprint": self._fingerprint,
+                                            "entries": entries}}}
+        write_atomically(path, document)
+
+    def load(self, path):
+        """Merge the entries of the cache file at ``path`` (from :meth:`export`, or a whole
+        cache file) into this cache.
+
+        Every entry is validated first; an entry of the file replaces one of the cache for the
+        same machine and key. Entries of other machines are kept in the file (ignored by
+        lookups).
+
+        Returns
+        -------
+        dict
+            ``{"usable": n, "other": m}``: entries for this machine, entries for others.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` is not a valid cache file (nothing is merged then).
+        OSError
+            If ``path`` cannot be read or the cache cannot be written.
+        """
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)
+        except IsADirectoryError:
+            raise ValueError(f"cannot load {path}: it is a directory") from None
+        try:
+            if len(data) > MAX_FILE_BYTES:
+                raise InvalidCacheFile(f"it is more than {MAX_FILE_BYTES} bytes")
+            document = _parse(data)
+            if document["schema"] != SCHEMA:
+                raise InvalidCacheFile(f"it has schema {document['schema']}; this pyconvfast "
+                                       f"reads schema {SCHEMA}")
+            incoming = {}
+            for name, section in document["machines"].items():
+                if not isinstance(section, dict) or not isinstance(
+                        section.get("fingerprint"), dict):
+                    raise InvalidCacheFile(f"machine {name!r} has no 'fingerprint' object")
+                # Filed under the hash of its fingerprint, whatever name the file gave it.
+                fid = fingerprint_id(section["fingerprint"])
+                entries = _machine_entries(section, strict=True)
+                if fid in incoming:
+                    incoming[fid]["entries"].update(entries)
+                else:
+                    incoming[fid] = {"fingerprint": section["fingerprint"], "entries": entries}
+        except InvalidCacheFile as error:
+            raise ValueError(f"cannot load {path}: not a pyconvfast tuning file: {error}"
+                             ) from None
+        self._identify()
+
+        def merge(document):
+            for fid, section in incoming.items():
+                if fid == self._id:
+                    continue
+                current = document["machines"].get(fid)
+                if isinstance(current, dict) and isinstance(current.get("entries"), dict):
+                    current["entries"].update(section["entries"])
+                else:
+                    document["machines"][fid] = section
+            self._merge_pending(document)
+
+        ours = incoming.get(self._id, {"entries": {}})["entries"]
+        with self._mutex:
+            saved = self._pending
+            self._pending = {**saved, **ours}
+            try:
+                self._update_file(merge)
+            except NewerSchema as error:
+                self._pending = saved
+                raise OSError(f"not loading into {self._path}: {error}") from None
+            except BaseException:
+                self._pending = saved
+                raise
+        return {"usable": len(ours),
+                "other": sum(len(s["entries"]) for f, s in incoming.items() if f != self._id)}
+
+
+def _is_timeout(error):
+    try:
+        import filelock
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(error, filelock.Timeout)
+
+
+_NOT_FROM_ENVIRONMENT = object()
+_CURRENT = None
+_CURRENT_MUTEX = threading.Lock()
+
+
+def _forget_after_fork():
+    # A forked child must not inherit a lock another thread of the parent held at the fork:
+    # it starts a cache of its own (reading the file again) on first use.
+    global _CURRENT, _CURRENT_MUTEX
+    _CURRENT = None
+    _CURRENT_MUTEX = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def get_cache():
+    """The process's :class:`TuningCache` for the current ``$PYCONVFAST_CACHE_DIR``.
+
+    The variable is read on every call (a few hundred nanoseconds), so that changing it while
+    the process runs takes effect at the next call; the same object is returned while it stays
+    the same.
+    """
+    global _CURRENT
+    setting = os.environ.get(ENV_VAR)
+    cache = _CURRENT
+    if cache is not None and cache._setting == setting:
+        return cache
+    with _CURRENT_MUTEX:
+        cache = _CURRENT
+        if cache is None or cache._setting != setting:
+            cache = TuningCache()
+            cache._setting = setting
+            _CURRENT = cache
+        return cache
