@@ -38,6 +38,10 @@ def _session_cache_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_tuning_cache(monkeypatch, _session_cache_dir):
     monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(_session_cache_dir))
+    # Every algorithm is checked by name, so "auto" needs no timing to be covered; timing each of
+    # the sweep's thousands of distinct problems would only slow the suite down. The tuner's
+    # measuring modes have their own tests (test_autotune.py), which set the variable themselves.
+    monkeypatch.setenv("PYCONVFAST_TUNE", "estimate")
 
 
 @pytest.fixture

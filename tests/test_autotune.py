@@ -16,6 +16,7 @@ from reference import assert_conv_matches
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache folder, and a tuner that remembers nothing from earlier tests."""
     monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYCONVFAST_TUNE", "measure")
     _autotune.forget()
     yield tmp_path
     _autotune.forget()
@@ -121,7 +122,7 @@ def test_plan_reuses_its_prepared_weight(fresh_cache, rng):
 
 @pytest.mark.parametrize("algorithm", pcf.list_algorithms())
 def test_plan_with_an_explicit_algorithm(fresh_cache, rng, algorithm):
-    x = rng.standard_normal((3, 6, 9)).astype(np.float64)
+    x = rng.standard_normal((3, 9, 6)).astype(np.float64)  # NLC: 6 channels last
     w = rng.standard_normal((4, 3, 5)).astype(np.float64)
     kwargs = dict(groups=2, padding="same", padding_mode="circular", layout="NLC")
     plan = pcf.plan(x.shape, w, algorithm=algorithm, **kwargs)
@@ -141,8 +142,8 @@ def test_plan_input_checks(fresh_cache, rng):
         plan(x, out=np.empty((2, 8, 3, 3), np.float32))
     with pytest.raises(ValueError, match="weight must be 3-, 4- or 5-D"):
         pcf.plan(x.shape, np.ones((3, 3), np.float32))
-    with pytest.raises(ValueError, match="cannot run this problem"):
-        pcf.plan(x.shape, w, algorithm="direct", groups=3)  # 8 channels, 3 groups
+    with pytest.raises(ValueError, match="groups=3 must divide both C_in=8 and C_out=8"):
+        pcf.plan(x.shape, w, algorithm="direct", groups=3)
     with pytest.raises(ValueError, match="unknown algorithm"):
         pcf.plan(x.shape, w, algorithm="fastest")
 
