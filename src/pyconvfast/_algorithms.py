@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from pyconvfast._lib.depthwise import conv_depthwise
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._lib.im2col import conv_im2col
 from pyconvfast._padding import tap_table
@@ -106,4 +107,69 @@ register(Algorithm(
     run=_run_im2col,
     prepare=_im2col_weight_matrix,
     param_space=_im2col_param_space,
+))
+
+
+# --- depthwise ----------------------------------------------------------------------------------
+
+def _depthwise_supports(problem):
+    per_group = problem.c_in // problem.groups
+    if per_group != 1:
+        return f"needs one input channel per group (groups == C_in), got C_in // groups = {per_group}"
+    return None
+
+
+def _depthwise_weights(problem, weight):
+    """(w_taps, w_packed): the weight as (C_out, taps) rows for the channels-first loop order,
+    and tap-major with each tap's output channels grouped by multiplier index,
+    ``w_packed[t, j * C_in + c] = w_taps[c * m + j, t]``, for the channels-last one."""
+    c_out, c_in = problem.c_out, problem.c_in
+    w_taps = np.ascontiguousarray(weight.reshape(c_out, -1))
+    n_taps = w_taps.shape[1]
+    w_packed = np.ascontiguousarray(
+        w_taps.T.reshape(n_taps, c_in, c_out // c_in).transpose(0, 2, 1)
+    ).reshape(n_taps, c_out)
+    return w_taps, w_packed
+
+
+# Channels-last inputs with fewer channels than this use the channels-first loop order: the
+# channels loop would be too short to vectorize.
+DEPTHWISE_MIN_CHANNELS_LAST = 4
+
+
+def _depthwise_loop_order(problem, x, params):
+    """"pixels" (channels innermost) or "rows"; "pixels" needs a unit channel stride."""
+    unit_channels = x.strides[1] == x.itemsize
+    order = params.get("order")
+    if order is None:
+        order = ("pixels" if unit_channels and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
+                 and abs(x.strides[4]) > x.itemsize else "rows")
+    if order == "pixels" and not unit_channels:
+        order = "rows"
+    return order
+
+
+def _depthwise_param_space(problem):
+    """The loop order chosen from the strides first, then each one forced."""
+    return [{}, {"order": "rows"}, {"order": "pixels"}]
+
+
+def _run_depthwise(problem, x, prepared, bias, out, n_threads, params):
+    w_taps, w_packed = prepared
+    geometry = problem.as_3d()
+    conv_depthwise(
+        x, w_taps, w_packed, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+        geometry["stride"][2], geometry["dilation"][2], geometry["pad_before"][2],
+        _depthwise_loop_order(problem, x, params) == "pixels", n_threads,
+    )
+
+
+register(Algorithm(
+    name="depthwise",
+    summary="one input channel per group (groups == C_in, any channel multiplier): "
+            "SIMD over output columns, or over channels for channels-last inputs",
+    supports=_depthwise_supports,
+    run=_run_depthwise,
+    prepare=_depthwise_weights,
+    param_space=_depthwise_param_space,
 ))
