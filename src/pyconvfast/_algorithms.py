@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
+from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
 from pyconvfast._lib.depthwise import conv_depthwise
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._lib.im2col import conv_im2col
@@ -135,23 +137,41 @@ def _depthwise_weights(problem, weight):
 # Channels-last inputs with fewer channels than this use the channels-first loop order: the
 # channels loop would be too short to vectorize.
 DEPTHWISE_MIN_CHANNELS_LAST = 4
+# Channels-first planes of at most this many output positions are staged in blocks of channels
+# ("blocked"), when the staging buffers stay small; larger planes run row by row.
+DEPTHWISE_BLOCKED_MAX_PLANE = 1024
+DEPTHWISE_BLOCKED_MAX_ELEMENTS = 1 << 16
 
 
 def _depthwise_loop_order(problem, x, params):
-    """"pixels" (channels innermost) or "rows"; "pixels" needs a unit channel stride."""
+    """The kernel's loop order: "pixels" (channels innermost, for a unit channel stride),
+    "blocked" (small channels-first planes) or "rows"; ``params["order"]`` forces one where the
+    strides allow it."""
+    geometry = problem.as_3d()
     unit_channels = x.strides[1] == x.itemsize
+    blocked_fits = conv_depthwise_blocked_elements(
+        *geometry["in_size"], *geometry["out_size"], problem.c_out // problem.c_in
+    ) <= DEPTHWISE_BLOCKED_MAX_ELEMENTS
     order = params.get("order")
     if order is None:
-        order = ("pixels" if unit_channels and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
-                 and abs(x.strides[4]) > x.itemsize else "rows")
+        if (unit_channels and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
+                and abs(x.strides[4]) > x.itemsize):
+            order = "pixels"
+        elif (blocked_fits and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
+                and int(np.prod(geometry["out_size"])) <= DEPTHWISE_BLOCKED_MAX_PLANE):
+            order = "blocked"
+        else:
+            order = "rows"
     if order == "pixels" and not unit_channels:
+        order = "blocked"
+    if order == "blocked" and not blocked_fits:
         order = "rows"
     return order
 
 
 def _depthwise_param_space(problem):
-    """The loop order chosen from the strides first, then each one forced."""
-    return [{}, {"order": "rows"}, {"order": "pixels"}]
+    """The loop order chosen from the strides and sizes first, then each one forced."""
+    return [{}] + [{"order": order} for order in DEPTHWISE_ORDERS]
 
 
 def _run_depthwise(problem, x, prepared, bias, out, n_threads, params):
@@ -159,8 +179,8 @@ def _run_depthwise(problem, x, prepared, bias, out, n_threads, params):
     geometry = problem.as_3d()
     conv_depthwise(
         x, w_taps, w_packed, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
-        geometry["stride"][2], geometry["dilation"][2], geometry["pad_before"][2],
-        _depthwise_loop_order(problem, x, params) == "pixels", n_threads,
+        geometry["stride"], geometry["dilation"], geometry["pad_before"],
+        _depthwise_loop_order(problem, x, params), n_threads,
     )
 
 

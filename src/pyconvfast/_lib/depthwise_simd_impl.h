@@ -51,42 +51,6 @@ static inline DW_ALWAYS_INLINE DW_TARGET void DW_NAME(pass_rows)(
     }
 }
 
-/* acc[i] (+)= sum over the k taps t of ws[t][i] * xs[t][offset + i], for i in [0, n). */
-static inline DW_ALWAYS_INLINE DW_TARGET void DW_NAME(pass_channels)(
-    DW_T* __restrict acc, Py_ssize_t n, const DW_T* const* xs, const DW_T* const* ws,
-    Py_ssize_t offset, Py_ssize_t w_offset, const int k, const int init)
-{
-    const DW_T* x0 = xs[0] + offset;
-    const DW_T* x1 = k > 1 ? xs[1] + offset : x0;
-    const DW_T* x2 = k > 2 ? xs[2] + offset : x0;
-    const DW_T* x3 = k > 3 ? xs[3] + offset : x0;
-    const DW_T* x4 = k > 4 ? xs[4] + offset : x0;
-    const DW_T* x5 = k > 5 ? xs[5] + offset : x0;
-    const DW_T* x6 = k > 6 ? xs[6] + offset : x0;
-    const DW_T* x7 = k > 7 ? xs[7] + offset : x0;
-    const DW_T* w0 = ws[0] + w_offset;
-    const DW_T* w1 = k > 1 ? ws[1] + w_offset : w0;
-    const DW_T* w2 = k > 2 ? ws[2] + w_offset : w0;
-    const DW_T* w3 = k > 3 ? ws[3] + w_offset : w0;
-    const DW_T* w4 = k > 4 ? ws[4] + w_offset : w0;
-    const DW_T* w5 = k > 5 ? ws[5] + w_offset : w0;
-    const DW_T* w6 = k > 6 ? ws[6] + w_offset : w0;
-    const DW_T* w7 = k > 7 ? ws[7] + w_offset : w0;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++) {
-        DW_T a = init ? (DW_T)0 : acc[i];
-        a = a + w0[i] * x0[i];
-        if (k > 1) a = a + w1[i] * x1[i];
-        if (k > 2) a = a + w2[i] * x2[i];
-        if (k > 3) a = a + w3[i] * x3[i];
-        if (k > 4) a = a + w4[i] * x4[i];
-        if (k > 5) a = a + w5[i] * x5[i];
-        if (k > 6) a = a + w6[i] * x6[i];
-        if (k > 7) a = a + w7[i] * x7[i];
-        acc[i] = a;
-    }
-}
-
 /* One pass of k (a literal 1..DW_GROUP) taps; STEP a literal 1 or 2, or the variable `step`. */
 #define DW_ROWS_CASE(K, STEP)                                                                    \
     case K:                                                                                      \
@@ -99,9 +63,11 @@ static inline DW_ALWAYS_INLINE DW_TARGET void DW_NAME(pass_channels)(
         DW_ROWS_CASE(5, STEP) DW_ROWS_CASE(6, STEP) DW_ROWS_CASE(7, STEP) DW_ROWS_CASE(8, STEP)  \
     }
 
-/* Channels-first inner loop: one output row segment of n outputs (accumulated into acc[0:n]),
-   acc[j] = sum over t of ws[t] * xs[t][offset + j * step]. */
-static DW_TARGET void DW_NAME(rows)(
+/* Channels-first inner loop for strided rows (stride > 1 or a W axis without unit stride): one
+   output row segment, acc[j] = sum over t of ws[t] * xs[t][offset + j * step], j in [0, n). The
+   loads are strided, so this auto-vectorized loop sums groups of taps per pass; unit-stride rows
+   go to DW_NAME(rows) below, which keeps each sum in a register for all taps. */
+static DW_TARGET void DW_NAME(rows_strided)(
     DW_T* __restrict acc, Py_ssize_t n, Py_ssize_t n_taps, const DW_T* const* xs,
     const DW_T* ws, Py_ssize_t offset, Py_ssize_t step)
 {
@@ -127,48 +93,141 @@ static DW_TARGET void DW_NAME(rows)(
     }
 }
 
-#define DW_CHANNELS_CASE(K)                                                                     \
-    case K:                                                                                      \
-        if (init) DW_NAME(pass_channels)(a, channels, xs + t0, ws + t0, x_offset, w_offset, K, 1); \
-        else DW_NAME(pass_channels)(a, channels, xs + t0, ws + t0, x_offset, w_offset, K, 0);    \
-        break;
-
-/* Channels-last inner loop: n_pixels consecutive output pixels of one output row, all channels.
-   Output pixel p's accumulators are acc[p * acc_step + j * channels + c] (output channel
-   c * multiplier + j); its input channel c at tap t is xs[t][offset + p * pixel_step + c];
-   the weight of that tap for that output is ws[t][j * channels + c]. */
-static DW_TARGET void DW_NAME(pixels)(
-    DW_T* __restrict acc, Py_ssize_t n_pixels, Py_ssize_t acc_step, Py_ssize_t offset,
-    Py_ssize_t pixel_step, Py_ssize_t channels, Py_ssize_t multiplier, Py_ssize_t n_taps,
-    const DW_T* const* xs, const DW_T* const* ws)
-{
-    Py_ssize_t p, g, j, n_groups, t0;
-    if (n_taps <= 0) {
-        for (p = 0; p < n_pixels; p++)
-            for (j = 0; j < channels * multiplier; j++) acc[p * acc_step + j] = 0;
-        return;
-    }
-    n_groups = (n_taps + DW_GROUP - 1) / DW_GROUP;
-    for (p = 0; p < n_pixels; p++) {
-        const Py_ssize_t x_offset = offset + p * pixel_step;
-        t0 = 0;
-        for (g = 0; g < n_groups; g++) {
-            const int k = (int)(n_taps / n_groups + (g < n_taps % n_groups));
-            const int init = g == 0;
-            for (j = 0; j < multiplier; j++) {
-                DW_T* __restrict a = acc + p * acc_step + j * channels;
-                const Py_ssize_t w_offset = j * channels;
-                switch (k) {
-                    DW_CHANNELS_CASE(1) DW_CHANNELS_CASE(2) DW_CHANNELS_CASE(3)
-                    DW_CHANNELS_CASE(4) DW_CHANNELS_CASE(5) DW_CHANNELS_CASE(6)
-                    DW_CHANNELS_CASE(7) DW_CHANNELS_CASE(8)
-                }
-            }
-            t0 += k;
-        }
-    }
-}
-
 #undef DW_ROWS_CASE
 #undef DW_ROWS_SWITCH
-#undef DW_CHANNELS_CASE
+
+/* ---- unit-stride kernels: every running sum in a register for all taps ---------------------- */
+
+#define DW_VN ((Py_ssize_t)(DW_VBYTES / sizeof(DW_T)))
+#define DW_V16 ((Py_ssize_t)(16 / sizeof(DW_T)))
+
+#if DW_VECTORS
+typedef DW_T DW_NAME(vn) __attribute__((vector_size(DW_VBYTES)));
+typedef DW_T DW_NAME(v16) __attribute__((vector_size(16)));
+#define DW_VT DW_NAME(vn)
+#define DW_BLOCK(b) DW_NAME(b##_vn)
+#include "depthwise_simd_block.h"
+#undef DW_VT
+#undef DW_BLOCK
+#define DW_VT DW_NAME(v16)
+#define DW_BLOCK(b) DW_NAME(b##_v16)
+#include "depthwise_simd_block.h"
+#undef DW_VT
+#undef DW_BLOCK
+#endif
+#define DW_VT DW_T
+#define DW_BLOCK(b) DW_NAME(b##_v1)
+#include "depthwise_simd_block.h"
+#undef DW_VT
+#undef DW_BLOCK
+
+/* The widest vector (0: native, 1: 16 bytes, 2: one element) that fits in n, and its length. */
+static inline DW_ALWAYS_INLINE DW_TARGET int DW_NAME(width)(Py_ssize_t n, Py_ssize_t* length)
+{
+#if DW_VECTORS
+    if (n >= DW_VN) {
+        *length = DW_VN;
+        return 0;
+    }
+    if (n >= DW_V16) {
+        *length = DW_V16;
+        return 1;
+    }
+#endif
+    *length = 1;
+    return 2;
+}
+
+static DW_TARGET void DW_NAME(flush_rows)(
+    int width, DW_T* acc, const Py_ssize_t* acc_off, const Py_ssize_t* x_off, Py_ssize_t n_taps,
+    const DW_T* const* xs, const DW_T* ws, int ni)
+{
+#if DW_VECTORS
+    if (width == 0) DW_NAME(rows_n_vn)(acc, acc_off, x_off, n_taps, xs, ws, ni);
+    else if (width == 1) DW_NAME(rows_n_v16)(acc, acc_off, x_off, n_taps, xs, ws, ni);
+    else
+#endif
+    DW_NAME(rows_n_v1)(acc, acc_off, x_off, n_taps, xs, ws, ni);
+}
+
+static DW_TARGET void DW_NAME(flush_channels)(
+    int width, DW_T* acc, const Py_ssize_t* acc_off, const Py_ssize_t* x_off,
+    const Py_ssize_t* w_off, Py_ssize_t n_taps, const DW_T* const* xs, const DW_T* const* ws,
+    int ni)
+{
+#if DW_VECTORS
+    if (width == 0) DW_NAME(channels_n_vn)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+    else if (width == 1) DW_NAME(channels_n_v16)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+    else
+#endif
+    DW_NAME(channels_n_v1)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+}
+
+/* Channels-first, unit stride: n_rows output rows of n outputs,
+   acc[r * acc_row + j] = sum over t of ws[t] * xs[t][r * x_row + j].
+   Each row is covered by vectors at 0, V, 2V, ... and a last one ending at n, which may overlap
+   its neighbour: the outputs computed twice get the same bits both times. */
+static DW_TARGET void DW_NAME(rows)(
+    DW_T* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows, Py_ssize_t x_row,
+    Py_ssize_t n_taps, const DW_T* const* xs, const DW_T* ws)
+{
+    Py_ssize_t acc_off[8], x_off[8], r, j, jj, v;
+    int ni = 0, width;
+    if (n <= 0 || n_rows <= 0) return;
+    if (n_taps <= 0) {
+        for (r = 0; r < n_rows; r++)
+            for (j = 0; j < n; j++) acc[r * acc_row + j] = 0;
+        return;
+    }
+    width = DW_NAME(width)(n, &v);
+    for (r = 0; r < n_rows; r++) {
+        for (j = 0; j < n; j += v) {
+            jj = j + v <= n ? j : n - v;
+            acc_off[ni] = r * acc_row + jj;
+            x_off[ni] = r * x_row + jj;
+            if (++ni == 8) {
+                DW_NAME(flush_rows)(width, acc, acc_off, x_off, n_taps, xs, ws, ni);
+                ni = 0;
+            }
+        }
+    }
+    if (ni) DW_NAME(flush_rows)(width, acc, acc_off, x_off, n_taps, xs, ws, ni);
+}
+
+/* Channels-last (unit channel stride): n_pixels output pixels, all channels,
+   acc[p * acc_step + j * channels + c] = sum over t of ws[t][j * w_pitch + c]
+                                                       * xs[t][p * x_step + c],
+   for output channel c * multiplier + j. Vectors run over c, the last one overlapping. */
+static DW_TARGET void DW_NAME(pixels)(
+    DW_T* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels, Py_ssize_t x_step, Py_ssize_t channels,
+    Py_ssize_t multiplier, Py_ssize_t w_pitch, Py_ssize_t n_taps, const DW_T* const* xs,
+    const DW_T* const* ws)
+{
+    Py_ssize_t acc_off[8], x_off[8], w_off[8], p, j, c, cc, v;
+    int ni = 0, width;
+    if (n_pixels <= 0 || channels <= 0) return;
+    if (n_taps <= 0) {
+        for (p = 0; p < n_pixels; p++)
+            for (c = 0; c < channels * multiplier; c++) acc[p * acc_step + c] = 0;
+        return;
+    }
+    width = DW_NAME(width)(channels, &v);
+    for (p = 0; p < n_pixels; p++) {
+        for (j = 0; j < multiplier; j++) {
+            for (c = 0; c < channels; c += v) {
+                cc = c + v <= channels ? c : channels - v;
+                acc_off[ni] = p * acc_step + j * channels + cc;
+                x_off[ni] = p * x_step + cc;
+                w_off[ni] = j * w_pitch + cc;
+                if (++ni == 8) {
+                    DW_NAME(flush_channels)(width, acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+                    ni = 0;
+                }
+            }
+        }
+    }
+    if (ni) DW_NAME(flush_channels)(width, acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+}
+
+#undef DW_VN
+#undef DW_V16
