@@ -4,6 +4,7 @@ Importing this module registers them (``pyconvfast._api`` does so). Each ``run``
 5-D channels-first views described in :mod:`pyconvfast._registry`.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -18,10 +19,19 @@ from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
 
 
+@functools.lru_cache(maxsize=256)
+def _shared_tap_table(*geometry):
+    """``tap_table(*geometry)``, built once per geometry (it costs more than a small kernel) and
+    read-only, since every call with that geometry gets the same array."""
+    table = tap_table(*geometry)
+    table.flags.writeable = False
+    return table
+
+
 def _tap_tables(problem):
     geometry = problem.as_3d()
     return [
-        tap_table(i, o, k, s, d, p, problem.padding_mode)
+        _shared_tap_table(i, o, k, s, d, p, problem.padding_mode)
         for i, o, k, s, d, p in zip(
             geometry["in_size"], geometry["out_size"], geometry["kernel"],
             geometry["stride"], geometry["dilation"], geometry["pad_before"],
