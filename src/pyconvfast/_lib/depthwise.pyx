@@ -28,10 +28,11 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from "depthwise_simd.h" nogil:
     void pcf_dw_rows_f32(float* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                         Py_ssize_t x_row, Py_ssize_t n_taps, const float** xs, const float* ws)
+                         Py_ssize_t x_row, Py_ssize_t n_taps, const float** xs, const float* ws,
+                         const float* bias)
     void pcf_dw_rows_f64(double* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
                          Py_ssize_t x_row, Py_ssize_t n_taps, const double** xs,
-                         const double* ws)
+                         const double* ws, const double* bias)
     void pcf_dw_rows_strided_f32(float* acc, Py_ssize_t n, Py_ssize_t n_taps, const float** xs,
                                  const float* ws, Py_ssize_t offset, Py_ssize_t step)
     void pcf_dw_rows_strided_f64(double* acc, Py_ssize_t n, Py_ssize_t n_taps,
@@ -40,11 +41,11 @@ cdef extern from "depthwise_simd.h" nogil:
     void pcf_dw_pixels_f32(float* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
                            Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
                            Py_ssize_t w_pitch, Py_ssize_t n_taps, const float** xs,
-                           const float** ws)
+                           const float** ws, const float* bias)
     void pcf_dw_pixels_f64(double* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
                            Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
                            Py_ssize_t w_pitch, Py_ssize_t n_taps, const double** xs,
-                           const double** ws)
+                           const double** ws, const double* bias)
     int pcf_dw_max_level()
     int pcf_dw_set_level(int level)
     int pcf_dw_get_level()
@@ -101,15 +102,17 @@ cdef struct Geometry:
     Py_ssize_t channels, multiplier     # channels of this task; output channel c * m + j
     Py_ssize_t w_pitch                   # packed weights: tap t, (j, c) at t * w_row + j * w_pitch + c
     bint unit                            # stride_w * x_sw == 1: rows read with unit stride
+    bint flat                            # unit strides, input rows contiguous and as wide as
+                                         # the output rows: a run of rows is one 1-D stretch
 
 
 cdef inline void _rows(floating* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
                        Py_ssize_t x_row, Py_ssize_t n_taps, const floating** xs,
-                       const floating* ws) noexcept nogil:
+                       const floating* ws, const floating* bias) noexcept nogil:
     if floating is float:
-        pcf_dw_rows_f32(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws)
+        pcf_dw_rows_f32(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, bias)
     else:
-        pcf_dw_rows_f64(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws)
+        pcf_dw_rows_f64(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, bias)
 
 
 cdef inline void _rows_strided(floating* acc, Py_ssize_t n, Py_ssize_t n_taps, const floating** xs,
@@ -124,13 +127,13 @@ cdef inline void _rows_strided(floating* acc, Py_ssize_t n, Py_ssize_t n_taps, c
 cdef inline void _pixels(floating* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
                          Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
                          Py_ssize_t w_pitch, Py_ssize_t n_taps, const floating** xs,
-                         const floating** ws) noexcept nogil:
+                         const floating** ws, const floating* bias) noexcept nogil:
     if floating is float:
         pcf_dw_pixels_f32(acc, acc_step, n_pixels, x_step, channels, multiplier, w_pitch, n_taps,
-                          xs, ws)
+                          xs, ws, bias)
     else:
         pcf_dw_pixels_f64(acc, acc_step, n_pixels, x_step, channels, multiplier, w_pitch, n_taps,
-                          xs, ws)
+                          xs, ws, bias)
 
 
 cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, Py_ssize_t stride,
@@ -167,21 +170,37 @@ cdef Py_ssize_t _input_rows(
 
 
 cdef void _border_columns(
-    floating* acc, Py_ssize_t pitch, Py_ssize_t run, const floating** row_ptr,
+    floating* acc, const floating** xs, floating* ws, Py_ssize_t pitch, Py_ssize_t run,
+    const floating** row_ptr,
     const Py_ssize_t* row_tap, Py_ssize_t n_rows, const floating[:, ::1] w_taps, Py_ssize_t k,
-    const Py_ssize_t[:, ::1] taps_w, Py_ssize_t lo, Py_ssize_t hi, const Geometry* g,
+    const Py_ssize_t[:, ::1] taps_w, Py_ssize_t lo, Py_ssize_t hi, const floating* bias,
+    const Geometry* g,
 ) noexcept nogil:
     """acc[rr * pitch + ow - lo] for the border columns ow in [lo, hi) of ``run`` regular rows
-    (row rr reads each input row ``rr * stride_h`` rows further), through the W table.
+    (row rr reads each input row ``rr * stride_h`` rows further), through the W table, plus
+    *bias (if not NULL) last.
 
-    Tap-major: each tap updates every output it touches before the next tap, so the outputs'
-    sums are independent chains (no latency bound) and each still sums its taps in (kd, kh, kw)
-    order."""
+    Column by column through the SIMD kernel with one-element vectors, one register chain per
+    row; but with many border columns and few rows (1-D rows, long kernels) tap-major instead:
+    each tap updates every output it touches before the next tap, so the many outputs are
+    independent chains. Either way each output sums its taps in (kd, kh, kw) order."""
     cdef Py_ssize_t kw_size = taps_w.shape[1], x_row = g.stride_h * g.x_sh
-    cdef Py_ssize_t ow, r, rr, kw, i_w
+    cdef Py_ssize_t ow, r, rr, kw, i_w, n_taps
     cdef const floating* p
     cdef floating weight
     if hi <= lo:
+        return
+    if run >= 4 or hi - lo < 4:
+        for ow in range(lo, hi):
+            n_taps = 0
+            for r in range(n_rows):
+                for kw in range(kw_size):
+                    i_w = taps_w[ow, kw]
+                    if i_w >= 0:
+                        xs[n_taps] = row_ptr[r] + i_w * g.x_sw
+                        ws[n_taps] = w_taps[k, row_tap[r] + kw]
+                        n_taps = n_taps + 1
+            _rows(acc + ow - lo, pitch, 1, run, x_row, n_taps, xs, ws, bias)
         return
     for rr in range(run):
         for ow in range(lo, hi):
@@ -196,6 +215,10 @@ cdef void _border_columns(
                 p = row_ptr[r] + i_w * g.x_sw
                 for rr in range(run):
                     acc[rr * pitch + ow - lo] = acc[rr * pitch + ow - lo] + weight * p[rr * x_row]
+    if bias != NULL:
+        for rr in range(run):
+            for ow in range(lo, hi):
+                acc[rr * pitch + ow - lo] = acc[rr * pitch + ow - lo] + bias[0]
 
 
 cdef void _rows_task(
@@ -203,19 +226,21 @@ cdef void _rows_task(
     Py_ssize_t* row_tap, const floating* x_plane, const floating[:, ::1] w_taps, Py_ssize_t k,
     const Py_ssize_t[:, ::1] taps_d, const Py_ssize_t[:, ::1] taps_h,
     const Py_ssize_t[:, ::1] taps_w, Py_ssize_t od, Py_ssize_t oh0, Py_ssize_t oh1,
-    Py_ssize_t seg_lo, Py_ssize_t seg_hi, const Geometry* g,
+    Py_ssize_t seg_lo, Py_ssize_t seg_hi, Py_ssize_t pitch, const floating* bias,
+    const Geometry* g,
 ) noexcept nogil:
     """Channels-first: acc[(oh - oh0) * pitch + ow - seg_lo] for rows oh in [oh0, oh1) and
-    columns ow in [seg_lo, seg_hi) of output channel k, pitch = seg_hi - seg_lo.
+    columns ow in [seg_lo, seg_hi) of output channel k, plus *bias (if not NULL); ``acc`` may
+    be the output itself.
 
     A run of regular rows (the same taps, each row ``stride_h`` input rows below the last) is
     done by one call per part (interior, left and right border), so that short rows still fill
     the SIMD kernel's eight accumulators."""
-    cdef Py_ssize_t kw_size = taps_w.shape[1], pitch = seg_hi - seg_lo
+    cdef Py_ssize_t kw_size = taps_w.shape[1]
     cdef Py_ssize_t lo = max(seg_lo, g.w_lo), hi = min(seg_hi, g.w_hi)
     cdef Py_ssize_t left_hi = min(seg_hi, g.w_lo), right_lo = max(seg_lo, g.w_hi)
     cdef Py_ssize_t x_row = g.stride_h * g.x_sh
-    cdef Py_ssize_t oh = oh0, run, r, kw, n_rows, n_taps, first
+    cdef Py_ssize_t oh = oh0, run, r, kw, n_rows, n_taps, first, ow
     cdef floating* row_acc
     while oh < oh1:
         n_rows = _input_rows(row_ptr, row_tap, x_plane, taps_d, taps_h, kw_size, od, oh, g)
@@ -231,16 +256,26 @@ cdef void _rows_task(
                     xs[n_taps] = row_ptr[r] + (first + kw * g.dilation_w) * g.x_sw
                     ws[n_taps] = w_taps[k, row_tap[r] + kw]
                     n_taps = n_taps + 1
-            if g.unit:
-                _rows(row_acc + (lo - seg_lo), pitch, hi - lo, run, x_row, n_taps, xs, ws)
+            if g.flat and run > 1 and pitch == g.x_sh and seg_lo == 0 and seg_hi == g.x_sh:
+                # Rows and their inputs are contiguous with the same pitch: the run's interior
+                # is one stretch from its first interior output to its last, each tap at a
+                # fixed offset. The border columns inside the stretch get values that wrap
+                # across rows; the border pass below overwrites them.
+                _rows(row_acc + lo, 0, (run - 1) * pitch + hi - lo, 1, 0, n_taps, xs, ws, bias)
+            elif g.unit:
+                _rows(row_acc + (lo - seg_lo), pitch, hi - lo, run, x_row, n_taps, xs, ws, bias)
             else:
                 for r in range(run):
                     _rows_strided(row_acc + r * pitch + (lo - seg_lo), hi - lo, n_taps, xs, ws,
                                   r * x_row, g.stride_w * g.x_sw)
-        _border_columns(row_acc, pitch, run, row_ptr, row_tap, n_rows, w_taps, k, taps_w,
-                        seg_lo, left_hi, g)
-        _border_columns(row_acc + (right_lo - seg_lo), pitch, run, row_ptr, row_tap, n_rows,
-                        w_taps, k, taps_w, right_lo, seg_hi, g)
+                    if bias != NULL:
+                        for ow in range(lo, hi):
+                            row_acc[r * pitch + ow - seg_lo] = (
+                                row_acc[r * pitch + ow - seg_lo] + bias[0])
+        _border_columns(row_acc, xs, ws, pitch, run, row_ptr, row_tap, n_rows, w_taps, k, taps_w,
+                        seg_lo, left_hi, bias, g)
+        _border_columns(row_acc + (right_lo - seg_lo), xs, ws, pitch, run, row_ptr, row_tap,
+                        n_rows, w_taps, k, taps_w, right_lo, seg_hi, bias, g)
         oh = oh + run
 
 
@@ -249,11 +284,12 @@ cdef void _pixels_task(
     Py_ssize_t* row_tap, const floating* x_sample, const floating* w_base, Py_ssize_t w_row,
     const Py_ssize_t[:, ::1] taps_d, const Py_ssize_t[:, ::1] taps_h,
     const Py_ssize_t[:, ::1] taps_w, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t seg_lo,
-    Py_ssize_t seg_hi, const Geometry* g,
+    Py_ssize_t seg_hi, Py_ssize_t acc_step, const floating* bias, const Geometry* g,
 ) noexcept nogil:
-    """Channels-last: acc[(ow - seg_lo) * C_out + j * C + c] (output channel c * m + j) for the
-    pixels ow in [seg_lo, seg_hi) of output row (od, oh); tap t's weights at w_base + t * w_row."""
-    cdef Py_ssize_t kw_size = taps_w.shape[1], c_out = g.channels * g.multiplier
+    """Channels-last: acc[(ow - seg_lo) * acc_step + j * C + c] (output channel c * m + j) for
+    the pixels ow in [seg_lo, seg_hi) of output row (od, oh), plus bias[c] if not NULL (m = 1
+    only); tap t's weights at w_base + t * w_row. ``acc`` may be the output itself."""
+    cdef Py_ssize_t kw_size = taps_w.shape[1]
     cdef Py_ssize_t lo = max(seg_lo, g.w_lo), hi = min(seg_hi, g.w_hi)
     cdef Py_ssize_t n_rows, n_taps, r, kw, ow, i_w, first
     n_rows = _input_rows(row_ptr, row_tap, x_sample, taps_d, taps_h, kw_size, od, oh, g)
@@ -265,8 +301,8 @@ cdef void _pixels_task(
                 xs[n_taps] = row_ptr[r] + (first + kw * g.dilation_w) * g.x_sw
                 ws[n_taps] = w_base + (row_tap[r] + kw) * w_row
                 n_taps = n_taps + 1
-        _pixels(acc + (lo - seg_lo) * c_out, c_out, hi - lo, g.stride_w * g.x_sw, g.channels,
-                g.multiplier, g.w_pitch, n_taps, xs, ws)
+        _pixels(acc + (lo - seg_lo) * acc_step, acc_step, hi - lo, g.stride_w * g.x_sw,
+                g.channels, g.multiplier, g.w_pitch, n_taps, xs, ws, bias)
     for ow in range(seg_lo, seg_hi):
         if lo <= ow < hi:
             continue
@@ -278,8 +314,8 @@ cdef void _pixels_task(
                     xs[n_taps] = row_ptr[r] + i_w * g.x_sw
                     ws[n_taps] = w_base + (row_tap[r] + kw) * w_row
                     n_taps = n_taps + 1
-        _pixels(acc + (ow - seg_lo) * c_out, c_out, 1, 0, g.channels, g.multiplier, g.w_pitch,
-                n_taps, xs, ws)
+        _pixels(acc + (ow - seg_lo) * acc_step, acc_step, 1, 0, g.channels, g.multiplier,
+                g.w_pitch, n_taps, xs, ws, bias)
 
 
 cdef void _blocked_task(
@@ -313,7 +349,7 @@ cdef void _blocked_task(
         for oh in range(h_out):
             _pixels_task(acc + (od * h_out + oh) * w_out * n_block * g.multiplier, xs, ws,
                          row_ptr, row_tap, stage, w_base, w_row, taps_d, taps_h, taps_w, od, oh,
-                         0, w_out, &gb)
+                         0, w_out, n_block * g.multiplier, NULL, &gb)
 
 
 cdef Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -414,6 +450,8 @@ def conv_depthwise(
     g.pad_w = pad_before[2]
     g.channels, g.multiplier, g.w_pitch = channels, multiplier, channels
     g.unit = g.stride_w * g.x_sw == 1
+    g.flat = (g.unit and g.x_sw == 1 and g.stride_h == 1 and g.x_sh == w_in and w_out == w_in
+              and w_in > 1)
     _interior(h_in, h_out, kh_size, stride[1], dilation[1], pad_before[1], &g.h_lo, &g.h_hi)
     _interior(w_in, w_out, kw_size, stride[2], dilation[2], pad_before[2], &g.w_lo, &g.w_hi)
 
@@ -495,40 +533,40 @@ def conv_depthwise(
             rest = rest // d_out
             if loop_order == 1:
                 n = rest
+                o = o0 + n * o_sn + od * o_sd + oh0 * o_sh
+                if multiplier == 1 and o_sc == 1:
+                    # straight into the output, bias added by the kernel
+                    _pixels_task(o + seg_lo * o_sw, xs, wps, row_ptr, row_tap, x0 + n * x_sn,
+                                 w_packed0, c_out, taps_d, taps_h, taps_w, od, oh0, seg_lo,
+                                 seg_hi, o_sw, &bias[0] if has_bias else NULL, &g)
+                    continue
                 _pixels_task(acc, xs, wps, row_ptr, row_tap, x0 + n * x_sn, w_packed0, c_out,
-                             taps_d, taps_h, taps_w, od, oh0, seg_lo, seg_hi, &g)
+                             taps_d, taps_h, taps_w, od, oh0, seg_lo, seg_hi, c_out, NULL, &g)
                 for ow in range(seg_lo, seg_hi):
-                    o = o0 + n * o_sn + od * o_sd + oh0 * o_sh + ow * o_sw
                     a = acc + (ow - seg_lo) * c_out
-                    if multiplier == 1 and o_sc == 1:
-                        if has_bias:
-                            for k in range(c_out):
-                                o[k] = a[k] + bias[k]
-                        else:
-                            for k in range(c_out):
-                                o[k] = a[k] + 0
-                    else:
-                        for c in range(channels):
-                            for j in range(multiplier):
-                                k = c * multiplier + j
-                                shift = bias[k] if has_bias else 0
-                                o[k * o_sc] = a[j * channels + c] + shift
+                    for c in range(channels):
+                        for j in range(multiplier):
+                            k = c * multiplier + j
+                            shift = bias[k] if has_bias else 0
+                            o[ow * o_sw + k * o_sc] = a[j * channels + c] + shift
             else:
                 k = rest % c_out
                 n = rest // c_out
                 c = k // multiplier
+                o = o0 + n * o_sn + k * o_sc + od * o_sd + oh0 * o_sh
+                if o_sw == 1:
+                    # straight into the output rows, bias added by the kernel
+                    _rows_task(o + seg_lo, xs, ws, row_ptr, row_tap, x0 + n * x_sn + c * x_sc,
+                               w_taps, k, taps_d, taps_h, taps_w, od, oh0, oh1, seg_lo, seg_hi,
+                               o_sh, &bias[k] if has_bias else NULL, &g)
+                    continue
                 _rows_task(acc, xs, ws, row_ptr, row_tap, x0 + n * x_sn + c * x_sc, w_taps, k,
-                           taps_d, taps_h, taps_w, od, oh0, oh1, seg_lo, seg_hi, &g)
-                shift = bias[k] if has_bias else 0
+                           taps_d, taps_h, taps_w, od, oh0, oh1, seg_lo, seg_hi, seg_hi - seg_lo,
+                           &bias[k] if has_bias else NULL, &g)
                 for oh in range(oh0, oh1):
-                    o = o0 + n * o_sn + k * o_sc + od * o_sd + oh * o_sh
                     a = acc + (oh - oh0) * (seg_hi - seg_lo) - seg_lo
-                    if o_sw == 1:
-                        for ow in range(seg_lo, seg_hi):
-                            o[ow] = a[ow] + shift
-                    else:
-                        for ow in range(seg_lo, seg_hi):
-                            o[ow * o_sw] = a[ow] + shift
+                    for ow in range(seg_lo, seg_hi):
+                        o[(oh - oh0) * o_sh + ow * o_sw] = a[ow]
         free(acc)
         free(stage)
         free(ws)

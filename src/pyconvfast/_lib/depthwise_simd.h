@@ -87,11 +87,11 @@
 #define DW_TABLE(T, S)                                                                            \
     typedef struct {                                                                              \
         void (*rows)(T*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,              \
-                     const T* const*, const T*);                                                  \
+                     const T* const*, const T*, const T*);                                        \
         void (*rows_strided)(T*, Py_ssize_t, Py_ssize_t, const T* const*, const T*, Py_ssize_t,   \
                              Py_ssize_t);                                                         \
         void (*pixels)(T*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,            \
-                       Py_ssize_t, Py_ssize_t, const T* const*, const T* const*);                 \
+                       Py_ssize_t, Py_ssize_t, const T* const*, const T* const*, const T*);       \
     } pcf_dw_table_##S;                                                                           \
     static pcf_dw_table_##S pcf_dw_##S = {                                                        \
         pcf_dw_rows_##S##_base, pcf_dw_rows_strided_##S##_base, pcf_dw_pixels_##S##_base};
@@ -143,9 +143,9 @@ static int pcf_dw_get_level(void) { return pcf_dw_level; }
 #define DW_ENTRY_POINTS(T, S)                                                                     \
     static void pcf_dw_rows_##S(T* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,      \
                                 Py_ssize_t x_row, Py_ssize_t n_taps, const T* const* xs,          \
-                                const T* ws)                                                      \
+                                const T* ws, const T* bias)                                       \
     {                                                                                             \
-        pcf_dw_##S.rows(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws);                          \
+        pcf_dw_##S.rows(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, bias);                    \
     }                                                                                             \
     static void pcf_dw_rows_strided_##S(T* acc, Py_ssize_t n, Py_ssize_t n_taps,                  \
                                         const T* const* xs, const T* ws, Py_ssize_t offset,       \
@@ -156,10 +156,10 @@ static int pcf_dw_get_level(void) { return pcf_dw_level; }
     static void pcf_dw_pixels_##S(T* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,               \
                                   Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,  \
                                   Py_ssize_t w_pitch, Py_ssize_t n_taps, const T* const* xs,      \
-                                  const T* const* ws)                                             \
+                                  const T* const* ws, const T* bias)                              \
     {                                                                                             \
         pcf_dw_##S.pixels(acc, acc_step, n_pixels, x_step, channels, multiplier, w_pitch, n_taps, \
-                          xs, ws);                                                                \
+                          xs, ws, bias);                                                          \
     }
 DW_ENTRY_POINTS(float, f32)
 DW_ENTRY_POINTS(double, f64)

@@ -138,95 +138,96 @@ static inline DW_ALWAYS_INLINE DW_TARGET int DW_NAME(width)(Py_ssize_t n, Py_ssi
     return 2;
 }
 
-static DW_TARGET void DW_NAME(flush_rows)(
-    int width, DW_T* acc, const Py_ssize_t* acc_off, const Py_ssize_t* x_off, Py_ssize_t n_taps,
-    const DW_T* const* xs, const DW_T* ws, int ni)
+/* One tile of width `width` (see DW_NAME(width)); weights scalar (wv NULL) or vectors. */
+static DW_TARGET void DW_NAME(tile)(
+    int width, DW_T* acc, Py_ssize_t acc_step, Py_ssize_t x_step, Py_ssize_t n_taps,
+    const DW_T* const* xs, Py_ssize_t x_off, const DW_T* ws, const DW_T* const* wv,
+    Py_ssize_t w_off, const DW_T* bias, int nq, int np)
 {
 #if DW_VECTORS
-    if (width == 0) DW_NAME(rows_n_vn)(acc, acc_off, x_off, n_taps, xs, ws, ni);
-    else if (width == 1) DW_NAME(rows_n_v16)(acc, acc_off, x_off, n_taps, xs, ws, ni);
-    else
+    if (width == 0) {
+        if (wv == NULL) DW_NAME(tile_rows_vn)(acc, acc_step, x_step, n_taps, xs, x_off, ws, bias, nq, np);
+        else DW_NAME(tile_channels_vn)(acc, acc_step, x_step, n_taps, xs, x_off, wv, w_off, bias, nq, np);
+        return;
+    }
+    if (width == 1) {
+        if (wv == NULL) DW_NAME(tile_rows_v16)(acc, acc_step, x_step, n_taps, xs, x_off, ws, bias, nq, np);
+        else DW_NAME(tile_channels_v16)(acc, acc_step, x_step, n_taps, xs, x_off, wv, w_off, bias, nq, np);
+        return;
+    }
 #endif
-    DW_NAME(rows_n_v1)(acc, acc_off, x_off, n_taps, xs, ws, ni);
+    if (wv == NULL) DW_NAME(tile_rows_v1)(acc, acc_step, x_step, n_taps, xs, x_off, ws, bias, nq, np);
+    else DW_NAME(tile_channels_v1)(acc, acc_step, x_step, n_taps, xs, x_off, wv, w_off, bias, nq, np);
 }
 
-static DW_TARGET void DW_NAME(flush_channels)(
-    int width, DW_T* acc, const Py_ssize_t* acc_off, const Py_ssize_t* x_off,
-    const Py_ssize_t* w_off, Py_ssize_t n_taps, const DW_T* const* xs, const DW_T* const* ws,
-    int ni)
+/* Covers n contiguous outputs (and, for each, n_lines lines `line_step` apart in acc and
+   `x_line` apart in the input) with tiles: groups of nq <= max_nq whole vectors, the lines
+   taken 8 / nq at a time, then the last, overlapping vector (n not a multiple of V) for which
+   the outputs it shares with its neighbour get the same bits again. */
+static DW_TARGET void DW_NAME(cover)(
+    DW_T* acc, Py_ssize_t n, Py_ssize_t n_lines, Py_ssize_t line_step, Py_ssize_t x_line,
+    Py_ssize_t n_taps, const DW_T* const* xs, Py_ssize_t x_off, const DW_T* ws,
+    const DW_T* const* wv, Py_ssize_t w_off, const DW_T* bias, int max_nq)
 {
-#if DW_VECTORS
-    if (width == 0) DW_NAME(channels_n_vn)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
-    else if (width == 1) DW_NAME(channels_n_v16)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
-    else
-#endif
-    DW_NAME(channels_n_v1)(acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+    Py_ssize_t v, n_full, q0, l, rest;
+    int width = DW_NAME(width)(n, &v), nq, np;
+    n_full = n / v;
+    for (q0 = 0; q0 < n_full; q0 += nq) {
+        rest = n_full - q0;
+        nq = rest >= 8 && max_nq >= 8 ? 8 : rest >= 4 && max_nq >= 4 ? 4 : rest >= 2 ? 2 : 1;
+        for (l = 0; l < n_lines; l += np) {
+            np = (int)(n_lines - l < 8 / nq ? n_lines - l : 8 / nq);
+            DW_NAME(tile)(width, acc + l * line_step + q0 * v, line_step, x_line, n_taps, xs,
+                          x_off + l * x_line + q0 * v, ws, wv, w_off + q0 * v, bias, nq, np);
+        }
+    }
+    if (n_full * v < n) {
+        for (l = 0; l < n_lines; l += np) {
+            np = (int)(n_lines - l < 8 ? n_lines - l : 8);
+            DW_NAME(tile)(width, acc + l * line_step + (n - v), line_step, x_line, n_taps, xs,
+                          x_off + l * x_line + (n - v), ws, wv, w_off + (n - v), bias, 1, np);
+        }
+    }
 }
 
 /* Channels-first, unit stride: n_rows output rows of n outputs,
-   acc[r * acc_row + j] = sum over t of ws[t] * xs[t][r * x_row + j].
-   Each row is covered by vectors at 0, V, 2V, ... and a last one ending at n, which may overlap
-   its neighbour: the outputs computed twice get the same bits both times. */
+   acc[r * acc_row + j] = sum over t of ws[t] * xs[t][r * x_row + j]  (+ *bias if not NULL). */
 static DW_TARGET void DW_NAME(rows)(
     DW_T* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows, Py_ssize_t x_row,
-    Py_ssize_t n_taps, const DW_T* const* xs, const DW_T* ws)
+    Py_ssize_t n_taps, const DW_T* const* xs, const DW_T* ws, const DW_T* bias)
 {
-    Py_ssize_t acc_off[8], x_off[8], r, j, jj, v;
-    int ni = 0, width;
+    Py_ssize_t r, j;
     if (n <= 0 || n_rows <= 0) return;
     if (n_taps <= 0) {
         for (r = 0; r < n_rows; r++)
-            for (j = 0; j < n; j++) acc[r * acc_row + j] = 0;
+            for (j = 0; j < n; j++) acc[r * acc_row + j] = bias != NULL ? (DW_T)0 + *bias : 0;
         return;
     }
-    width = DW_NAME(width)(n, &v);
-    for (r = 0; r < n_rows; r++) {
-        for (j = 0; j < n; j += v) {
-            jj = j + v <= n ? j : n - v;
-            acc_off[ni] = r * acc_row + jj;
-            x_off[ni] = r * x_row + jj;
-            if (++ni == 8) {
-                DW_NAME(flush_rows)(width, acc, acc_off, x_off, n_taps, xs, ws, ni);
-                ni = 0;
-            }
-        }
-    }
-    if (ni) DW_NAME(flush_rows)(width, acc, acc_off, x_off, n_taps, xs, ws, ni);
+    DW_NAME(cover)(acc, n, n_rows, acc_row, x_row, n_taps, xs, 0, ws, NULL, 0, bias, 8);
 }
 
 /* Channels-last (unit channel stride): n_pixels output pixels, all channels,
    acc[p * acc_step + j * channels + c] = sum over t of ws[t][j * w_pitch + c]
                                                        * xs[t][p * x_step + c],
-   for output channel c * multiplier + j. Vectors run over c, the last one overlapping. */
+   for output channel c * multiplier + j, plus bias[c] if bias is not NULL (only with
+   multiplier 1). Vectors run over c; a tile takes up to 4 channel
+   vectors of 2 pixels, or 2 of 4, or 1 of 8, sharing each weight vector between its pixels. */
 static DW_TARGET void DW_NAME(pixels)(
     DW_T* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels, Py_ssize_t x_step, Py_ssize_t channels,
     Py_ssize_t multiplier, Py_ssize_t w_pitch, Py_ssize_t n_taps, const DW_T* const* xs,
-    const DW_T* const* ws)
+    const DW_T* const* ws, const DW_T* bias)
 {
-    Py_ssize_t acc_off[8], x_off[8], w_off[8], p, j, c, cc, v;
-    int ni = 0, width;
+    Py_ssize_t p, j;
     if (n_pixels <= 0 || channels <= 0) return;
     if (n_taps <= 0) {
         for (p = 0; p < n_pixels; p++)
-            for (c = 0; c < channels * multiplier; c++) acc[p * acc_step + c] = 0;
+            for (j = 0; j < channels * multiplier; j++)
+                acc[p * acc_step + j] = bias != NULL ? (DW_T)0 + bias[j] : 0;
         return;
     }
-    width = DW_NAME(width)(channels, &v);
-    for (p = 0; p < n_pixels; p++) {
-        for (j = 0; j < multiplier; j++) {
-            for (c = 0; c < channels; c += v) {
-                cc = c + v <= channels ? c : channels - v;
-                acc_off[ni] = p * acc_step + j * channels + cc;
-                x_off[ni] = p * x_step + cc;
-                w_off[ni] = j * w_pitch + cc;
-                if (++ni == 8) {
-                    DW_NAME(flush_channels)(width, acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
-                    ni = 0;
-                }
-            }
-        }
-    }
-    if (ni) DW_NAME(flush_channels)(width, acc, acc_off, x_off, w_off, n_taps, xs, ws, ni);
+    for (j = 0; j < multiplier; j++)
+        DW_NAME(cover)(acc + j * channels, channels, n_pixels, acc_step, x_step, n_taps, xs, 0,
+                       NULL, ws, j * w_pitch, bias, n_pixels == 1 ? 8 : 4);
 }
 
 #undef DW_VN
