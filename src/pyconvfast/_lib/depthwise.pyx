@@ -436,6 +436,10 @@ def conv_depthwise(
     # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
+    if channels == 1:
+        x_sc = 1  # any stride will do for a single channel (numpy may report any)
+    if c_out == 1:
+        o_sc = 1
     if order not in ORDERS:
         raise ValueError(f"depthwise: order must be one of {ORDERS}, got {order!r}")
     loop_order = ORDERS.index(order)
