@@ -5,6 +5,7 @@ Importing this module registers them (``pyconvfast._api`` does so). Each ``run``
 """
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -171,8 +172,8 @@ def _depthwise_loop_order(problem, x, params):
                 and abs(x.strides[4]) > x.itemsize):
             order = "pixels"
         elif (blocked_fits and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
-                and int(np.prod(geometry["out_size"])) <= DEPTHWISE_BLOCKED_MAX_PLANE
-                and int(np.prod(geometry["in_size"])) <= DEPTHWISE_BLOCKED_MAX_INPUT_PLANE):
+                and math.prod(geometry["out_size"]) <= DEPTHWISE_BLOCKED_MAX_PLANE
+                and math.prod(geometry["in_size"]) <= DEPTHWISE_BLOCKED_MAX_INPUT_PLANE):
             order = "blocked"
         else:
             order = "rows"
