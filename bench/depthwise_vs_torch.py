@@ -7,6 +7,9 @@ Run from the repository root (PyTorch is needed for its column only, never by py
 Every method of a layer is timed in turn, round after round, so that load from other processes
 hits them alike; the best round of each is reported, as GFLOP/s (a multiply-add is two flops)
 and as the ratio to torch (> 1: faster than torch). Results are checked against each other.
+On a shared machine, ``--passes N`` repeats the whole table N times, spread over time, and
+keeps the best of each cell: a pass that ran while another process held a core (which stalls
+every multi-threaded method, torch's too) does not spoil the table.
 """
 
 import argparse
@@ -139,6 +142,7 @@ def main():
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--rounds", type=int, default=15, help="at least this many rounds")
     parser.add_argument("--seconds", type=float, default=2.0, help="and at least this long")
+    parser.add_argument("--passes", type=int, default=1, help="repeat the table, keep the best")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--only", default="", help="layers whose name contains this text")
     args = parser.parse_args()
@@ -146,8 +150,16 @@ def main():
 
     layers = [layer for layer in LAYERS if args.only in layer[0]]
     print(f"threads={args.threads} dtype={args.dtype} simd={depthwise.simd_level()}")
-    rows = bench(args.threads, np.dtype(args.dtype), args.rounds, args.seconds, layers,
-                 not args.no_torch)
+    rows = None
+    for _ in range(args.passes):
+        new = bench(args.threads, np.dtype(args.dtype), args.rounds, args.seconds, layers,
+                    not args.no_torch)
+        if rows is None:
+            rows = new
+            continue
+        for (_, _, best, _), (_, _, gflops, _) in zip(rows, new):
+            for key, value in gflops.items():
+                best[key] = max(best[key], value)
     print_table(rows, not args.no_torch)
 
 
