@@ -1,27 +1,30 @@
 """The ``depthwise`` algorithm: one input channel per group, with a channel multiplier.
 
 Output channel ``k`` reads input channel ``k // m`` only (``C_out = m * C_in``), so every output
-is a sum over the ``KD * KH * KW`` kernel taps of one channel. Two loop orders, chosen by the
-caller from the input's strides:
+is a sum over the ``KD * KH * KW`` kernel taps of one channel. Three loop orders, chosen by the
+caller from the input's strides and sizes (``pyconvfast._algorithms``):
 
-* channels-first ("rows"): one task is one output row segment of one (sample, output channel).
-  Along W, the *interior* columns (every tap of the row in range) are computed by a SIMD loop
-  over contiguous output columns, ``acc[j] += w_t * x_t[j * stride]``, with no table lookups;
-  the few *border* columns on each side go through the tap table of W. Along D and H a whole
-  input row is chosen per tap through the tables, so every padding mode costs nothing there.
-* channels-last ("pixels", for inputs whose channel axis has unit stride, as NHWC): one task is
-  a segment of one output row, all channels; each output pixel's channels are computed by a
-  SIMD loop over channels (as XNNPACK's NHWC depthwise kernels), with the weights packed tap by
-  tap, ``packed[t, j * C + c]`` for output channel ``c * m + j``. Interior pixels again skip the
-  W table.
+* "rows" (channels-first): one task is a block of output rows (or a segment of a long row) of
+  one (sample, output channel). Along W, the *interior* columns (every tap in range) go to the
+  SIMD kernel with no table lookups; a run of regular rows (every H tap in range) is one call,
+  and with unit strides, stride 1 and input rows as wide as the output rows the run is a single
+  contiguous stretch. The few *border* columns go through the W tap table. Along D and H a whole
+  input row is chosen per tap through the tables, so no padding mode costs anything there.
+* "pixels" (inputs whose channel axis has unit stride, as NHWC): one task is a segment of one
+  output row, all channels; the SIMD kernel runs over channels (as XNNPACK's NHWC depthwise
+  kernels), the weights packed tap by tap, ``w_packed[t, j * C + c]`` for output channel
+  ``c * m + j``. Interior pixels again skip the W table.
+* "blocked" (small channels-first planes): one task copies 16 channels of one sample,
+  channels innermost and unpadded, into a per-thread buffer and runs the "pixels" code on it.
 
-The SIMD loops live in ``depthwise_simd.h`` (baseline, AVX2 and AVX-512F versions, chosen at run
-time). Each output is summed in one fixed order, kernel taps in (kd, kh, kw) order from +0,
-taps in the zero padding skipped, bias added last: the order of the ``direct`` kernel. It does
-not depend on how the work is split, so results are bitwise the same for every thread count
-and every instruction set.
+The kernels add the bias and store straight into ``out`` when its strides allow, else into a
+per-thread buffer that is then copied. The SIMD loops live in ``depthwise_simd*.h`` (baseline,
+AVX2 and AVX-512F versions, one chosen at import). Each output is summed in one fixed order,
+kernel taps in (kd, kh, kw) order from +0, taps in the zero padding skipped, bias added last:
+the order of the ``direct`` kernel. It does not depend on the loop order or on how the work is
+split, and this module is built without FMA contraction, so results are bitwise the same for
+every thread count and every instruction set.
 """
-
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc

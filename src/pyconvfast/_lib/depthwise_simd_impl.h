@@ -4,16 +4,18 @@
      DW_T          float or double
      DW_NAME(base) the function name for this instantiation (a suffix per type and ISA)
      DW_TARGET     function attributes, e.g. __attribute__((target("avx2"))), or nothing
+     DW_VBYTES     bytes of the native vector (16, 32 or 64)
 
-   The loops are plain C that GCC and Clang auto-vectorize at -O3 for the given target. Each
-   output is a sum over the taps in the order given (the caller passes them in (kd, kh, kw)
+   Each output is a sum over the taps in the order given (the caller passes them in (kd, kh, kw)
    order), starting from +0, one `a = a + w * x` per tap: the extension is built with
    -ffp-contract=off, so no instruction set fuses the multiply and the add, and every
    instantiation gives bitwise the same result as every other, and as the `direct` kernel.
 
-   Taps are summed in groups of up to DW_GROUP per pass over the accumulators: the running sum
-   of an output stays in a register for the whole group, so memory traffic on the accumulators
-   is one load and one store per group instead of per tap. */
+   Unit-stride rows and channels-last pixels (DW_NAME(rows), DW_NAME(pixels), at the end) use
+   register tiles written with GNU vector extensions (depthwise_simd_block.h). Strided rows
+   (DW_NAME(rows_strided), next) use plain loops that the compiler auto-vectorizes, summing
+   groups of up to DW_GROUP taps per pass over the accumulators: the running sum of an output
+   stays in a register for the whole group. */
 
 /* acc[j] (+)= sum over the k taps t of ws[t] * xs[t][offset + j * step], for j in [0, n). */
 static inline DW_ALWAYS_INLINE DW_TARGET void DW_NAME(pass_rows)(
