@@ -72,9 +72,13 @@ class BuildExtWithOpenMPProbe(build_ext):
             self.force = True
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(str(use_openmp))
-        optimize = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        msvc = self.compiler.compiler_type == "msvc"
+        optimize = ["/O2"] if msvc else ["-O3"]
         for ext in self.extensions:
-            ext.extra_compile_args = optimize + (compile_flags if use_openmp else [])
+            # Kernels that promise the same bits on every CPU must not let the compiler fuse
+            # a * b + c into an FMA in their run-time-dispatched AVX2/AVX-512 loops.
+            exact = [] if msvc or ext.name not in NO_FP_CONTRACT else ["-ffp-contract=off"]
+            ext.extra_compile_args = optimize + exact + (compile_flags if use_openmp else [])
             ext.extra_link_args = link_flags if use_openmp else []
         super().build_extensions()
 
@@ -88,7 +92,8 @@ def _extension(name):
     )
 
 
-EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct", "im2col")]
+EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct", "im2col", "depthwise")]
+NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 
 setup(
     ext_modules=cythonize(

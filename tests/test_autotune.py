@@ -120,11 +120,15 @@ def test_plan_reuses_its_prepared_weight(fresh_cache, rng):
     assert plan.algorithm in text and "candidates" in text
 
 
-@pytest.mark.parametrize("algorithm", pcf.list_algorithms())
+EXPLICIT_KWARGS = dict(groups=2, padding="same", padding_mode="circular", layout="NLC")
+
+
+@pytest.mark.parametrize("algorithm",
+                         pcf.list_algorithms((3, 9, 6), (4, 3, 5), **EXPLICIT_KWARGS))
 def test_plan_with_an_explicit_algorithm(fresh_cache, rng, algorithm):
     x = rng.standard_normal((3, 9, 6)).astype(np.float64)  # NLC: 6 channels last
     w = rng.standard_normal((4, 3, 5)).astype(np.float64)
-    kwargs = dict(groups=2, padding="same", padding_mode="circular", layout="NLC")
+    kwargs = EXPLICIT_KWARGS
     plan = pcf.plan(x.shape, w, algorithm=algorithm, **kwargs)
     assert plan.algorithm == algorithm
     assert_conv_matches(plan(x), x, w, **kwargs)
@@ -144,6 +148,8 @@ def test_plan_input_checks(fresh_cache, rng):
         pcf.plan(x.shape, np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match="groups=3 must divide both C_in=8 and C_out=8"):
         pcf.plan(x.shape, w, algorithm="direct", groups=3)
+    with pytest.raises(ValueError, match="algorithm='depthwise' cannot run this problem"):
+        pcf.plan(x.shape, w, algorithm="depthwise")
     with pytest.raises(ValueError, match="unknown algorithm"):
         pcf.plan(x.shape, w, algorithm="fastest")
 
@@ -207,6 +213,7 @@ def test_bench_command(fresh_cache, capsys):
     assert main(["bench", "--x-shape", "1,4,16,16", "--w-shape", "4,4,3,3", "--padding", "1",
                  "--repeats", "2", "--threads", "1"]) == 0
     table = capsys.readouterr().out
-    for name in pcf.list_algorithms() + ["auto ("]:
+    usable = pcf.list_algorithms((1, 4, 16, 16), (4, 4, 3, 3), padding=1)
+    for name in usable + ["auto ("]:
         assert name in table
     assert main(["bench", "--x-shape", "1,4,16,16", "--w-shape", "4,3,3,3"]) == 2
