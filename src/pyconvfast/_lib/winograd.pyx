@@ -1,0 +1,282 @@
+"""Winograd F(m x m, 3 x 3) convolution, m = 2 or 4 (Lavin & Gray, 2015).
+
+The output plane is cut into m x m tiles, each computed from an alpha x alpha input tile
+(alpha = m + 2). In the transformed domain a 3x3 convolution of one tile is an elementwise
+product, and summing over input channels turns the alpha^2 elementwise products into alpha^2
+independent matrix products:
+
+    V[xi][c, t] = (B^T d_{c,t} B)[xi]           input transform (gather + transform)
+    M[xi][k, t] = sum_c U[xi][k, c] V[xi][c, t]  alpha^2 GEMMs through BLAS
+    y_{k,t}     = A^T M_{k,t} A + bias[k]        output transform, partial tiles clipped
+
+``U[xi] = (G g G^T)[xi]`` is computed once per weight by the Python side (``prepare``). The
+transforms themselves are the straight-line C in ``winograd_transforms*.h``.
+
+Tiles of all samples of one group are numbered together, so small planes of a batch share one
+GEMM. A task is (group, block of ``block`` consecutive tiles); its V and M buffers hold
+``alpha^2 * (C_g + K_g) * block`` elements, which the caller keeps under the workspace bound.
+Input tiles are read through the padding tables (``line_h``, ``line_w``: the input index of
+every padded position, -1 for a zero), so every padding mode works without a padded copy.
+
+Parallelism: with ``tasks_in_parallel``, a static ``prange`` runs tasks on threads, each with
+private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each phase is a
+``prange`` (over input channels, over the alpha^2 GEMMs, over output channels), again with
+single-threaded BLAS. Both ways do the same arithmetic on the same GEMM shapes, so the result
+does not depend on the thread count.
+"""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stddef cimport ptrdiff_t
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
+
+
+cdef extern from "winograd_transforms.h" nogil:
+    const ptrdiff_t WG_CHUNK
+    const ptrdiff_t WG_ZERO_TAP
+    void wg_input_channel_f32(int m, float* v, ptrdiff_t vs, const float* x_c,
+                              const ptrdiff_t* x_base, const ptrdiff_t* row_off,
+                              const ptrdiff_t* col_off, ptrdiff_t n_tiles, float* scratch)
+    void wg_input_channel_f64(int m, double* v, ptrdiff_t vs, const double* x_c,
+                              const ptrdiff_t* x_base, const ptrdiff_t* row_off,
+                              const ptrdiff_t* col_off, ptrdiff_t n_tiles, double* scratch)
+    void wg_output_channel_f32(int m, float* out_k, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                               const float* mm, ptrdiff_t ms, float bias,
+                               const ptrdiff_t* out_base, const ptrdiff_t* n_rows,
+                               const ptrdiff_t* n_cols, ptrdiff_t n_tiles, float* scratch)
+    void wg_output_channel_f64(int m, double* out_k, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                               const double* mm, ptrdiff_t ms, double bias,
+                               const ptrdiff_t* out_base, const ptrdiff_t* n_rows,
+                               const ptrdiff_t* n_cols, ptrdiff_t n_tiles, double* scratch)
+
+
+cdef struct Geometry:
+    # Tiling
+    int m
+    Py_ssize_t alpha, tiles_w, tiles_per_image, block
+    # Channels
+    Py_ssize_t c_per_group, k_per_group, c_out
+    # Strides in elements (any sign) and the output plane
+    Py_ssize_t x_sn, x_sc, x_sh, x_sw
+    Py_ssize_t out_sn, out_sk, out_sh, out_sw, h_out, w_out
+
+
+cdef inline void _gemm(int m, int n, int k, const floating* a, int lda, const floating* b,
+                       int ldb, floating* c, int ldc) noexcept nogil:
+    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``."""
+    cdef char no = b"N"
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        sgemm(&no, &no, &m, &n, &k, &one, <float*> a, &lda, <float*> b, &ldb, &zero, c, &ldc)
+    else:
+        dgemm(&no, &no, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &zero, c, &ldc)
+
+
+cdef void _fill_tables(ptrdiff_t* tables, const Geometry* geo, Py_ssize_t t_first,
+                       Py_ssize_t n_tiles, const Py_ssize_t[::1] line_h,
+                       const Py_ssize_t[::1] line_w) noexcept nogil:
+    """Where each tile of the block reads its input and writes its output.
+
+    Layout of ``tables`` (``block`` = capacity): x_base[block], row_off[block * alpha],
+    col_off[block * alpha], out_base[block], n_rows[block], n_cols[block].
+    """
+    cdef Py_ssize_t a = geo.alpha, block = geo.block, m = geo.m
+    cdef ptrdiff_t* x_base = tables
+    cdef ptrdiff_t* row_off = x_base + block
+    cdef ptrdiff_t* col_off = row_off + block * a
+    cdef ptrdiff_t* out_base = col_off + block * a
+    cdef ptrdiff_t* n_rows = out_base + block
+    cdef ptrdiff_t* n_cols = n_rows + block
+    cdef Py_ssize_t t, tile, n, rest, th, tw, i, index
+    for t in range(n_tiles):
+        tile = t_first + t
+        n = tile // geo.tiles_per_image
+        rest = tile % geo.tiles_per_image
+        th = rest // geo.tiles_w
+        tw = rest % geo.tiles_w
+        x_base[t] = n * geo.x_sn
+        for i in range(a):
+            index = line_h[th * m + i]
+            row_off[t * a + i] = WG_ZERO_TAP if index < 0 else index * geo.x_sh
+            index = line_w[tw * m + i]
+            col_off[t * a + i] = WG_ZERO_TAP if index < 0 else index * geo.x_sw
+        out_base[t] = n * geo.out_sn + th * m * geo.out_sh + tw * m * geo.out_sw
+        n_rows[t] = min(m, geo.h_out - th * m)
+        n_cols[t] = min(m, geo.w_out - tw * m)
+
+
+cdef inline void _input_channel(const Geometry* geo, floating* v, const floating* x_c,
+                                const ptrdiff_t* tables, Py_ssize_t n_tiles,
+                                floating* scratch) noexcept nogil:
+    cdef Py_ssize_t block = geo.block, a = geo.alpha
+    cdef ptrdiff_t vs = geo.c_per_group * block
+    if floating is float:
+        wg_input_channel_f32(geo.m, v, vs, x_c, tables, tables + block,
+                             tables + block + block * a, n_tiles, scratch)
+    else:
+        wg_input_channel_f64(geo.m, v, vs, x_c, tables, tables + block,
+                             tables + block + block * a, n_tiles, scratch)
+
+
+cdef inline void _output_channel(const Geometry* geo, floating* out_k, const floating* mm,
+                                 floating bias, const ptrdiff_t* tables, Py_ssize_t n_tiles,
+                                 floating* scratch) noexcept nogil:
+    cdef Py_ssize_t block = geo.block, a = geo.alpha
+    cdef ptrdiff_t ms = geo.k_per_group * block
+    cdef const ptrdiff_t* out_base = tables + block + 2 * block * a
+    if floating is float:
+        wg_output_channel_f32(geo.m, out_k, geo.out_sh, geo.out_sw, mm, ms, bias, out_base,
+                              out_base + block, out_base + 2 * block, n_tiles, scratch)
+    else:
+        wg_output_channel_f64(geo.m, out_k, geo.out_sh, geo.out_sw, mm, ms, bias, out_base,
+                              out_base + block, out_base + 2 * block, n_tiles, scratch)
+
+
+cdef void _run_block(
+    const Geometry* geo, floating* v, floating* mm, floating* scratch, ptrdiff_t* tables,
+    const floating* x0, const floating* u, const floating[::1] bias, floating* out0,
+    const Py_ssize_t[::1] line_h, const Py_ssize_t[::1] line_w,
+    Py_ssize_t g, Py_ssize_t t_first, Py_ssize_t n_tiles, int n_threads,
+) noexcept nogil:
+    """Tiles [t_first, t_first + n_tiles) of group g: transform, multiply, transform back.
+
+    With ``n_threads > 1`` each phase is a prange and ``scratch`` holds one
+    ``2 * alpha^2 * WG_CHUNK`` area per thread; else all runs on the calling thread.
+    """
+    cdef Py_ssize_t block = geo.block, c_g = geo.c_per_group, k_g = geo.k_per_group
+    cdef Py_ssize_t a2 = geo.alpha * geo.alpha
+    cdef Py_ssize_t scratch_size = 2 * a2 * WG_CHUNK
+    cdef Py_ssize_t c, xi, k
+    cdef floating shift
+    _fill_tables(tables, geo, t_first, n_tiles, line_h, line_w)
+    if n_threads == 1:
+        for c in range(c_g):
+            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, tables, n_tiles,
+                           scratch)
+        for xi in range(a2):
+            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
+                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * k_g * block,
+                  <int> block)
+        for k in range(k_g):
+            shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
+            _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
+                            tables, n_tiles, scratch)
+    else:
+        for c in prange(c_g, num_threads=n_threads, schedule="static"):
+            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, tables, n_tiles,
+                           scratch + pcf_omp_thread_num() * scratch_size)
+        for xi in prange(a2, num_threads=n_threads, schedule="static"):
+            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
+                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * k_g * block,
+                  <int> block)
+        for k in prange(k_g, num_threads=n_threads, schedule="static"):
+            shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
+            _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
+                            tables, n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+
+
+def conv_winograd(
+    int m,
+    const floating[:, :, :, :, :] x,
+    const floating[:, :, ::1] u,
+    const floating[::1] bias,
+    floating[:, :, :, :, :] out,
+    const Py_ssize_t[::1] line_h,
+    const Py_ssize_t[::1] line_w,
+    Py_ssize_t groups,
+    Py_ssize_t block,
+    bint tasks_in_parallel,
+    int n_threads,
+):
+    """Winograd F(m x m, 3 x 3) convolution of validated views into ``out``.
+
+    Parameters
+    ----------
+    m : 2 or 4
+        Output tile size.
+    x : (N, C_in, 1, H, W) array view, any strides
+    u : (alpha^2, C_out, C_in // groups) C-contiguous transformed weight
+    bias : (C_out,) or (0,) contiguous
+    out : (N, C_out, 1, H_out, W_out) writable view, any strides
+    line_h, line_w : input index of padded position ``q`` (-1 for a zero), for every ``q`` in
+        ``[0, tiles * m + 2)``: input tile row ``i`` of tile row ``th`` is ``line_h[th*m + i]``
+    groups : number of channel groups
+    block : tiles per task (bounds the buffers)
+    tasks_in_parallel : True: prange over tasks; False: tasks in turn, each phase a prange
+    n_threads : OpenMP team size (BLAS must be limited to 1 thread by the caller)
+    """
+    if m != 2 and m != 4:
+        raise ValueError(f"winograd: unsupported tile size m={m}")
+    cdef Geometry geo
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef Py_ssize_t batch = out.shape[0]
+    geo.m = m
+    geo.alpha = m + 2
+    geo.c_out = out.shape[1]
+    geo.c_per_group = u.shape[2]
+    geo.k_per_group = geo.c_out // groups
+    geo.h_out = out.shape[3]
+    geo.w_out = out.shape[4]
+    geo.tiles_w = (geo.w_out + m - 1) // m
+    geo.tiles_per_image = ((geo.h_out + m - 1) // m) * geo.tiles_w
+    geo.block = block
+    geo.x_sn, geo.x_sc = x.strides[0] // itemsize, x.strides[1] // itemsize
+    geo.x_sh, geo.x_sw = x.strides[3] // itemsize, x.strides[4] // itemsize
+    geo.out_sn, geo.out_sk = out.strides[0] // itemsize, out.strides[1] // itemsize
+    geo.out_sh, geo.out_sw = out.strides[3] // itemsize, out.strides[4] // itemsize
+
+    cdef Py_ssize_t a2 = geo.alpha * geo.alpha
+    cdef Py_ssize_t total_tiles = batch * geo.tiles_per_image
+    cdef Py_ssize_t n_blocks = (total_tiles + block - 1) // block
+    cdef Py_ssize_t v_size = a2 * geo.c_per_group * block
+    cdef Py_ssize_t m_size = a2 * geo.k_per_group * block
+    cdef Py_ssize_t scratch_size = 2 * a2 * WG_CHUNK
+    cdef Py_ssize_t table_size = block * (2 * geo.alpha + 4)
+    cdef Py_ssize_t task, g, b, t_first
+    cdef const floating* x0 = &x[0, 0, 0, 0, 0]
+    cdef const floating* u0 = &u[0, 0, 0]
+    cdef floating* out0 = &out[0, 0, 0, 0, 0]
+    cdef floating* buffer
+    cdef ptrdiff_t* tables
+    cdef int out_of_memory[1]
+    out_of_memory[0] = 0
+    if tasks_in_parallel:
+        with nogil, parallel(num_threads=n_threads):
+            buffer = <floating*> malloc((v_size + m_size + scratch_size) * sizeof(floating))
+            tables = <ptrdiff_t*> malloc(table_size * sizeof(ptrdiff_t))
+            if buffer == NULL or tables == NULL:
+                out_of_memory[0] = 1
+            for task in prange(groups * n_blocks, schedule="static"):
+                if buffer == NULL or tables == NULL:
+                    continue
+                g = task // n_blocks
+                b = task % n_blocks
+                t_first = b * block
+                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, tables,
+                           x0, u0, bias, out0, line_h, line_w, g, t_first,
+                           min(block, total_tiles - t_first), 1)
+            free(buffer)
+            free(tables)
+    else:
+        buffer = <floating*> malloc((v_size + m_size + n_threads * scratch_size)
+                                    * sizeof(floating))
+        tables = <ptrdiff_t*> malloc(table_size * sizeof(ptrdiff_t))
+        if buffer == NULL or tables == NULL:
+            free(buffer)
+            free(tables)
+            raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements")
+        with nogil:
+            for task in range(groups * n_blocks):
+                g = task // n_blocks
+                b = task % n_blocks
+                t_first = b * block
+                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, tables,
+                           x0, u0, bias, out0, line_h, line_w, g, t_first,
+                           min(block, total_tiles - t_first), n_threads)
+        free(buffer)
+        free(tables)
+    if out_of_memory[0]:
+        raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements per thread")
