@@ -159,9 +159,15 @@ def _winograd_prepare(m):
         and rounded once, so the 1/6 and 1/24 of F(4x4) cost one rounding per element.
         """
         wide = np.float64 if weight.dtype == np.float32 else np.longdouble
-        g = _fractions(_WINOGRAD_G[m], wide)
-        u = np.einsum("ir,kcrs,js->ijkc", g, np.asarray(weight[:, :, 0], dtype=wide), g)
-        u = np.ascontiguousarray(u.reshape((m + 2) ** 2, *weight.shape[:2]), dtype=weight.dtype)
+        # vec(G w G^T) = (G kron G) vec(w): one matrix product for a slab of filters, the
+        # slabs small enough (~2048 filters) for their wide intermediate to stay in cache.
+        g_kron_g_t = np.kron(*[_fractions(_WINOGRAD_G[m], wide)] * 2).T
+        c_out, c_per_group = weight.shape[:2]
+        u = np.empty(((m + 2) ** 2, c_out, c_per_group), dtype=weight.dtype)
+        rows = max(1, 2048 // c_per_group)
+        for k in range(0, c_out, rows):
+            slab = np.asarray(weight[k:k + rows, :, 0], dtype=wide).reshape(-1, 9)
+            u[:, k:k + rows] = (slab @ g_kron_g_t).T.reshape(u.shape[0], -1, c_per_group)
         return u, np.ascontiguousarray(weight)
     return prepare
 
@@ -186,12 +192,13 @@ def _thin_windows(taps):
 def _winograd_lines(problem, m):
     """Per axis, the input index of every padded position a tile can read (-1 for a zero).
 
-    Tile row ``th`` reads positions ``th*m .. th*m + m + 1``. Positions past the last output's
-    window feed only outputs that are cut off, so any valid index does for them.
+    Tile row ``th`` reads positions ``th*m .. th*m + m + 1``; the kernel reads whole groups
+    of m positions, up to ``(tiles + 1) * m``. Positions past the last output's window feed
+    only outputs that are cut off, so any valid index does for them.
     """
     return [
         np.ascontiguousarray(
-            tap_table(size, -(-out // m) * m + 2, 1, 1, 1, pad, problem.padding_mode)[:, 0])
+            tap_table(size, (-(-out // m) + 1) * m, 1, 1, 1, pad, problem.padding_mode)[:, 0])
         for size, out, pad in zip(problem.in_size, problem.out_size, problem.pad_before)
     ]
 
@@ -235,8 +242,8 @@ def _run_winograd(m):
         # Every GEMM is small and runs inside an OpenMP thread: BLAS's own threads would only
         # oversubscribe the cores.
         with blas_threads.limit(1):
-            conv_winograd(m, x, u, bias, out, line_h, line_w, problem.groups, block,
-                          tasks_in_parallel, n_threads)
+            conv_winograd(m, x, u, bias, out, line_h, line_w, problem.pad_before[1],
+                          problem.groups, block, tasks_in_parallel, n_threads)
         if problem.padding_mode == "zeros":
             taps_d, taps_h, taps_w = _tap_tables(problem)
             for start, stop in _thin_windows(taps_h):

@@ -12,11 +12,12 @@ independent matrix products:
 ``U[xi] = (G g G^T)[xi]`` is computed once per weight by the Python side (``prepare``). The
 transforms themselves are the straight-line C in ``winograd_transforms*.h``.
 
-Tiles of all samples of one group are numbered together, so small planes of a batch share one
-GEMM. A task is (group, block of ``block`` consecutive tiles); its V and M buffers hold
-``alpha^2 * (C_g + K_g) * block`` elements, which the caller keeps under the workspace bound.
-Input tiles are read through the padding tables (``line_h``, ``line_w``: the input index of
-every padded position, -1 for a zero), so every padding mode works without a padded copy.
+Tiles of all samples of one group are numbered together, (sample, tile row, tile column), so
+the small planes of a batch share GEMMs. A task is (group, block of ``block`` consecutive
+tiles); its V and M buffers hold ``alpha^2 * (C_g + K_g) * block`` elements, which the caller
+keeps under the workspace bound. Input rows are read through the padding tables (``line_h``,
+``line_w``: the input index of every padded position, -1 for a zero), so every padding mode
+works without a padded copy.
 
 Parallelism: with ``tasks_in_parallel``, a static ``prange`` runs tasks on threads, each with
 private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each phase is a
@@ -35,33 +36,43 @@ from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
 
 
 cdef extern from "winograd_transforms.h" nogil:
-    const ptrdiff_t WG_CHUNK
-    const ptrdiff_t WG_ZERO_TAP
+    ptrdiff_t WG_SCRATCH(int m)
     void wg_input_channel_f32(int m, float* v, ptrdiff_t vs, const float* x_c,
-                              const ptrdiff_t* x_base, const ptrdiff_t* row_off,
-                              const ptrdiff_t* col_off, ptrdiff_t n_tiles, float* scratch)
+                              ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
+                              const ptrdiff_t* line_h, const ptrdiff_t* line_w,
+                              ptrdiff_t col_first, ptrdiff_t col_stop,
+                              ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                              ptrdiff_t t_first, ptrdiff_t n_tiles, float* scratch)
     void wg_input_channel_f64(int m, double* v, ptrdiff_t vs, const double* x_c,
-                              const ptrdiff_t* x_base, const ptrdiff_t* row_off,
-                              const ptrdiff_t* col_off, ptrdiff_t n_tiles, double* scratch)
-    void wg_output_channel_f32(int m, float* out_k, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                              ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
+                              const ptrdiff_t* line_h, const ptrdiff_t* line_w,
+                              ptrdiff_t col_first, ptrdiff_t col_stop,
+                              ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                              ptrdiff_t t_first, ptrdiff_t n_tiles, double* scratch)
+    void wg_output_channel_f32(int m, float* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
+                               ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
                                const float* mm, ptrdiff_t ms, float bias,
-                               const ptrdiff_t* out_base, const ptrdiff_t* n_rows,
-                               const ptrdiff_t* n_cols, ptrdiff_t n_tiles, float* scratch)
-    void wg_output_channel_f64(int m, double* out_k, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                               ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                               ptrdiff_t t_first, ptrdiff_t n_tiles, float* scratch)
+    void wg_output_channel_f64(int m, double* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
+                               ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
                                const double* mm, ptrdiff_t ms, double bias,
-                               const ptrdiff_t* out_base, const ptrdiff_t* n_rows,
-                               const ptrdiff_t* n_cols, ptrdiff_t n_tiles, double* scratch)
+                               ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                               ptrdiff_t t_first, ptrdiff_t n_tiles, double* scratch)
 
 
 cdef struct Geometry:
-    # Tiling
     int m
     Py_ssize_t alpha, tiles_w, tiles_per_image, block
-    # Channels
     Py_ssize_t c_per_group, k_per_group, c_out
-    # Strides in elements (any sign) and the output plane
+    # strides in elements (any sign), and the output plane
     Py_ssize_t x_sn, x_sc, x_sh, x_sw
     Py_ssize_t out_sn, out_sk, out_sh, out_sw, h_out, w_out
+    # padding tables: input index of every padded row / column position, -1 for a zero;
+    # positions [col_first, col_stop) are the input's columns q - col_first
+    const ptrdiff_t* line_h
+    const ptrdiff_t* line_w
+    Py_ssize_t col_first, col_stop
 
 
 cdef inline void _gemm(int m, int n, int k, const floating* a, int lda, const floating* b,
@@ -75,86 +86,54 @@ cdef inline void _gemm(int m, int n, int k, const floating* a, int lda, const fl
         dgemm(&no, &no, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &zero, c, &ldc)
 
 
-cdef void _fill_tables(ptrdiff_t* tables, const Geometry* geo, Py_ssize_t t_first,
-                       Py_ssize_t n_tiles, const Py_ssize_t[::1] line_h,
-                       const Py_ssize_t[::1] line_w) noexcept nogil:
-    """Where each tile of the block reads its input and writes its output.
-
-    Layout of ``tables`` (``block`` = capacity): x_base[block], row_off[block * alpha],
-    col_off[block * alpha], out_base[block], n_rows[block], n_cols[block].
-    """
-    cdef Py_ssize_t a = geo.alpha, block = geo.block, m = geo.m
-    cdef ptrdiff_t* x_base = tables
-    cdef ptrdiff_t* row_off = x_base + block
-    cdef ptrdiff_t* col_off = row_off + block * a
-    cdef ptrdiff_t* out_base = col_off + block * a
-    cdef ptrdiff_t* n_rows = out_base + block
-    cdef ptrdiff_t* n_cols = n_rows + block
-    cdef Py_ssize_t t, tile, n, rest, th, tw, i, index
-    for t in range(n_tiles):
-        tile = t_first + t
-        n = tile // geo.tiles_per_image
-        rest = tile % geo.tiles_per_image
-        th = rest // geo.tiles_w
-        tw = rest % geo.tiles_w
-        x_base[t] = n * geo.x_sn
-        for i in range(a):
-            index = line_h[th * m + i]
-            row_off[t * a + i] = WG_ZERO_TAP if index < 0 else index * geo.x_sh
-            index = line_w[tw * m + i]
-            col_off[t * a + i] = WG_ZERO_TAP if index < 0 else index * geo.x_sw
-        out_base[t] = n * geo.out_sn + th * m * geo.out_sh + tw * m * geo.out_sw
-        n_rows[t] = min(m, geo.h_out - th * m)
-        n_cols[t] = min(m, geo.w_out - tw * m)
-
-
 cdef inline void _input_channel(const Geometry* geo, floating* v, const floating* x_c,
-                                const ptrdiff_t* tables, Py_ssize_t n_tiles,
+                                Py_ssize_t t_first, Py_ssize_t n_tiles,
                                 floating* scratch) noexcept nogil:
-    cdef Py_ssize_t block = geo.block, a = geo.alpha
-    cdef ptrdiff_t vs = geo.c_per_group * block
+    """V[xi][c, t] for one input channel (``v`` points at row c of V[0])."""
+    cdef ptrdiff_t vs = geo.c_per_group * geo.block
     if floating is float:
-        wg_input_channel_f32(geo.m, v, vs, x_c, tables, tables + block,
-                             tables + block + block * a, n_tiles, scratch)
+        wg_input_channel_f32(geo.m, v, vs, x_c, geo.x_sn, geo.x_sh, geo.x_sw, geo.line_h,
+                             geo.line_w, geo.col_first, geo.col_stop, geo.tiles_w,
+                             geo.tiles_per_image, t_first, n_tiles, scratch)
     else:
-        wg_input_channel_f64(geo.m, v, vs, x_c, tables, tables + block,
-                             tables + block + block * a, n_tiles, scratch)
+        wg_input_channel_f64(geo.m, v, vs, x_c, geo.x_sn, geo.x_sh, geo.x_sw, geo.line_h,
+                             geo.line_w, geo.col_first, geo.col_stop, geo.tiles_w,
+                             geo.tiles_per_image, t_first, n_tiles, scratch)
 
 
 cdef inline void _output_channel(const Geometry* geo, floating* out_k, const floating* mm,
-                                 floating bias, const ptrdiff_t* tables, Py_ssize_t n_tiles,
+                                 floating bias, Py_ssize_t t_first, Py_ssize_t n_tiles,
                                  floating* scratch) noexcept nogil:
-    cdef Py_ssize_t block = geo.block, a = geo.alpha
-    cdef ptrdiff_t ms = geo.k_per_group * block
-    cdef const ptrdiff_t* out_base = tables + block + 2 * block * a
+    """One output channel from M[xi][k, t] (``mm`` points at row k of M[0])."""
+    cdef ptrdiff_t ms = geo.k_per_group * geo.block
     if floating is float:
-        wg_output_channel_f32(geo.m, out_k, geo.out_sh, geo.out_sw, mm, ms, bias, out_base,
-                              out_base + block, out_base + 2 * block, n_tiles, scratch)
+        wg_output_channel_f32(geo.m, out_k, geo.out_sn, geo.out_sh, geo.out_sw, geo.h_out,
+                              geo.w_out, mm, ms, bias, geo.tiles_w, geo.tiles_per_image,
+                              t_first, n_tiles, scratch)
     else:
-        wg_output_channel_f64(geo.m, out_k, geo.out_sh, geo.out_sw, mm, ms, bias, out_base,
-                              out_base + block, out_base + 2 * block, n_tiles, scratch)
+        wg_output_channel_f64(geo.m, out_k, geo.out_sn, geo.out_sh, geo.out_sw, geo.h_out,
+                              geo.w_out, mm, ms, bias, geo.tiles_w, geo.tiles_per_image,
+                              t_first, n_tiles, scratch)
 
 
 cdef void _run_block(
-    const Geometry* geo, floating* v, floating* mm, floating* scratch, ptrdiff_t* tables,
+    const Geometry* geo, floating* v, floating* mm, floating* scratch,
     const floating* x0, const floating* u, const floating[::1] bias, floating* out0,
-    const Py_ssize_t[::1] line_h, const Py_ssize_t[::1] line_w,
     Py_ssize_t g, Py_ssize_t t_first, Py_ssize_t n_tiles, int n_threads,
 ) noexcept nogil:
     """Tiles [t_first, t_first + n_tiles) of group g: transform, multiply, transform back.
 
     With ``n_threads > 1`` each phase is a prange and ``scratch`` holds one
-    ``2 * alpha^2 * WG_CHUNK`` area per thread; else all runs on the calling thread.
+    ``WG_SCRATCH(m)`` area per thread; else all runs on the calling thread.
     """
     cdef Py_ssize_t block = geo.block, c_g = geo.c_per_group, k_g = geo.k_per_group
     cdef Py_ssize_t a2 = geo.alpha * geo.alpha
-    cdef Py_ssize_t scratch_size = 2 * a2 * WG_CHUNK
+    cdef Py_ssize_t scratch_size = WG_SCRATCH(geo.m)
     cdef Py_ssize_t c, xi, k
     cdef floating shift
-    _fill_tables(tables, geo, t_first, n_tiles, line_h, line_w)
     if n_threads == 1:
         for c in range(c_g):
-            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, tables, n_tiles,
+            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch)
         for xi in range(a2):
             _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
@@ -163,10 +142,10 @@ cdef void _run_block(
         for k in range(k_g):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
             _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
-                            tables, n_tiles, scratch)
+                            t_first, n_tiles, scratch)
     else:
         for c in prange(c_g, num_threads=n_threads, schedule="static"):
-            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, tables, n_tiles,
+            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch + pcf_omp_thread_num() * scratch_size)
         for xi in prange(a2, num_threads=n_threads, schedule="static"):
             _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
@@ -175,7 +154,7 @@ cdef void _run_block(
         for k in prange(k_g, num_threads=n_threads, schedule="static"):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
             _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
-                            tables, n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+                            t_first, n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
 
 
 def conv_winograd(
@@ -186,6 +165,7 @@ def conv_winograd(
     floating[:, :, :, :, :] out,
     const Py_ssize_t[::1] line_h,
     const Py_ssize_t[::1] line_w,
+    Py_ssize_t pad_left,
     Py_ssize_t groups,
     Py_ssize_t block,
     bint tasks_in_parallel,
@@ -202,7 +182,10 @@ def conv_winograd(
     bias : (C_out,) or (0,) contiguous
     out : (N, C_out, 1, H_out, W_out) writable view, any strides
     line_h, line_w : input index of padded position ``q`` (-1 for a zero), for every ``q`` in
-        ``[0, tiles * m + 2)``: input tile row ``i`` of tile row ``th`` is ``line_h[th*m + i]``
+        ``[0, (tiles + 1) * m)``: input tile row ``i`` of tile row ``th`` is
+        ``line_h[th*m + i]``
+    pad_left : padding before the first column (position q >= pad_left of a row inside the
+        input reads column q - pad_left, whatever the padding mode)
     groups : number of channel groups
     block : tiles per task (bounds the buffers)
     tasks_in_parallel : True: prange over tasks; False: tasks in turn, each phase a prange
@@ -227,56 +210,51 @@ def conv_winograd(
     geo.x_sh, geo.x_sw = x.strides[3] // itemsize, x.strides[4] // itemsize
     geo.out_sn, geo.out_sk = out.strides[0] // itemsize, out.strides[1] // itemsize
     geo.out_sh, geo.out_sw = out.strides[3] // itemsize, out.strides[4] // itemsize
+    if (line_h.shape[0] < ((geo.h_out + m - 1) // m + 1) * m
+            or line_w.shape[0] < (geo.tiles_w + 1) * m):
+        raise ValueError("winograd: padding tables too short for the tiles")
+    geo.line_h = <const ptrdiff_t*> &line_h[0]
+    geo.line_w = <const ptrdiff_t*> &line_w[0]
+    geo.col_first = pad_left
+    geo.col_stop = pad_left + x.shape[4]
 
     cdef Py_ssize_t a2 = geo.alpha * geo.alpha
     cdef Py_ssize_t total_tiles = batch * geo.tiles_per_image
     cdef Py_ssize_t n_blocks = (total_tiles + block - 1) // block
     cdef Py_ssize_t v_size = a2 * geo.c_per_group * block
     cdef Py_ssize_t m_size = a2 * geo.k_per_group * block
-    cdef Py_ssize_t scratch_size = 2 * a2 * WG_CHUNK
-    cdef Py_ssize_t table_size = block * (2 * geo.alpha + 4)
-    cdef Py_ssize_t task, g, b, t_first
+    cdef Py_ssize_t scratch_size = WG_SCRATCH(m)
+    cdef Py_ssize_t task, g, t_first
     cdef const floating* x0 = &x[0, 0, 0, 0, 0]
     cdef const floating* u0 = &u[0, 0, 0]
     cdef floating* out0 = &out[0, 0, 0, 0, 0]
     cdef floating* buffer
-    cdef ptrdiff_t* tables
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
     if tasks_in_parallel:
         with nogil, parallel(num_threads=n_threads):
             buffer = <floating*> malloc((v_size + m_size + scratch_size) * sizeof(floating))
-            tables = <ptrdiff_t*> malloc(table_size * sizeof(ptrdiff_t))
-            if buffer == NULL or tables == NULL:
+            if buffer == NULL:
                 out_of_memory[0] = 1
             for task in prange(groups * n_blocks, schedule="static"):
-                if buffer == NULL or tables == NULL:
+                if buffer == NULL:
                     continue
                 g = task // n_blocks
-                b = task % n_blocks
-                t_first = b * block
-                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, tables,
-                           x0, u0, bias, out0, line_h, line_w, g, t_first,
-                           min(block, total_tiles - t_first), 1)
+                t_first = (task % n_blocks) * block
+                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
+                           out0, g, t_first, min(block, total_tiles - t_first), 1)
             free(buffer)
-            free(tables)
     else:
         buffer = <floating*> malloc((v_size + m_size + n_threads * scratch_size)
                                     * sizeof(floating))
-        tables = <ptrdiff_t*> malloc(table_size * sizeof(ptrdiff_t))
-        if buffer == NULL or tables == NULL:
-            free(buffer)
-            free(tables)
+        if buffer == NULL:
             raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements")
         with nogil:
             for task in range(groups * n_blocks):
                 g = task // n_blocks
-                b = task % n_blocks
-                t_first = b * block
-                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, tables,
-                           x0, u0, bias, out0, line_h, line_w, g, t_first,
-                           min(block, total_tiles - t_first), n_threads)
+                t_first = (task % n_blocks) * block
+                _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
+                           out0, g, t_first, min(block, total_tiles - t_first), n_threads)
         free(buffer)
-        free(tables)
     if out_of_memory[0]:
         raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements per thread")

@@ -17,149 +17,260 @@
    which is what makes F(2x2, 3x3) (whose G holds only halves) exact on integer data.
 */
 
-/* --- 1-D transforms over n tiles: element k of tile t is s[k * ss + t] ------------------- */
 
-static inline void WG(wg_in_f2)(const WG_T* WG_RESTRICT s, ptrdiff_t ss,
+/* --- 1-D transforms of n vectors ------------------------------------------------------------
+   Element k of vector t is sk[t] (one pointer per element, each stream of unit stride, so the
+   loop over t vectorizes); element k of the result is d[k * ds + t]. The caller guarantees
+   that the result rows do not overlap (|ds| >= n) nor the inputs, which WG_IVDEP tells the
+   compiler. */
+
+static inline void WG(wg_in_f2)(const WG_T* WG_RESTRICT s0, const WG_T* WG_RESTRICT s1,
+                                const WG_T* WG_RESTRICT s2, const WG_T* WG_RESTRICT s3,
                                 WG_T* WG_RESTRICT d, ptrdiff_t ds, ptrdiff_t n)
 {
+    WG_IVDEP
     for (ptrdiff_t t = 0; t < n; ++t) {
-        WG_T s0 = s[t], s1 = s[ss + t], s2 = s[2 * ss + t], s3 = s[3 * ss + t];
-        d[t] = s0 - s2;
-        d[ds + t] = s1 + s2;
-        d[2 * ds + t] = s2 - s1;
-        d[3 * ds + t] = s1 - s3;
+        d[t] = s0[t] - s2[t];
+        d[ds + t] = s1[t] + s2[t];
+        d[2 * ds + t] = s2[t] - s1[t];
+        d[3 * ds + t] = s1[t] - s3[t];
     }
 }
 
-static inline void WG(wg_out_f2)(const WG_T* WG_RESTRICT s, ptrdiff_t ss,
+static inline void WG(wg_out_f2)(const WG_T* WG_RESTRICT s0, const WG_T* WG_RESTRICT s1,
+                                 const WG_T* WG_RESTRICT s2, const WG_T* WG_RESTRICT s3,
                                  WG_T* WG_RESTRICT d, ptrdiff_t ds, ptrdiff_t n)
 {
+    WG_IVDEP
     for (ptrdiff_t t = 0; t < n; ++t) {
-        WG_T s0 = s[t], s1 = s[ss + t], s2 = s[2 * ss + t], s3 = s[3 * ss + t];
-        d[t] = s0 + s1 + s2;
-        d[ds + t] = s1 - s2 - s3;
+        d[t] = s0[t] + s1[t] + s2[t];
+        d[ds + t] = s1[t] - s2[t] - s3[t];
     }
 }
 
-static inline void WG(wg_in_f4)(const WG_T* WG_RESTRICT s, ptrdiff_t ss,
+static inline void WG(wg_in_f4)(const WG_T* WG_RESTRICT s0, const WG_T* WG_RESTRICT s1,
+                                const WG_T* WG_RESTRICT s2, const WG_T* WG_RESTRICT s3,
+                                const WG_T* WG_RESTRICT s4, const WG_T* WG_RESTRICT s5,
                                 WG_T* WG_RESTRICT d, ptrdiff_t ds, ptrdiff_t n)
 {
+    WG_IVDEP
     for (ptrdiff_t t = 0; t < n; ++t) {
-        WG_T s0 = s[t], s1 = s[ss + t], s2 = s[2 * ss + t];
-        WG_T s3 = s[3 * ss + t], s4 = s[4 * ss + t], s5 = s[5 * ss + t];
         /* rows 1-4 come in pairs (points +-1, +-2) that share their terms */
-        WG_T a = s3 + s4, b = 4 * (s1 + s2);   /* row 1: a - b */
-        WG_T c = s4 - s3, e = 4 * (s1 - s2);   /* row 2: c + e */
-        WG_T f = s4 - s2, g = 2 * (s3 - s1);   /* rows 3, 4: f + g, f - g */
-        d[t] = 4 * s0 - 5 * s2 + s4;
+        WG_T a = s3[t] + s4[t], b = 4 * (s1[t] + s2[t]);   /* row 1: a - b */
+        WG_T c = s4[t] - s3[t], e = 4 * (s1[t] - s2[t]);   /* row 2: c + e */
+        WG_T f = s4[t] - s2[t], g = 2 * (s3[t] - s1[t]);   /* rows 3, 4: f + g, f - g */
+        d[t] = 4 * s0[t] - 5 * s2[t] + s4[t];
         d[ds + t] = a - b;
         d[2 * ds + t] = c + e;
         d[3 * ds + t] = f + g;
         d[4 * ds + t] = f - g;
-        d[5 * ds + t] = 4 * s1 - 5 * s3 + s5;
+        d[5 * ds + t] = 4 * s1[t] - 5 * s3[t] + s5[t];
     }
 }
 
-static inline void WG(wg_out_f4)(const WG_T* WG_RESTRICT s, ptrdiff_t ss,
+static inline void WG(wg_out_f4)(const WG_T* WG_RESTRICT s0, const WG_T* WG_RESTRICT s1,
+                                 const WG_T* WG_RESTRICT s2, const WG_T* WG_RESTRICT s3,
+                                 const WG_T* WG_RESTRICT s4, const WG_T* WG_RESTRICT s5,
                                  WG_T* WG_RESTRICT d, ptrdiff_t ds, ptrdiff_t n)
 {
+    WG_IVDEP
     for (ptrdiff_t t = 0; t < n; ++t) {
-        WG_T s0 = s[t], s1 = s[ss + t], s2 = s[2 * ss + t];
-        WG_T s3 = s[3 * ss + t], s4 = s[4 * ss + t], s5 = s[5 * ss + t];
-        WG_T sum12 = s1 + s2, dif12 = s1 - s2, sum34 = s3 + s4, dif34 = s3 - s4;
-        d[t] = s0 + sum12 + sum34;
+        WG_T sum12 = s1[t] + s2[t], dif12 = s1[t] - s2[t];
+        WG_T sum34 = s3[t] + s4[t], dif34 = s3[t] - s4[t];
+        d[t] = s0[t] + sum12 + sum34;
         d[ds + t] = dif12 + 2 * dif34;
         d[2 * ds + t] = sum12 + 4 * sum34;
-        d[3 * ds + t] = dif12 + 8 * dif34 + s5;
+        d[3 * ds + t] = dif12 + 8 * dif34 + s5[t];
     }
 }
 
-/* --- 2-D transforms of n <= WG_CHUNK tiles --------------------------------------------- */
+/* --- one channel of a block of tiles ------------------------------------------------------ */
+/* Tiles are numbered over (sample, tile row, tile column). A block is cut into segments of at
+   most WG_CHUNK consecutive tiles of one tile row. The rows of a segment are kept split by
+   phase: row position m * s + r (tile s, offset r < m) is stored at r * p + s, p = seg + 1.
+   The vertical transform then runs along whole rows, and the horizontal one reads, for tile s,
+   phases 0 .. m-1 at s and phases 0, 1 at s + 1: unit-stride streams again, not stride m. */
 
-/* v[(i * a + j) * vs + t] = (B^T d_t B)[i, j], d gathered as d[(i * a + j) * n + t]. */
-static inline void WG(wg_input_chunk)(int m, WG_T* WG_RESTRICT v, ptrdiff_t vs,
-                                      const WG_T* WG_RESTRICT d, WG_T* WG_RESTRICT tmp,
-                                      ptrdiff_t n)
+/* The segment holding tile t_first + done: its tile row th, first tile column tw, length. */
+static inline ptrdiff_t WG(wg_segment)(ptrdiff_t t, ptrdiff_t left, ptrdiff_t tiles_w,
+                                       ptrdiff_t tiles_per_image, ptrdiff_t* th, ptrdiff_t* tw)
 {
-    const ptrdiff_t a = m + 2;
-    if (m == 2) {
-        for (ptrdiff_t i = 0; i < a; ++i) WG(wg_in_f2)(d + i * a * n, n, tmp + i * a * n, n, n);
-        for (ptrdiff_t j = 0; j < a; ++j) WG(wg_in_f2)(tmp + j * n, a * n, v + j * vs, a * vs, n);
-    } else {
-        for (ptrdiff_t i = 0; i < a; ++i) WG(wg_in_f4)(d + i * a * n, n, tmp + i * a * n, n, n);
-        for (ptrdiff_t j = 0; j < a; ++j) WG(wg_in_f4)(tmp + j * n, a * n, v + j * vs, a * vs, n);
-    }
+    const ptrdiff_t in_image = t % tiles_per_image;
+    ptrdiff_t seg;
+    *th = in_image / tiles_w;
+    *tw = in_image % tiles_w;
+    seg = tiles_w - *tw;
+    if (seg > left) seg = left;
+    return seg > WG_CHUNK ? WG_CHUNK : seg;
 }
 
-/* y[(i * m + j) * n + t] = (A^T M_t A)[i, j], M_t read as mm[(i * a + j) * ms + t]. */
-static inline void WG(wg_output_chunk)(int m, WG_T* WG_RESTRICT y, const WG_T* WG_RESTRICT mm,
-                                       ptrdiff_t ms, WG_T* WG_RESTRICT tmp, ptrdiff_t n)
+/* Transform tiles [t_first, t_first + n_tiles) of one input channel (x_c: that channel of
+   sample 0) into v[xi * vs + t - t_first], xi = i * (m + 2) + j. Padded position q of a row
+   (column) is input index line_h[q] (line_w[q]), -1 for a zero: every padding mode is read
+   through these tables, without a padded copy of the input; they must cover
+   (tiles + 1) * m positions. Positions [col_first, col_stop) are the input's own columns
+   (line_w[q] = q - col_first), read without the table. scratch: WG_SCRATCH(m). */
+WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
+                                 ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
+                                 const ptrdiff_t* line_h, const ptrdiff_t* line_w,
+                                 ptrdiff_t col_first, ptrdiff_t col_stop,
+                                 ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                                 ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
-    const ptrdiff_t a = m + 2;
-    if (m == 2) {
-        for (ptrdiff_t j = 0; j < a; ++j) WG(wg_out_f2)(mm + j * ms, a * ms, tmp + j * n, a * n, n);
-        for (ptrdiff_t i = 0; i < m; ++i) WG(wg_out_f2)(tmp + i * a * n, n, y + i * m * n, n, n);
-    } else {
-        for (ptrdiff_t j = 0; j < a; ++j) WG(wg_out_f4)(mm + j * ms, a * ms, tmp + j * n, a * n, n);
-        for (ptrdiff_t i = 0; i < m; ++i) WG(wg_out_f4)(tmp + i * a * n, n, y + i * m * n, n, n);
-    }
-}
-
-/* --- one channel of a block of tiles: gather + input transform, output transform + store -- */
-
-/* Transform the tiles of one input channel x_c into v[xi * vs + t] (xi = i * a + j).
-   Tile t reads x_c[x_base[t] + row_off[t * a + i] + col_off[t * a + j]]: the offsets come from
-   the padding tables, so every padding mode is applied here, without a padded copy.
-   scratch: 2 * a * a * WG_CHUNK elements. */
-static void WG(wg_input_channel)(int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
-                                 const ptrdiff_t* x_base, const ptrdiff_t* row_off,
-                                 const ptrdiff_t* col_off, ptrdiff_t n_tiles, WG_T* scratch)
-{
-    const ptrdiff_t a = m + 2;
-    WG_T* d = scratch;
-    WG_T* tmp = scratch + a * a * WG_CHUNK;
-    for (ptrdiff_t t0 = 0; t0 < n_tiles; t0 += WG_CHUNK) {
-        const ptrdiff_t n = n_tiles - t0 < WG_CHUNK ? n_tiles - t0 : WG_CHUNK;
-        for (ptrdiff_t t = 0; t < n; ++t) {
-            const WG_T* base = x_c + x_base[t0 + t];
-            const ptrdiff_t* rows = row_off + (t0 + t) * a;
-            const ptrdiff_t* cols = col_off + (t0 + t) * a;
-            for (ptrdiff_t i = 0; i < a; ++i) {
-                WG_T* dst = d + i * a * n + t;
-                if (rows[i] == WG_ZERO_TAP) {
-                    for (ptrdiff_t j = 0; j < a; ++j) dst[j * n] = 0;
-                    continue;
+    const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
+    WG_T* rows = scratch;               /* the a padded input rows of a segment, by phase */
+    WG_T* tmp = scratch + a * row_len;  /* the same after the vertical transform */
+    ptrdiff_t done = 0, th, tw;
+    while (done < n_tiles) {
+        const ptrdiff_t t = t_first + done;
+        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image, &th, &tw);
+        const ptrdiff_t p = seg + 1, len = m * p;
+        const ptrdiff_t* cols = line_w + tw * m;
+        const WG_T* x_n = x_c + (t / tiles_per_image) * x_sn;
+        /* Tiles s in [s_lo, s_hi) read only inside the input (positions q in [col_first,
+           col_stop), input column q - col_first): no table look-up there. */
+        ptrdiff_t s_lo = (col_first - tw * m + m - 1) / m, s_hi = (col_stop - tw * m) / m;
+        if (col_first - tw * m <= 0) s_lo = 0;
+        if (s_hi > p) s_hi = p;
+        if (s_hi < s_lo) s_hi = s_lo;
+        const ptrdiff_t inner_first = (tw * m + m * s_lo - col_first) * x_sw;
+        for (ptrdiff_t i = 0; i < a; ++i) {
+            const ptrdiff_t h = line_h[th * m + i];
+            WG_T* dst = rows + i * row_len;
+            if (h < 0) {
+                for (ptrdiff_t k = 0; k < len; ++k) dst[k] = 0;
+                continue;
+            }
+            const WG_T* src = x_n + h * x_sh;
+            for (ptrdiff_t s = 0; s < s_lo; ++s)
+                for (ptrdiff_t r = 0; r < m; ++r) {
+                    const ptrdiff_t col = cols[m * s + r];
+                    dst[r * p + s] = col < 0 ? 0 : src[col * x_sw];
                 }
-                const WG_T* src = base + rows[i];
-                for (ptrdiff_t j = 0; j < a; ++j)
-                    dst[j * n] = cols[j] == WG_ZERO_TAP ? 0 : src[cols[j]];
+            /* the bulk: de-interleave a stretch of the input row, from tile s_lo on */
+            const WG_T* inner = src + inner_first;
+            WG_T* out = dst + s_lo;
+            if (x_sw == 1) {
+                for (ptrdiff_t s = 0; s < s_hi - s_lo; ++s)
+                    for (ptrdiff_t r = 0; r < m; ++r) out[r * p + s] = inner[m * s + r];
+            } else {
+                for (ptrdiff_t s = 0; s < s_hi - s_lo; ++s)
+                    for (ptrdiff_t r = 0; r < m; ++r) out[r * p + s] = inner[(m * s + r) * x_sw];
+            }
+            for (ptrdiff_t s = s_hi; s < p; ++s)
+                for (ptrdiff_t r = 0; r < m; ++r) {
+                    const ptrdiff_t col = cols[m * s + r];
+                    dst[r * p + s] = col < 0 ? 0 : src[col * x_sw];
+                }
+        }
+        WG_T* vv = v + done;
+        if (m == 2) {
+            WG(wg_in_f2)(rows, rows + row_len, rows + 2 * row_len, rows + 3 * row_len,
+                         tmp, row_len, len);
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = tmp + i * row_len;
+                WG(wg_in_f2)(q, q + p, q + 1, q + p + 1, vv + i * a * vs, vs, seg);
+            }
+        } else {
+            WG(wg_in_f4)(rows, rows + row_len, rows + 2 * row_len, rows + 3 * row_len,
+                         rows + 4 * row_len, rows + 5 * row_len, tmp, row_len, len);
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = tmp + i * row_len;
+                WG(wg_in_f4)(q, q + p, q + 2 * p, q + 3 * p, q + 1, q + p + 1,
+                             vv + i * a * vs, vs, seg);
             }
         }
-        WG(wg_input_chunk)(m, v + t0, vs, d, tmp, n);
+        done += seg;
     }
 }
 
-/* Inverse-transform the tiles of one output channel, read as mm[xi * ms + t], add the bias and
-   store the first n_rows[t] x n_cols[t] outputs of tile t (fewer than m x m at the right and
-   bottom edges) at out_k[out_base[t] + i * out_sh + j * out_sw].
-   scratch: 2 * a * a * WG_CHUNK elements. */
-static void WG(wg_output_channel)(int m, WG_T* out_k, ptrdiff_t out_sh, ptrdiff_t out_sw,
+/* Inverse-transform tiles [t_first, t_first + n_tiles) of one output channel, read as
+   mm[xi * ms + t - t_first], add the bias and store them into out_k (that channel of sample
+   0), cutting the tiles of the last tile row and column to the h_out x w_out plane.
+   scratch: WG_SCRATCH(m). */
+WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
+                                  ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
                                   const WG_T* mm, ptrdiff_t ms, WG_T bias,
-                                  const ptrdiff_t* out_base, const ptrdiff_t* n_rows,
-                                  const ptrdiff_t* n_cols, ptrdiff_t n_tiles, WG_T* scratch)
+                                  ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                                  ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
-    const ptrdiff_t a = m + 2;
-    WG_T* y = scratch;
-    WG_T* tmp = scratch + a * a * WG_CHUNK;
-    for (ptrdiff_t t0 = 0; t0 < n_tiles; t0 += WG_CHUNK) {
-        const ptrdiff_t n = n_tiles - t0 < WG_CHUNK ? n_tiles - t0 : WG_CHUNK;
-        WG(wg_output_chunk)(m, y, mm + t0, ms, tmp, n);
-        for (ptrdiff_t t = 0; t < n; ++t) {
-            WG_T* dst = out_k + out_base[t0 + t];
-            const ptrdiff_t rows = n_rows[t0 + t], cols = n_cols[t0 + t];
-            for (ptrdiff_t i = 0; i < rows; ++i)
-                for (ptrdiff_t j = 0; j < cols; ++j)
-                    dst[i * out_sh + j * out_sw] = y[(i * m + j) * n + t] + bias;
+    const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
+    WG_T* tmp = scratch;                /* a rows after the horizontal transform, by phase */
+    WG_T* y = scratch + a * row_len;    /* the m output rows of a segment, by phase */
+    ptrdiff_t done = 0, th, tw;
+    while (done < n_tiles) {
+        const ptrdiff_t t = t_first + done;
+        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image, &th, &tw);
+        const WG_T* m0 = mm + done;
+        if (m == 2) {
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = m0 + i * a * ms;
+                WG(wg_out_f2)(q, q + ms, q + 2 * ms, q + 3 * ms, tmp + i * row_len, seg, seg);
+            }
+            WG(wg_out_f2)(tmp, tmp + row_len, tmp + 2 * row_len, tmp + 3 * row_len,
+                          y, row_len, m * seg);
+        } else {
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = m0 + i * a * ms;
+                WG(wg_out_f4)(q, q + ms, q + 2 * ms, q + 3 * ms, q + 4 * ms, q + 5 * ms,
+                              tmp + i * row_len, seg, seg);
+            }
+            WG(wg_out_f4)(tmp, tmp + row_len, tmp + 2 * row_len, tmp + 3 * row_len,
+                          tmp + 4 * row_len, tmp + 5 * row_len, y, row_len, m * seg);
         }
+        /* y[i * row_len + r * seg + s] is output (th * m + i, (tw + s) * m + r) */
+        const ptrdiff_t n_rows = h_out - th * m < m ? h_out - th * m : m;
+        const ptrdiff_t n_cols = w_out - tw * m < m * seg ? w_out - tw * m : m * seg;
+        const ptrdiff_t full = n_cols / m;   /* tiles stored whole */
+        WG_T* o = out_k + (t / tiles_per_image) * out_sn + th * m * out_sh + tw * m * out_sw;
+        for (ptrdiff_t i = 0; i < n_rows; ++i) {
+            WG_T* dst = o + i * out_sh;
+            const WG_T* src = y + i * row_len;
+            if (out_sw == 1) {
+                for (ptrdiff_t s = 0; s < full; ++s)
+                    for (ptrdiff_t r = 0; r < m; ++r)
+                        dst[m * s + r] = src[r * seg + s] + bias;
+            } else {
+                for (ptrdiff_t s = 0; s < full; ++s)
+                    for (ptrdiff_t r = 0; r < m; ++r)
+                        dst[(m * s + r) * out_sw] = src[r * seg + s] + bias;
+            }
+            for (ptrdiff_t r = 0; r < n_cols - full * m; ++r)
+                dst[(m * full + r) * out_sw] = src[r * seg + full] + bias;
+        }
+        done += seg;
     }
+}
+
+/* The entry points: one specialization per tile size, so that m is a constant in the loops. */
+
+static void WG(wg_input_channel)(int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
+                                 ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
+                                 const ptrdiff_t* line_h, const ptrdiff_t* line_w,
+                                 ptrdiff_t col_first, ptrdiff_t col_stop,
+                                 ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                                 ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
+{
+    if (m == 2)
+        WG(wg_input_tiles)(2, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
+                           col_stop, tiles_w,
+                           tiles_per_image, t_first, n_tiles, scratch);
+    else
+        WG(wg_input_tiles)(4, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
+                           col_stop, tiles_w,
+                           tiles_per_image, t_first, n_tiles, scratch);
+}
+
+static void WG(wg_output_channel)(int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
+                                  ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
+                                  const WG_T* mm, ptrdiff_t ms, WG_T bias,
+                                  ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                                  ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
+{
+    if (m == 2)
+        WG(wg_output_tiles)(2, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
+                            tiles_w, tiles_per_image, t_first, n_tiles, scratch);
+    else
+        WG(wg_output_tiles)(4, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
+                            tiles_w, tiles_per_image, t_first, n_tiles, scratch);
 }
