@@ -10,7 +10,7 @@ import numpy as np
 
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._lib.im2col import conv_im2col
-from pyconvfast._lib.winograd import conv_winograd
+from pyconvfast._lib.winograd import conv_winograd, winograd_weights
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
@@ -112,26 +112,6 @@ register(Algorithm(
 
 # --- Winograd F(m x m, 3 x 3) -------------------------------------------------------------------
 
-def _fractions(rows, dtype):
-    """A matrix of exact fractions (numerator, denominator) in ``dtype``."""
-    return np.array([[dtype(a) / dtype(b) for a, b in row] for row in rows], dtype=dtype)
-
-
-# The weight transforms G (alpha x 3) of Lavin & Gray (2015). B^T and A^T are written out as
-# straight-line code in _lib/winograd_transforms_impl.h; these G go with them.
-_WINOGRAD_G = {
-    2: [[(1, 1), (0, 1), (0, 1)],
-        [(1, 2), (1, 2), (1, 2)],
-        [(1, 2), (-1, 2), (1, 2)],
-        [(0, 1), (0, 1), (1, 1)]],
-    4: [[(1, 4), (0, 1), (0, 1)],
-        [(-1, 6), (-1, 6), (-1, 6)],
-        [(-1, 6), (1, 6), (-1, 6)],
-        [(1, 24), (1, 12), (1, 6)],
-        [(1, 24), (-1, 12), (1, 6)],
-        [(0, 1), (0, 1), (1, 1)]],
-}
-
 # Default tiles per task. Measured (bench/winograd.py, 2 threads): 32 to 128 tiles are within a
 # few percent of each other on the ResNet layers; fewer make the GEMMs too thin to amortize
 # BLAS's packing of U, more spill V and M out of L2.
@@ -153,21 +133,10 @@ def _winograd_supports(problem):
 def _winograd_prepare(m):
     def prepare(problem, weight):
         """(U, weight): U[xi, k, c] = (G g_kc G^T)[xi], (alpha^2, C_out, C_in // groups)
-        C-contiguous; the weight itself is kept for the outputs computed directly.
-
-        U is computed in a wider type than the result (float64, or long double for float64)
-        and rounded once, so the 1/6 and 1/24 of F(4x4) cost one rounding per element.
-        """
-        wide = np.float64 if weight.dtype == np.float32 else np.longdouble
-        # vec(G w G^T) = (G kron G) vec(w): one matrix product for a slab of filters, the
-        # slabs small enough (~2048 filters) for their wide intermediate to stay in cache.
-        g_kron_g_t = np.kron(*[_fractions(_WINOGRAD_G[m], wide)] * 2).T
-        c_out, c_per_group = weight.shape[:2]
-        u = np.empty(((m + 2) ** 2, c_out, c_per_group), dtype=weight.dtype)
-        rows = max(1, 2048 // c_per_group)
-        for k in range(0, c_out, rows):
-            slab = np.asarray(weight[k:k + rows, :, 0], dtype=wide).reshape(-1, 9)
-            u[:, k:k + rows] = (slab @ g_kron_g_t).T.reshape(u.shape[0], -1, c_per_group)
+        C-contiguous, computed in a wider type and rounded once; the weight itself is kept for
+        the outputs computed directly."""
+        u = np.empty(((m + 2) ** 2,) + weight.shape[:2], dtype=weight.dtype)
+        winograd_weights(m, weight[:, :, 0], u, 1)
         return u, np.ascontiguousarray(weight)
     return prepare
 

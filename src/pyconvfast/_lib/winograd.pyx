@@ -59,12 +59,19 @@ cdef extern from "winograd_transforms.h" nogil:
                                const double* mm, ptrdiff_t ms, double bias,
                                ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
                                ptrdiff_t t_first, ptrdiff_t n_tiles, double* scratch)
+    void wg_weight_filters_f32(int m, const float* w, ptrdiff_t sc, ptrdiff_t sr, ptrdiff_t ss,
+                               ptrdiff_t n, float* u, ptrdiff_t us)
+    void wg_weight_filters_f64(int m, const double* w, ptrdiff_t sc, ptrdiff_t sr, ptrdiff_t ss,
+                               ptrdiff_t n, double* u, ptrdiff_t us)
 
 
 cdef struct Geometry:
     int m
     Py_ssize_t alpha, tiles_w, tiles_per_image, block
     Py_ssize_t c_per_group, k_per_group, c_out
+    # distance between the alpha^2 matrices V[xi] (M[xi]): C_g * block (K_g * block) and a
+    # cache line more, so that the alpha^2 rows a transform writes do not share cache sets
+    Py_ssize_t v_stride, m_stride
     # strides in elements (any sign), and the output plane
     Py_ssize_t x_sn, x_sc, x_sh, x_sw
     Py_ssize_t out_sn, out_sk, out_sh, out_sw, h_out, w_out
@@ -90,7 +97,7 @@ cdef inline void _input_channel(const Geometry* geo, floating* v, const floating
                                 Py_ssize_t t_first, Py_ssize_t n_tiles,
                                 floating* scratch) noexcept nogil:
     """V[xi][c, t] for one input channel (``v`` points at row c of V[0])."""
-    cdef ptrdiff_t vs = geo.c_per_group * geo.block
+    cdef ptrdiff_t vs = geo.v_stride
     if floating is float:
         wg_input_channel_f32(geo.m, v, vs, x_c, geo.x_sn, geo.x_sh, geo.x_sw, geo.line_h,
                              geo.line_w, geo.col_first, geo.col_stop, geo.tiles_w,
@@ -105,7 +112,7 @@ cdef inline void _output_channel(const Geometry* geo, floating* out_k, const flo
                                  floating bias, Py_ssize_t t_first, Py_ssize_t n_tiles,
                                  floating* scratch) noexcept nogil:
     """One output channel from M[xi][k, t] (``mm`` points at row k of M[0])."""
-    cdef ptrdiff_t ms = geo.k_per_group * geo.block
+    cdef ptrdiff_t ms = geo.m_stride
     if floating is float:
         wg_output_channel_f32(geo.m, out_k, geo.out_sn, geo.out_sh, geo.out_sw, geo.h_out,
                               geo.w_out, mm, ms, bias, geo.tiles_w, geo.tiles_per_image,
@@ -136,8 +143,8 @@ cdef void _run_block(
             _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch)
         for xi in range(a2):
-            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
-                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * k_g * block,
+            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
+                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
                   <int> block)
         for k in range(k_g):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
@@ -148,8 +155,8 @@ cdef void _run_block(
             _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch + pcf_omp_thread_num() * scratch_size)
         for xi in prange(a2, num_threads=n_threads, schedule="static"):
-            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * c_g * block, <int> block,
-                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * k_g * block,
+            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
+                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
                   <int> block)
         for k in prange(k_g, num_threads=n_threads, schedule="static"):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
@@ -206,6 +213,8 @@ def conv_winograd(
     geo.tiles_w = (geo.w_out + m - 1) // m
     geo.tiles_per_image = ((geo.h_out + m - 1) // m) * geo.tiles_w
     geo.block = block
+    geo.v_stride = geo.c_per_group * block + 64 // itemsize
+    geo.m_stride = geo.k_per_group * block + 64 // itemsize
     geo.x_sn, geo.x_sc = x.strides[0] // itemsize, x.strides[1] // itemsize
     geo.x_sh, geo.x_sw = x.strides[3] // itemsize, x.strides[4] // itemsize
     geo.out_sn, geo.out_sk = out.strides[0] // itemsize, out.strides[1] // itemsize
@@ -221,8 +230,8 @@ def conv_winograd(
     cdef Py_ssize_t a2 = geo.alpha * geo.alpha
     cdef Py_ssize_t total_tiles = batch * geo.tiles_per_image
     cdef Py_ssize_t n_blocks = (total_tiles + block - 1) // block
-    cdef Py_ssize_t v_size = a2 * geo.c_per_group * block
-    cdef Py_ssize_t m_size = a2 * geo.k_per_group * block
+    cdef Py_ssize_t v_size = a2 * geo.v_stride
+    cdef Py_ssize_t m_size = a2 * geo.m_stride
     cdef Py_ssize_t scratch_size = WG_SCRATCH(m)
     cdef Py_ssize_t task, g, t_first
     cdef const floating* x0 = &x[0, 0, 0, 0, 0]
@@ -258,3 +267,30 @@ def conv_winograd(
         free(buffer)
     if out_of_memory[0]:
         raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements per thread")
+
+
+def winograd_weights(int m, const floating[:, :, :, :] w, floating[:, :, ::1] u, int n_threads):
+    """U[xi, k, c] = (G w[k, c] G^T)[xi], in a wider type, rounded once.
+
+    Parameters
+    ----------
+    m : 2 or 4
+    w : (C_out, C_in // groups, 3, 3) weight view, any strides
+    u : (alpha^2, C_out, C_in // groups) C-contiguous output
+    n_threads : OpenMP team size
+    """
+    if m != 2 and m != 4:
+        raise ValueError(f"winograd: unsupported tile size m={m}")
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef Py_ssize_t c_out = w.shape[0], c_per_group = w.shape[1]
+    cdef Py_ssize_t sk = w.strides[0] // itemsize, sc = w.strides[1] // itemsize
+    cdef Py_ssize_t sr = w.strides[2] // itemsize, ss = w.strides[3] // itemsize
+    cdef Py_ssize_t us = c_out * c_per_group
+    cdef const floating* w0 = &w[0, 0, 0, 0]
+    cdef floating* u0 = &u[0, 0, 0]
+    cdef Py_ssize_t k
+    for k in prange(c_out, nogil=True, num_threads=n_threads, schedule="static"):
+        if floating is float:
+            wg_weight_filters_f32(m, w0 + k * sk, sc, sr, ss, c_per_group, u0 + k * c_per_group, us)
+        else:
+            wg_weight_filters_f64(m, w0 + k * sk, sc, sr, ss, c_per_group, u0 + k * c_per_group, us)

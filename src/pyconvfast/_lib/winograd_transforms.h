@@ -6,7 +6,8 @@
    the compiler vectorizes across tiles (the restrict qualifiers tell it the streams do not
    overlap), instead of a tiny matrix product per tile.
 
-   The template below is included once per element type (WG_T) with a name suffix (WG).
+   The template below is included once per element type (WG_T, with WG_WIDE the wider type of
+   the weight transform) with a name suffix (WG).
 */
 #ifndef PYCONVFAST_WINOGRAD_TRANSFORMS_H
 #define PYCONVFAST_WINOGRAD_TRANSFORMS_H
@@ -45,15 +46,19 @@
 #define WG_SCRATCH(m) (2 * ((m) + 2) * WG_ROW(m))
 
 #define WG_T float
+#define WG_WIDE double
 #define WG(name) name##_f32
 #include "winograd_transforms_impl.h"
 #undef WG_T
+#undef WG_WIDE
 #undef WG
 
 #define WG_T double
+#define WG_WIDE long double
 #define WG(name) name##_f64
 #include "winograd_transforms_impl.h"
 #undef WG_T
+#undef WG_WIDE
 #undef WG
 
 #endif

@@ -12,8 +12,13 @@
                                                 [0  1 -1  2 -2  0]
                                                 [0  1  1  4  4  0]
                                                 [0  1 -1  8 -8  1]
-   G (the weight transform) is applied once per weight, in float64, by the Python side.
-   B^T and A^T have small integer entries: the transforms below are exact on small integers,
+     G = [ 1    0    0 ]                  G = [ 1/4     0     0  ]
+         [ 1/2  1/2  1/2]                      [-1/6  -1/6  -1/6 ]
+         [ 1/2 -1/2  1/2]                      [-1/6   1/6  -1/6 ]
+         [ 0    0    1 ]                       [ 1/24  1/12  1/6 ]
+                                               [ 1/24 -1/12  1/6 ]
+                                               [ 0     0     1  ]
+   B^T and A^T have small integer entries: the data transforms are exact on small integers,
    which is what makes F(2x2, 3x3) (whose G holds only halves) exact on integer data.
 */
 
@@ -273,4 +278,59 @@ static void WG(wg_output_channel)(int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_
     else
         WG(wg_output_tiles)(4, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
                             tiles_w, tiles_per_image, t_first, n_tiles, scratch);
+}
+
+/* --- weight transform: U = G g G^T, once per weight ---------------------------------------- */
+/* Computed in WG_WIDE (double for float32, long double for float64), whose own rounding is
+   far below that of the result type, then rounded once to the result type. */
+
+static inline void WG(wg_g_f2)(WG_WIDE g0, WG_WIDE g1, WG_WIDE g2, WG_WIDE* u, int us)
+{
+    u[0] = g0;
+    u[us] = (g0 + g1 + g2) / 2;
+    u[2 * us] = (g0 - g1 + g2) / 2;
+    u[3 * us] = g2;
+}
+
+static inline void WG(wg_g_f4)(WG_WIDE g0, WG_WIDE g1, WG_WIDE g2, WG_WIDE* u, int us)
+{
+    const WG_WIDE sixth = (WG_WIDE) 1 / 6, twenty_fourth = (WG_WIDE) 1 / 24;
+    const WG_WIDE even = g0 + g2, even4 = g0 + 4 * g2;
+    u[0] = g0 / 4;
+    u[us] = -(even + g1) * sixth;
+    u[2 * us] = -(even - g1) * sixth;
+    u[3 * us] = (even4 + 2 * g1) * twenty_fourth;
+    u[4 * us] = (even4 - 2 * g1) * twenty_fourth;
+    u[5 * us] = g2;
+}
+
+/* u[xi * us + c] = (G g_c G^T)[xi] for the n filters g_c[r, s] = w[c * sc + r * sr + s * ss].
+   Results are stored WG_FILTERS filters at a time: the alpha^2 rows of u lie a whole layer
+   apart, a power of two often, and one element per row at a time would make them all fight
+   for the same cache sets. */
+#define WG_FILTERS 16
+static void WG(wg_weight_filters)(int m, const WG_T* w, ptrdiff_t sc, ptrdiff_t sr,
+                                  ptrdiff_t ss, ptrdiff_t n, WG_T* u, ptrdiff_t us)
+{
+    const int a = m + 2;
+    WG_WIDE rows[3 * 6], full[6 * 6];   /* G applied along s, then along r */
+    WG_T out[6 * 6 * WG_FILTERS];
+    for (ptrdiff_t c0 = 0; c0 < n; c0 += WG_FILTERS) {
+        const ptrdiff_t nc = n - c0 < WG_FILTERS ? n - c0 : WG_FILTERS;
+        for (ptrdiff_t c = 0; c < nc; ++c) {
+            const WG_T* g = w + (c0 + c) * sc;
+            for (int r = 0; r < 3; ++r) {
+                const WG_WIDE g0 = g[r * sr], g1 = g[r * sr + ss], g2 = g[r * sr + 2 * ss];
+                if (m == 2) WG(wg_g_f2)(g0, g1, g2, rows + r * a, 1);
+                else WG(wg_g_f4)(g0, g1, g2, rows + r * a, 1);
+            }
+            for (int j = 0; j < a; ++j) {
+                if (m == 2) WG(wg_g_f2)(rows[j], rows[a + j], rows[2 * a + j], full + j, a);
+                else WG(wg_g_f4)(rows[j], rows[a + j], rows[2 * a + j], full + j, a);
+            }
+            for (int xi = 0; xi < a * a; ++xi) out[xi * WG_FILTERS + c] = (WG_T) full[xi];
+        }
+        for (int xi = 0; xi < a * a; ++xi)
+            for (ptrdiff_t c = 0; c < nc; ++c) u[xi * us + c0 + c] = out[xi * WG_FILTERS + c];
+    }
 }
