@@ -282,55 +282,68 @@ static void WG(wg_output_channel)(int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_
 
 /* --- weight transform: U = G g G^T, once per weight ---------------------------------------- */
 /* Computed in WG_WIDE (double for float32, long double for float64), whose own rounding is
-   far below that of the result type, then rounded once to the result type. */
+   far below that of the result type, then rounded once to the result type. WG_FILTERS filters
+   at a time, filter index innermost, so that the arithmetic vectorizes across filters, and the
+   results are stored a run of filters at a time: the alpha^2 rows of u lie a whole layer
+   apart, a power of two often, and single elements would make them fight for cache sets. */
+#define WG_FILTERS 16
 
-static inline void WG(wg_g_f2)(WG_WIDE g0, WG_WIDE g1, WG_WIDE g2, WG_WIDE* u, int us)
+/* 1-D: u_k[c] = (G g)[k] for g = (g0[c], g1[c], g2[c]), over WG_FILTERS filters c. */
+static inline void WG(wg_g_f2)(const WG_WIDE* WG_RESTRICT g0,
+                               const WG_WIDE* WG_RESTRICT g1,
+                               const WG_WIDE* WG_RESTRICT g2, WG_WIDE* WG_RESTRICT u,
+                               ptrdiff_t us)
 {
-    u[0] = g0;
-    u[us] = (g0 + g1 + g2) / 2;
-    u[2 * us] = (g0 - g1 + g2) / 2;
-    u[3 * us] = g2;
+    WG_IVDEP
+    for (int c = 0; c < WG_FILTERS; ++c) {
+        u[c] = g0[c];
+        u[us + c] = (g0[c] + g1[c] + g2[c]) / 2;
+        u[2 * us + c] = (g0[c] - g1[c] + g2[c]) / 2;
+        u[3 * us + c] = g2[c];
+    }
 }
 
-static inline void WG(wg_g_f4)(WG_WIDE g0, WG_WIDE g1, WG_WIDE g2, WG_WIDE* u, int us)
+static inline void WG(wg_g_f4)(const WG_WIDE* WG_RESTRICT g0,
+                               const WG_WIDE* WG_RESTRICT g1,
+                               const WG_WIDE* WG_RESTRICT g2, WG_WIDE* WG_RESTRICT u,
+                               ptrdiff_t us)
 {
     const WG_WIDE sixth = (WG_WIDE) 1 / 6, twenty_fourth = (WG_WIDE) 1 / 24;
-    const WG_WIDE even = g0 + g2, even4 = g0 + 4 * g2;
-    u[0] = g0 / 4;
-    u[us] = -(even + g1) * sixth;
-    u[2 * us] = -(even - g1) * sixth;
-    u[3 * us] = (even4 + 2 * g1) * twenty_fourth;
-    u[4 * us] = (even4 - 2 * g1) * twenty_fourth;
-    u[5 * us] = g2;
+    WG_IVDEP
+    for (int c = 0; c < WG_FILTERS; ++c) {
+        const WG_WIDE even = g0[c] + g2[c], even4 = g0[c] + 4 * g2[c];
+        u[c] = g0[c] / 4;
+        u[us + c] = -(even + g1[c]) * sixth;
+        u[2 * us + c] = -(even - g1[c]) * sixth;
+        u[3 * us + c] = (even4 + 2 * g1[c]) * twenty_fourth;
+        u[4 * us + c] = (even4 - 2 * g1[c]) * twenty_fourth;
+        u[5 * us + c] = g2[c];
+    }
 }
 
-/* u[xi * us + c] = (G g_c G^T)[xi] for the n filters g_c[r, s] = w[c * sc + r * sr + s * ss].
-   Results are stored WG_FILTERS filters at a time: the alpha^2 rows of u lie a whole layer
-   apart, a power of two often, and one element per row at a time would make them all fight
-   for the same cache sets. */
-#define WG_FILTERS 16
+/* u[xi * us + c] = (G g_c G^T)[xi] for the n filters g_c[r, s] = w[c * sc + r * sr + s * ss]. */
 static void WG(wg_weight_filters)(int m, const WG_T* w, ptrdiff_t sc, ptrdiff_t sr,
                                   ptrdiff_t ss, ptrdiff_t n, WG_T* u, ptrdiff_t us)
 {
     const int a = m + 2;
-    WG_WIDE rows[3 * 6], full[6 * 6];   /* G applied along s, then along r */
-    WG_T out[6 * 6 * WG_FILTERS];
-    for (ptrdiff_t c0 = 0; c0 < n; c0 += WG_FILTERS) {
-        const ptrdiff_t nc = n - c0 < WG_FILTERS ? n - c0 : WG_FILTERS;
-        for (ptrdiff_t c = 0; c < nc; ++c) {
-            const WG_T* g = w + (c0 + c) * sc;
-            for (int r = 0; r < 3; ++r) {
-                const WG_WIDE g0 = g[r * sr], g1 = g[r * sr + ss], g2 = g[r * sr + 2 * ss];
-                if (m == 2) WG(wg_g_f2)(g0, g1, g2, rows + r * a, 1);
-                else WG(wg_g_f4)(g0, g1, g2, rows + r * a, 1);
-            }
-            for (int j = 0; j < a; ++j) {
-                if (m == 2) WG(wg_g_f2)(rows[j], rows[a + j], rows[2 * a + j], full + j, a);
-                else WG(wg_g_f4)(rows[j], rows[a + j], rows[2 * a + j], full + j, a);
-            }
-            for (int xi = 0; xi < a * a; ++xi) out[xi * WG_FILTERS + c] = (WG_T) full[xi];
+    const ptrdiff_t f = WG_FILTERS;
+    WG_WIDE g[9 * WG_FILTERS], rows[3 * 6 * WG_FILTERS], full[6 * 6 * WG_FILTERS];
+    for (ptrdiff_t c0 = 0; c0 < n; c0 += f) {
+        const ptrdiff_t nc = n - c0 < f ? n - c0 : f;
+        for (ptrdiff_t c = 0; c < f; ++c)   /* a short last run is padded with zeros */
+            for (int rs = 0; rs < 9; ++rs)
+                g[rs * f + c] = c < nc ? w[(c0 + c) * sc + (rs / 3) * sr + (rs % 3) * ss] : 0;
+        for (int r = 0; r < 3; ++r) {       /* along s: rows[r][j] */
+            const WG_WIDE* gr = g + 3 * r * f;
+            if (m == 2) WG(wg_g_f2)(gr, gr + f, gr + 2 * f, rows + r * a * f, f);
+            else WG(wg_g_f4)(gr, gr + f, gr + 2 * f, rows + r * a * f, f);
+        }
+        for (int j = 0; j < a; ++j) {       /* along r: full[i][j] */
+            const WG_WIDE* rj = rows + j * f;
+            if (m == 2) WG(wg_g_f2)(rj, rj + a * f, rj + 2 * a * f, full + j * f, a * f);
+            else WG(wg_g_f4)(rj, rj + a * f, rj + 2 * a * f, full + j * f, a * f);
         }
         for (int xi = 0; xi < a * a; ++xi)
-            for (ptrdiff_t c = 0; c < nc; ++c) u[xi * us + c0 + c] = out[xi * WG_FILTERS + c];
+            for (ptrdiff_t c = 0; c < nc; ++c) u[xi * us + c0 + c] = (WG_T) full[xi * f + c];
     }
 }
