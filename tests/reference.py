@@ -29,13 +29,15 @@ CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-# Winograd: max |got - ref| / (|x| (*) |w| + |b|) measured on standard-normal data (float32,
-# 1 to 512 input channels per group, every tile position; see tests/test_winograd.py and
-# docs/guide/algorithms.rst), rounded up. float64: the same times eps(float64) / eps(float32),
-# with a margin, as the transforms are the same.
+# Winograd: max |got - ref| / (|x| (*) |w| + |b|) on standard-normal data, float32, measured
+# over 5 million outputs per channel count (docs/guide/algorithms.rst): F(2x2) 1.8e-6 with one
+# input channel per group, 1.3e-6 with two, <= 4e-7 from three on; F(4x4) 2.9e-5, 1.2e-5 and
+# <= 1e-5. The tolerances hold the worst case, one input channel, with a 2x margin (the tighter
+# targets for three channels and more are tested in test_winograd.py). float64: the same times
+# eps(float64) / eps(float32) = 2**-29, with the same margin, the transforms being the same.
 ALGORITHM_TOLERANCE = {
-    "winograd_f2x2_3x3": {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 4e-15},
-    "winograd_f4x4_3x3": {np.dtype(np.float32): 5e-5, np.dtype(np.float64): 1e-13},
+    "winograd_f2x2_3x3": {np.dtype(np.float32): 4e-6, np.dtype(np.float64): 1e-14},
+    "winograd_f4x4_3x3": {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 2e-13},
 }
 
 
