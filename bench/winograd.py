@@ -1,11 +1,14 @@
 """Winograd vs im2col (vs PyTorch, if installed) on ResNet-style 3x3 layers, side by side.
 
-    python bench/winograd.py [--threads 2] [--dtype float32] [--repeats 15] [--params]
+    python bench/winograd.py [--threads 2] [--dtype float32] [--repeats 5] [--passes 5] [--params]
 
-Every variant of a layer is timed in turn, round after round (so machine noise hits all of
-them alike), and the best round is kept. GFLOP/s count direct-convolution flops,
-2 * K * C * 9 * H_out * W_out * N, whatever the algorithm does. ``--params`` also times the
-Winograd block sizes of ``param_space``.
+Every variant of a layer is timed ``--repeats`` times in a row, after a pause that lets the
+worker threads of the previous variant go idle; ``--passes`` such rounds over the variants
+(so that a burst of load from other processes does not hit one variant only), and the best
+time is kept. GFLOP/s count direct-convolution flops,
+2 * K * C * 9 * H_out * W_out * N, whatever the algorithm does. Weights are prepared once, as
+a plan would (the Winograd weight transform is not timed; PyTorch's own is, inside conv2d).
+``--params`` also times the Winograd block sizes of ``param_space``.
 """
 
 import argparse
@@ -50,11 +53,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--params", action="store_true")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    print(f"{args.dtype}, {args.threads} threads, best of {args.repeats} rounds; GFLOP/s")
+    print(f"{args.dtype}, {args.threads} threads, best of {args.passes} passes x {args.repeats} "
+          f"runs; GFLOP/s")
     for batch in BATCHES:
         for channels, size in LAYERS:
             x = rng.standard_normal((batch, channels, size, size)).astype(args.dtype)
@@ -63,15 +68,20 @@ def main(argv=None):
             out = np.empty(problem.out_shape, dtype=x.dtype)
             variants = _variants(problem, x, w, out, args.threads, args.params)
             best = {name: float("inf") for name in variants}
-            for run in variants.values():
-                run()  # warm-up
-            for _ in range(args.repeats):
+            for _ in range(args.passes):
                 for name, run in variants.items():
-                    start = time.perf_counter()
-                    run()
-                    best[name] = min(best[name], time.perf_counter() - start)
+                    # OpenMP and BLAS worker threads keep spinning for a while after a call:
+                    # let those of the previous variant (another library's maybe) go idle.
+                    time.sleep(0.2)
+                    run()  # warm-up
+                    for _ in range(args.repeats):
+                        start = time.perf_counter()
+                        run()
+                        best[name] = min(best[name], time.perf_counter() - start)
             cells = "  ".join(f"{name} {problem.flops / best[name] / 1e9:6.1f}" for name in variants)
-            print(f"N={batch} {channels:3d}ch {size:2d}x{size:<2d}  {cells}")
+            ratios = "  ".join(f"F4/{other} {best[other] / best['winograd_f4x4_3x3']:4.2f}"
+                               for other in ("im2col", "torch") if other in best)
+            print(f"N={batch} {channels:3d}ch {size:2d}x{size:<2d}  {cells}   {ratios}", flush=True)
 
 
 if __name__ == "__main__":
