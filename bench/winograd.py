@@ -78,10 +78,12 @@ def main(argv=None):
                         start = time.perf_counter()
                         run()
                         best[name] = min(best[name], time.perf_counter() - start)
-            cells = "  ".join(f"{name} {problem.flops / best[name] / 1e9:6.1f}" for name in variants)
+            cells = "  ".join(f"{name} {problem.flops / best[name] / 1e9:6.1f}"
+                              for name in variants)
             ratios = "  ".join(f"F4/{other} {best[other] / best['winograd_f4x4_3x3']:4.2f}"
                                for other in ("im2col", "torch") if other in best)
-            print(f"N={batch} {channels:3d}ch {size:2d}x{size:<2d}  {cells}   {ratios}", flush=True)
+            print(f"N={batch} {channels:3d}ch {size:2d}x{size:<2d}  {cells}   {ratios}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_blocks_of_tiles_across_samples(algorithm, monkeypatch, rng):
     assert_conv_matches(got, x, w, padding=1, algorithm=algorithm)
 
 
-# --- padding, groups, layouts, flip, bias ---------------------------------------------------------
+# --- padding, groups, layouts, flip, bias --------------------------------------------------------
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize("algorithm", WINOGRAD)
@@ -263,7 +263,7 @@ def test_weight_transform_matches_lavin_matrices(rng):
         np.testing.assert_allclose(u.reshape(expected.shape), expected, rtol=2 ** -23, atol=1e-7)
 
 
-# --- threads ----------------------------------------------------------------------------------
+# --- threads -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm", WINOGRAD)
@@ -288,7 +288,7 @@ def test_bitwise_the_same_for_every_thread_count(algorithm, dtype, rng):
     assert ways == {True, False}  # both ways of running were compared
 
 
-# --- what they refuse ------------------------------------------------------------------------
+# --- what they refuse ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 def test_supports_says_why_not(algorithm):
@@ -326,7 +326,7 @@ def test_asking_for_winograd_on_a_5x5_kernel_is_a_value_error():
         pcf.conv2d(x, w[..., :3, :3], stride=2, algorithm="winograd_f2x2_3x3")
 
 
-# --- "auto" --------------------------------------------------------------------------------
+# --- "auto" --------------------------------------------------------------------------------------
 
 def test_auto_picks_f4_where_measured_to_win(rng):
     def choice(x_shape, w_shape, dtype=np.float32, **kwargs):

@@ -116,11 +116,11 @@ static inline ptrdiff_t WG(wg_segment)(ptrdiff_t t, ptrdiff_t left, ptrdiff_t ti
    (tiles + 1) * m positions. Positions [col_first, col_stop) are the input's own columns
    (line_w[q] = q - col_first), read without the table. scratch: WG_SCRATCH(m). */
 WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
-                                 ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
-                                 const ptrdiff_t* line_h, const ptrdiff_t* line_w,
-                                 ptrdiff_t col_first, ptrdiff_t col_stop,
-                                 ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
-                                 ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
+                                         ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
+                                         const ptrdiff_t* line_h, const ptrdiff_t* line_w,
+                                         ptrdiff_t col_first, ptrdiff_t col_stop,
+                                         ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
+                                         ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
     const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
     WG_T* rows = scratch;               /* the a padded input rows of a segment, by phase */
@@ -128,7 +128,8 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
     ptrdiff_t done = 0, th, tw;
     while (done < n_tiles) {
         const ptrdiff_t t = t_first + done;
-        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image, &th, &tw);
+        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image,
+                                             &th, &tw);
         const ptrdiff_t p = seg + 1, len = m * p;
         const ptrdiff_t* cols = line_w + tw * m;
         const WG_T* x_n = x_c + (t / tiles_per_image) * x_sn;
@@ -193,11 +194,12 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
    mm[xi * ms + t - t_first], add the bias and store them into out_k (that channel of sample
    0), cutting the tiles of the last tile row and column to the h_out x w_out plane.
    scratch: WG_SCRATCH(m). */
-WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
-                                  ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
-                                  const WG_T* mm, ptrdiff_t ms, WG_T bias,
-                                  ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
-                                  ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
+WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t out_sn,
+                                          ptrdiff_t out_sh, ptrdiff_t out_sw, ptrdiff_t h_out,
+                                          ptrdiff_t w_out, const WG_T* mm, ptrdiff_t ms,
+                                          WG_T bias, ptrdiff_t tiles_w,
+                                          ptrdiff_t tiles_per_image, ptrdiff_t t_first,
+                                          ptrdiff_t n_tiles, WG_T* scratch)
 {
     const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
     WG_T* tmp = scratch;                /* a rows after the horizontal transform, by phase */
@@ -205,7 +207,8 @@ WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t ou
     ptrdiff_t done = 0, th, tw;
     while (done < n_tiles) {
         const ptrdiff_t t = t_first + done;
-        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image, &th, &tw);
+        const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image,
+                                             &th, &tw);
         const WG_T* m0 = mm + done;
         if (m == 2) {
             for (ptrdiff_t i = 0; i < a; ++i) {
