@@ -346,3 +346,48 @@ def test_auto_picks_f4_where_measured_to_win(rng):
     got = pcf.conv2d(x, w, padding=1)
     np.testing.assert_array_equal(got, pcf.conv2d(x, w, padding=1, algorithm="winograd_f4x4_3x3"))
     assert_conv_matches(got, x, w, padding=1, algorithm="auto")
+
+
+# --- the GIL -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", WINOGRAD)
+def test_gil_released_during_the_kernel(algorithm, rng):
+    """A worker thread runs one long Winograd convolution (one OpenMP thread, leaving the other
+    core to Python); the main thread keeps executing bytecode meanwhile. Were the GIL held in
+    the kernel, the main thread would stall for the whole call (the same check as
+    test_threads.test_gil_released_during_direct_kernel)."""
+    import threading
+    import time
+
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    chosen = _registry.get(algorithm)
+    batch = 1
+    while True:  # a call long enough (0.3 s) to tell a held GIL from a 5 ms switch interval
+        x = rng.standard_normal((batch, 64, 56, 56)).astype(np.float32)
+        problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+        prepared = chosen.prepare(problem, w[:, :, None])
+        out = np.empty(problem.out_shape, np.float32)
+        start = time.perf_counter()
+        chosen.run(problem, x[:, :, None], prepared, None, out[:, :, None], 1, {})
+        if time.perf_counter() - start >= 0.3 or batch >= 64:
+            break
+        batch *= 2
+    timing = {}
+
+    def work():
+        timing["start"] = time.perf_counter()
+        chosen.run(problem, x[:, :, None], prepared, None, out[:, :, None], 1, {})
+        timing["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    largest_gap, last, iterations = 0.0, time.perf_counter(), 0
+    worker.start()
+    while worker.is_alive():
+        now = time.perf_counter()
+        largest_gap, last = max(largest_gap, now - last), now
+        iterations += 1
+    worker.join()
+    duration = timing["end"] - timing["start"]
+    assert iterations > 1000
+    assert largest_gap < 0.5 * duration, (largest_gap, duration)
+    assert_conv_matches(out[:1, :4], x[:1], w[:4], padding=1, algorithm=algorithm)
