@@ -10,9 +10,9 @@ layers with 16 to 512 channels per group (in and out) and at least 49 output til
 batch (e.g. 64ch 56x56: 3.6x; 128ch 28x28: 2.0x; 256ch 14x14 x4: 1.3x; 16ch 28x28: 1.3x);
 slower below about 32 tiles, where transforming the weights and reading the 4x larger
 transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x at N=8;
-256ch 14x14: 0.75x at N=1). At 2 threads (bench/winograd.py, best of 15 rounds, prepared
-weights) F4 reaches 1.5x to 3x im2col on the ResNet layers from 14x14 up. In float64 the
-margin is thin or negative beyond 64 channels, so float64 stays with im2col.
+256ch 14x14: 0.75x at N=1). At 2 threads with prepared weights (bench/winograd.py) F4 runs
+1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
+float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
 """
 
 from pyconvfast import _registry
