@@ -88,11 +88,14 @@ def _extension(name):
         f"pyconvfast._lib.{name}",
         [str(LIB / f"{name}.pyx")],
         include_dirs=[str(LIB)],
+        # C headers included by the .pyx: a change to one must rebuild the extension.
+        depends=[str(path) for path in sorted(LIB.glob("*.h"))],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 
 
-EXTENSIONS = [_extension(name) for name in ("openmp_info", "direct", "im2col", "depthwise")]
+EXTENSIONS = [_extension(name)
+              for name in ("openmp_info", "direct", "im2col", "depthwise", "winograd")]
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 
 setup(

@@ -13,8 +13,8 @@ import numpy as np
 
 import pyconvfast as pcf
 from reference import (
-    CHANNELS_FIRST, CHANNELS_LAST, assert_within_bound, conv_reference, conv_scale, n_terms,
-    padding_pairs, reference_dtype,
+    CHANNELS_FIRST, CHANNELS_LAST, algorithm_tolerance, assert_within_bound, conv_reference,
+    conv_scale, n_terms, padding_pairs, reference_dtype,
 )
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
@@ -28,6 +28,23 @@ MAX_SIZE = {1: 24, 2: 10, 3: 6}
 MAX_KERNEL = {1: 7, 2: 4, 3: 3}
 # Upper bound on multiply-adds of one case, to keep the default sweep quick.
 MAX_MACS = 400_000
+
+# Algorithms that are NOT exact on small integers: integer-valued cases run them (and "auto"
+# wherever it may pick one of them) but do not compare their values. Their error bound cannot
+# stand in for equality either: it is relative to the magnitudes of a whole transformed tile,
+# and integer data has outputs of scale 0 (all products zero) inside tiles of nonzero data.
+# Random-data tests hold them to their bound.
+# winograd_f4x4_3x3: its weight transform G holds 1/6 and 1/24, which binary floating point
+# rounds. (winograd_f2x2_3x3 stays exact: its G holds only halves, so every transformed value
+# is a multiple of 1/4, and the sums of these small integers stay far below 2**22.)
+NOT_EXACT_ON_INTEGERS = frozenset({"winograd_f4x4_3x3"})
+
+
+def exact_on_integers(algorithm, usable):
+    """Whether ``algorithm`` (or, for "auto", whatever of ``usable`` it picks) must give exactly
+    the reference on integer-valued data."""
+    names = usable if algorithm == "auto" else [algorithm]
+    return not NOT_EXACT_ON_INTEGERS.intersection(names)
 
 
 @dataclass
@@ -204,8 +221,9 @@ def make_case(seed, index, integer=False, big=False):
 def run_case(case):
     """Run ``case`` with every usable algorithm and "auto"; check each against the reference.
 
-    Integer-valued cases must equal the reference exactly; the others must be within the error
-    bound of :mod:`reference`.
+    Integer-valued cases must equal the reference exactly (the algorithms of
+    ``NOT_EXACT_ON_INTEGERS`` only run); the others must be within the error bound of
+    :mod:`reference`, with each algorithm's tolerance.
     """
     x, w, b = case.arrays()
     x_before, w_before = x.copy(), w.copy()
@@ -220,7 +238,7 @@ def run_case(case):
 
     ref_dtype = reference_dtype(case.dtype)
     ref = conv_reference(x, w, b, dtype=ref_dtype, **case.kwargs)
-    scale = None if case.integer else conv_scale(x, w, b, dtype=ref_dtype, **case.kwargs)
+    scale = None
     expected_shape = pcf.conv_output_shape(x.shape, w.shape, **{
         k: v for k, v in case.kwargs.items() if k != "flip"})
     assert expected_shape == ref.shape, f"conv_output_shape {expected_shape} != {ref.shape}\n{context}"
@@ -237,9 +255,13 @@ def run_case(case):
         assert isinstance(result, np.ndarray) and result.dtype == case.dtype, where
         assert result.shape == ref.shape, f"shape {result.shape} != {ref.shape}\n{where}"
         if case.integer:
-            np.testing.assert_array_equal(result, ref.astype(case.dtype), err_msg=where)
+            if exact_on_integers(algorithm, algorithms):
+                np.testing.assert_array_equal(result, ref.astype(case.dtype), err_msg=where)
         else:
+            if scale is None:
+                scale = conv_scale(x, w, b, dtype=ref_dtype, **case.kwargs)
             assert_within_bound(result, ref, scale, n_terms(w.shape), case.dtype, ref_dtype,
-                                where)
+                                where, tolerance=algorithm_tolerance(algorithm, case.dtype,
+                                                                     algorithms))
     np.testing.assert_array_equal(x, x_before, err_msg=f"x was modified\n{context}")
     np.testing.assert_array_equal(w, w_before, err_msg=f"weight was modified\n{context}")

@@ -102,11 +102,11 @@ def test_out_is_returned_and_fully_written(n_spatial, dtype, rng):
         result = CONV[n_spatial](x, w, b, padding=1, out=out, algorithm=algorithm)
         assert result is out
         assert not np.isnan(out).any()
-        assert_conv_matches(out, x, w, b, padding=1)
+        assert_conv_matches(out, x, w, b, padding=1, algorithm=algorithm)
         # Stale contents of out are overwritten, never accumulated into.
         out[...] = 1e30
         CONV[n_spatial](x, w, b, padding=1, out=out, algorithm=algorithm)
-        assert_conv_matches(out, x, w, b, padding=1)
+        assert_conv_matches(out, x, w, b, padding=1, algorithm=algorithm)
 
 
 @pytest.mark.parametrize("n_spatial", [1, 2, 3])
@@ -251,7 +251,7 @@ def test_list_algorithms_with_problem(rng):
         assert usable == [n for n in everything if n in usable]  # registration order
         for name in usable:
             got = pcf.conv2d(xx, w, b, algorithm=name, **kwargs)
-            assert_conv_matches(got, xx, w, b, **kwargs)
+            assert_conv_matches(got, xx, w, b, algorithm=name, **kwargs)
         # shapes work as well as arrays
         assert pcf.list_algorithms(xx.shape, w.shape, dtype=np.float32, **kwargs) == usable
     dw = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)

@@ -55,6 +55,7 @@ def test_every_algorithm_correct_for_every_thread_count(shape, rng):
         for n in THREAD_COUNTS:
             got = conv(x, w, algorithm=algorithm, n_threads=n, **kwargs)
             assert_conv_matches(got, x, w, context=f"algorithm={algorithm!r} n_threads={n}",
+                                algorithm=algorithm,
                                 **kwargs)
 
 
@@ -64,7 +65,7 @@ def test_more_threads_than_work(rng):
     expected = pcf.conv1d(x, w, algorithm="direct", n_threads=1)
     for algorithm in pcf.list_algorithms(x, w) + ["auto"]:
         got = pcf.conv1d(x, w, algorithm=algorithm, n_threads=16)
-        assert_conv_matches(got, x, w)
+        assert_conv_matches(got, x, w, algorithm=algorithm)
     assert np.array_equal(pcf.conv1d(x, w, algorithm="direct", n_threads=16), expected)
 
 
@@ -145,7 +146,8 @@ def test_concurrent_calls_from_python_threads(rng):
                 got = pcf.conv2d(x, w, padding=1, algorithm=algorithm, n_threads=2)
                 if algorithm == "direct":
                     assert np.array_equal(got, expected[index % len(problems)])
-                assert_conv_matches(got, x, w, padding=1, context=f"algorithm={algorithm!r}")
+                assert_conv_matches(got, x, w, padding=1, context=f"algorithm={algorithm!r}",
+                                    algorithm=algorithm)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

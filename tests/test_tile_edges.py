@@ -27,7 +27,7 @@ def check_all_algorithms(x, w, b=None, **kwargs):
     assert "direct" in algorithms
     for algorithm in algorithms + ["auto"]:
         got = CONV[n_spatial](x, w, b, algorithm=algorithm, **kwargs)
-        assert_conv_matches(got, x, w, b, context=(
+        assert_conv_matches(got, x, w, b, algorithm=algorithm, context=(
             f"algorithm={algorithm!r} x.shape={x.shape} w.shape={w.shape} kwargs={kwargs}"),
             **kwargs)
 
@@ -190,7 +190,7 @@ def test_small_workspace_blocks(workspace_mb, monkeypatch, rng):
                 for algorithm in pcf.list_algorithms(x, w, **kwargs) + ["auto"]:
                     got = CONV[n_spatial](x, w, b, algorithm=algorithm, n_threads=n_threads,
                                           **kwargs)
-                    assert_conv_matches(got, x, w, b, context=(
+                    assert_conv_matches(got, x, w, b, algorithm=algorithm, context=(
                         f"algorithm={algorithm!r} workspace={workspace_mb} MB "
                         f"n_threads={n_threads} x.shape={x_shape} w.shape={w_shape} {kwargs}"),
                         **kwargs)

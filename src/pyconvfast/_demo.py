@@ -57,7 +57,7 @@ def run_demo(batch=1, image_size=224, n_threads=None, repeats=3, seed=0, print_f
     threads = resolve_n_threads(n_threads)
     print_fn(f"ResNet-18 convolution layers, batch {batch}, {image_size}x{image_size} input, "
              f"float32, {threads} thread(s)")
-    header = (f"{'layer':<20} {'C_in->C_out':>12} {'k/s':>5} {'in':>5} {'algorithm':>10} "
+    header = (f"{'layer':<20} {'C_in->C_out':>12} {'k/s':>5} {'in':>5} {'algorithm':>17} "
               f"{'time ms':>9} {'GFLOP/s':>8} {'err/bound':>10}  check")
     print_fn(header)
     print_fn("-" * len(header))
@@ -94,10 +94,10 @@ def run_demo(batch=1, image_size=224, n_threads=None, repeats=3, seed=0, print_f
         total_flops += problem.flops
         print_fn(f"{name:<20} {f'{problem.c_in}->{problem.c_out}':>12} "
                  f"{f'{problem.kernel[0]}/{problem.stride[0]}':>5} {size:>5} "
-                 f"{layer_plan.algorithm:>10} {best * 1e3:>9.2f} "
+                 f"{layer_plan.algorithm:>17} {best * 1e3:>9.2f} "
                  f"{problem.flops / best / 1e9:>8.2f} {ratio:>10.2e}  {'ok' if ok else 'FAIL'}")
     print_fn("-" * len(header))
-    print_fn(f"{'total':<20} {'':>12} {'':>5} {'':>5} {'':>10} {total_time * 1e3:>9.2f} "
+    print_fn(f"{'total':<20} {'':>12} {'':>5} {'':>5} {'':>17} {total_time * 1e3:>9.2f} "
              f"{total_flops / total_time / 1e9:>8.2f}")
     print_fn("all layers match the float64 reference" if all_ok
              else "SOME LAYERS DO NOT MATCH THE REFERENCE")

@@ -2,8 +2,8 @@
 the candidate the tuner times first.
 
 Measured on the ResNet-18, depthwise and grouped layers of ``bench``-like shapes: ``im2col``
-wins by 1.5x to 30x wherever each group has more than one input channel (a GEMM of some depth);
-with one input channel per group (depthwise) its tiny GEMMs lose to ``direct``.
+wins by 1.5x to 30x over ``direct`` wherever each group has more than one input channel (a GEMM
+of some depth).
 
 With one input channel per group, ``depthwise`` (``bench/depthwise_vs_torch.py``, float32, one
 and two threads, AVX-512 machine) beats ``direct`` by 2x to 60x and ``im2col`` by 4x to 120x
@@ -14,9 +14,32 @@ multiplier up to 64 (1.2x to 1.6x over im2col). The one loss measured: channels-
 the channels are too few to vectorize over and the rows are strided; ``im2col`` goes first there.
 Tiny problems (a few hundred outputs) are decided by call overhead, a few microseconds either
 way.
+
+Winograd F(4x4, 3x3), float32, measured end to end (``pcf.conv2d``, weight transform included,
+as "auto" runs it), single-thread CPU time, against im2col: 1.3x to 3.6x faster on 3x3 stride-1
+layers with 16 to 512 channels per group (in and out) and at least 49 output tiles of 4x4 in the
+batch (e.g. 64ch 56x56: 3.6x; 128ch 28x28: 2.0x; 256ch 14x14 x4: 1.3x; 16ch 28x28: 1.3x);
+slower below about 32 tiles, where transforming the weights and reading the 4x larger
+transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x at N=8;
+256ch 14x14: 0.75x at N=1). At 2 threads with prepared weights (bench/winograd.py) F4 runs
+1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
+float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
 """
 
 from pyconvfast import _registry
+
+# Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
+_WINOGRAD_MIN_TILES = 48
+
+
+def _winograd_pays(problem):
+    if (problem.n_spatial != 2 or problem.kernel != (3, 3) or problem.stride != (1, 1)
+            or problem.dilation != (1, 1) or problem.dtype != "float32"):
+        return False
+    if problem.c_in // problem.groups < 16 or problem.c_out // problem.groups < 16:
+        return False
+    h_out, w_out = problem.out_size
+    return problem.batch * -(-h_out // 4) * -(-w_out // 4) >= _WINOGRAD_MIN_TILES
 
 
 def _preference(problem):
@@ -25,6 +48,8 @@ def _preference(problem):
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:
             return ("im2col", "depthwise", "direct")
         return ("depthwise", "direct", "im2col")
+    if _winograd_pays(problem):
+        return ("winograd_f4x4_3x3", "im2col", "direct")
     return ("im2col", "direct")
 
 
