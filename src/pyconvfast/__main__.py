@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -234,5 +235,14 @@ def main(argv=None):
     return _bench(args)
 
 
+def _main_for_shell():
+    try:
+        return main()
+    except BrokenPipeError:
+        # The reader went away (e.g. `... cache show | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_for_shell())

@@ -1,0 +1,50 @@
+"""Is ``auto`` as fast as the best algorithm named explicitly, on every benchmark layer?
+
+    python bench/auto_vs_best.py --models resnet50,mobilenet_v2 --threads 2
+
+For each layer, plans every usable algorithm and ``auto`` (tuned on first use, so run it on a
+warm cache to see the steady state, or on a cold one to include tuning), times each plan call
+(best of several runs) and prints ``auto``'s time over the best explicit one. Prints the
+worst ratio at the end.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+import pyconvfast as pcf
+from pyconvfast._models import MODELS, model_layers
+
+from compare import best_time
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    print(f"{'model:layer':<36} {'auto picks':>18} {'best explicit':>18} {'auto/best':>9}")
+    for model in args.models.split(","):
+        for layer in model_layers(model):
+            x = rng.standard_normal(layer.x_shape).astype(np.float32)
+            w = rng.standard_normal(layer.w_shape).astype(np.float32)
+            times = {}
+            for name in pcf.list_algorithms(x, w, **layer.kwargs) + ["auto"]:
+                plan = pcf.plan(x.shape, w, algorithm=name, n_threads=args.threads,
+                                **layer.kwargs)
+                out = plan(x)
+                times[name] = (best_time(lambda: plan(x, out=out), args.repeats), plan.algorithm)
+            auto_time, picked = times.pop("auto")
+            best = min(times, key=lambda name: times[name][0])
+            ratio = auto_time / times[best][0]
+            worst = max(worst, ratio)
+            print(f"{model + ':' + layer.name:<36} {picked:>18} {best:>18} {ratio:>9.2f}")
+    print(f"worst auto/best: {worst:.2f}")
+
+
+if __name__ == "__main__":
+    main()
