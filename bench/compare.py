@@ -131,9 +131,8 @@ def main(argv=None):
         for layer in model_layers(model):
             x = rng.standard_normal(layer.x_shape).astype(dtype)
             weight = rng.standard_normal(layer.w_shape).astype(dtype)
-            out_shape = pcf.conv_output_shape(x.shape, weight.shape, **layer.kwargs)
-            flops = 2 * math.prod(out_shape) * math.prod(weight.shape[1:])
             plan = pcf.plan(x.shape, weight, n_threads=args.threads, **layer.kwargs)
+            flops = plan.problem.flops
             out = plan(x)
             ours = best_time(lambda: plan(x, out=out), args.repeats)
             ratios = []

@@ -6,6 +6,10 @@
 """
 
 import os
+import sys
+
+# The suite imports its helpers from bench/compare.py (pytest's importlib mode adds no path).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_addoption(parser):

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
+from pyconvfast._api import make_problem
+from compare import torch_runner
 
 ALGORITHMS = pcf.list_algorithms() + ["auto", "torch"]
-CONV = {1: "conv1d", 2: "conv2d", 3: "conv3d"}
 
 
 @pytest.fixture
@@ -28,32 +29,14 @@ def arrays(layer, dtype):
     return x, weight
 
 
-def _torch_call(layer, x, weight, n_threads):
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as functional
-
-    torch.set_num_threads(n_threads)
-    kwargs = dict(layer.kwargs)
-    padding = kwargs.pop("padding", 0)
-    x_t, w_t = torch.from_numpy(x), torch.from_numpy(weight)
-    if isinstance(padding, tuple) and isinstance(padding[0], tuple):  # (before, after) pairs
-        pads = [p for pair in reversed(padding) for p in pair]
-        x_t = functional.pad(x_t, pads)
-        padding = 0
-    conv = getattr(functional, CONV[layer.n_spatial])
-
-    def call():
-        with torch.no_grad():
-            return conv(x_t, w_t, padding=padding, **kwargs)
-    return call
-
-
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_layer(benchmark, layer, dtype, algorithm, arrays, request):
     x, weight = arrays
     n_threads = request.config.getoption("threads")
     if algorithm == "torch":
-        call = _torch_call(layer, x, weight, n_threads)
+        call = torch_runner(layer, x, weight, n_threads)
+        if call is None:
+            pytest.skip("PyTorch is not installed")
     else:
         if algorithm not in pcf.list_algorithms(x, weight, **layer.kwargs) + ["auto"]:
             pytest.skip(f"{algorithm} cannot run {layer.name}")
@@ -64,7 +47,6 @@ def test_layer(benchmark, layer, dtype, algorithm, arrays, request):
 
         def call():
             return plan(x, out=out)
-    flops = 2 * np.prod(pcf.conv_output_shape(x.shape, weight.shape, **layer.kwargs)) \
-        * np.prod(weight.shape[1:])
-    benchmark.extra_info["gflop"] = float(flops) / 1e9
+    problem = make_problem(x.shape, weight.shape, n_spatial=layer.n_spatial, **layer.kwargs)
+    benchmark.extra_info["gflop"] = problem.flops / 1e9
     benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)

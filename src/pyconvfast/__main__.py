@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from pyconvfast import _autotune
-from pyconvfast._conv import conv_output_shape, list_algorithms
+from pyconvfast._conv import list_algorithms
 from pyconvfast._demo import run_demo
 from pyconvfast._models import Layer, model_layers
 from pyconvfast._plan import plan
@@ -173,15 +173,14 @@ def _bench(args):
     try:
         x = rng.standard_normal(args.x_shape).astype(args.dtype)
         weight = rng.standard_normal(args.w_shape).astype(args.dtype)
-        out_shape = conv_output_shape(args.x_shape, args.w_shape, **kwargs)
         names = list_algorithms(x, weight, **kwargs)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    flops = 2 * int(np.prod(out_shape)) * int(np.prod(args.w_shape[1:]))
     rows = []
     for name in names + ["auto"]:
         layer_plan = plan(x.shape, weight, algorithm=name, n_threads=args.threads, **kwargs)
+        flops = layer_plan.problem.flops
         out = layer_plan(x)
         best = float("inf")
         for _ in range(args.repeats):

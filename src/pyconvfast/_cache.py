@@ -659,16 +659,24 @@ class TuningCache:
         """
         self._identify()
         with self._mutex:
-            pending = self._pending
-            self._pending = {}
-            try:
-                self._update_file(lambda document: document["machines"].pop(self._id, None))
-            except NewerSchema as error:
-                self._pending = pending
-                raise OSError(f"not clearing {self._path}: {error}") from None
-            except BaseException:
-                self._pending = pending
-                raise
+            self._update_file_with_pending(
+                {}, lambda document: document["machines"].pop(self._id, None), "clearing")
+
+    def _update_file_with_pending(self, pending, update, doing):
+        """Make ``pending`` the unsaved entries and apply ``update`` to the file; if that fails,
+        the unsaved entries are what they were. Call with the mutex held.
+
+        ``doing`` names the request in the error a newer-schema file raises ("clearing")."""
+        saved = self._pending
+        self._pending = pending
+        try:
+            self._update_file(update)
+        except NewerSchema as error:
+            self._pending = saved
+            raise OSError(f"not {doing} {self._path}: {error}") from None
+        except BaseException:
+            self._pending = saved
+            raise
 
     def export(self, path):
         """Write this machine's entries, with its fingerprint, as a JSON cache file at ``path``.
@@ -749,16 +757,7 @@ class TuningCache:
 
         ours = incoming.get(self._id, {"entries": {}})["entries"]
         with self._mutex:
-            saved = self._pending
-            self._pending = {**saved, **ours}
-            try:
-                self._update_file(merge)
-            except NewerSchema as error:
-                self._pending = saved
-                raise OSError(f"not loading into {self._path}: {error}") from None
-            except BaseException:
-                self._pending = saved
-                raise
+            self._update_file_with_pending({**self._pending, **ours}, merge, "loading into")
         return {"usable": len(ours),
                 "other": sum(len(s["entries"]) for f, s in incoming.items() if f != self._id)}
 

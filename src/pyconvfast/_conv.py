@@ -117,16 +117,6 @@ conv3d.__doc__ = _conv_doc(3, "volumes", "(1, 2, 6, 6, 6)", "(4, 2, 3, 3, 3)",
                            "(1, 4, 6, 6, 6)", "(1, 4, 2, 2, 2)")
 
 
-def _n_spatial(weight_shape):
-    n_spatial = len(weight_shape) - 2
-    if n_spatial not in (1, 2, 3):
-        raise ValueError(
-            f"weight must be 3-, 4- or 5-D (C_out, C_in // groups, *kernel), "
-            f"got weight shape {tuple(weight_shape)}"
-        )
-    return n_spatial
-
-
 def conv_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
                       padding_mode="zeros", layout=None):
     """Shape of the result of ``conv1d``/``conv2d``/``conv3d``, without computing it.
@@ -165,7 +155,7 @@ def conv_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1,
     x_shape = _api._shape_of("x_shape", x_shape)
     weight_shape = _api._shape_of("weight_shape", weight_shape)
     problem = _api.make_problem(
-        x_shape, weight_shape, n_spatial=_n_spatial(weight_shape), stride=stride,
+        x_shape, weight_shape, n_spatial=_api.n_spatial_of(weight_shape), stride=stride,
         padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
         layout=layout,
     )
@@ -207,7 +197,7 @@ def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
         dtype = x.dtype if isinstance(x, np.ndarray) else np.float32
     weight_shape = _api._shape_of("weight", weight)
     problem = _api.make_problem(
-        _api._shape_of("x", x), weight_shape, n_spatial=_n_spatial(weight_shape), dtype=dtype,
+        _api._shape_of("x", x), weight_shape, n_spatial=_api.n_spatial_of(weight_shape), dtype=dtype,
         **conv_kwargs,
     )
     return _registry.names(problem)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pyconvfast import _api, _autotune, _registry
+from pyconvfast import _api, _autotune, _heuristic, _registry
 from pyconvfast._threads import resolve_n_threads
 
 
@@ -155,9 +155,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     (4, 8, 32, 32)
     """
     weight = _api._as_float_array("weight", weight)
-    n_spatial = weight.ndim - 2
-    if n_spatial not in (1, 2, 3):
-        raise ValueError(f"weight must be 3-, 4- or 5-D, got weight.shape={weight.shape}")
+    n_spatial = _api.n_spatial_of(weight.shape)
     x_shape = _api._shape_of("x_shape", x_shape)
     problem = _api.make_problem(
         x_shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
@@ -170,7 +168,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
         _api.explicit_algorithm(algorithm, problem)
         choice = _autotune.Choice(algorithm, source="requested")
     elif problem.batch == 0:
-        choice = _autotune.Choice(_registry.names(problem)[0], source="heuristic")
+        choice = _autotune.Choice(_heuristic.choose(problem), source="heuristic")
     else:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(x_shape).astype(weight.dtype)
