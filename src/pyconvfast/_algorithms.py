@@ -256,6 +256,7 @@ def _thin_windows(taps):
     return [(a, b) for a, b in ((0, head), (len(thin) - tail, len(thin))) if b > a]
 
 
+@functools.lru_cache(maxsize=512)
 def _winograd_lines(problem, m):
     """Per axis, the input index of every padded position a tile can read (-1 for a zero).
 
@@ -263,11 +264,13 @@ def _winograd_lines(problem, m):
     of m positions, up to ``(tiles + 1) * m``. Positions past the last output's window feed
     only outputs that are cut off, so any valid index does for them.
     """
-    return [
-        np.ascontiguousarray(
+    lines = []
+    for size, out, pad in zip(problem.in_size, problem.out_size, problem.pad_before):
+        line = np.ascontiguousarray(
             tap_table(size, (-(-out // m) + 1) * m, 1, 1, 1, pad, problem.padding_mode)[:, 0])
-        for size, out, pad in zip(problem.in_size, problem.out_size, problem.pad_before)
-    ]
+        line.flags.writeable = False  # built once per problem, shared by every call
+        lines.append(line)
+    return tuple(lines)
 
 
 def _winograd_schedule(problem, m, n_threads, itemsize, block=None):
