@@ -13,6 +13,7 @@ weights, cross-correlation unless ``flip=True``).
 """
 
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
+from pyconvfast._deform import deform_conv2d
 from pyconvfast._plan import Plan, plan
 from pyconvfast._version import __version__
 from pyconvfast import tuning
@@ -23,6 +24,7 @@ __all__ = [
     "conv2d",
     "conv3d",
     "conv_output_shape",
+    "deform_conv2d",
     "list_algorithms",
     "plan",
     "Plan",
