@@ -26,9 +26,13 @@ so every thread count runs the same GEMMs and gives the same bits. Tasks run on 
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport floor
+from libc.math cimport NAN, floor
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+# The sample-table flag of a point with a NaN coordinate (the four corner bits are 1, 2, 4, 8).
+cdef enum:
+    _NAN_POINT = 16
 
 
 cdef inline void _gemm(
@@ -60,7 +64,8 @@ cdef void _sample_table(
 
     Entry ``e = t * p_count + j`` holds the four corner offsets ``index[4e .. 4e+3]`` (in
     elements, relative to a channel plane), their weights ``weight[4e ..]``, ``inside[e]`` (bit
-    q set when corner q is inside the image; 0 when the point gives 0) and ``modulation[e]``.
+    q set when corner q is inside the image; 0 when the point gives 0, ``_NAN_POINT`` when a
+    coordinate is NaN) and ``modulation[e]``.
     """
     cdef Py_ssize_t w_out = offset.shape[3]
     cdef Py_ssize_t n_taps = kh * kw
@@ -79,9 +84,9 @@ cdef void _sample_table(
             y = <floating> (oh * sh - ph + i * dh) + offset[n, offset_channel, oh, ow]
             x = <floating> (ow * sw - pw + j * dw) + offset[n, offset_channel + 1, oh, ow]
             modulation[e] = mask[n, og * n_taps + t, oh, ow] if has_mask else 1
-            # "not (inside)" rather than the negated comparisons, so that a NaN offset gives 0.
             if not (y > -1 and y < height and x > -1 and x < width):
-                inside[e] = 0
+                # A NaN point (a NaN offset) samples NaN, flagged 16; a point outside gives 0.
+                inside[e] = _NAN_POINT if y != y or x != x else 0
                 index[4 * e] = index[4 * e + 1] = index[4 * e + 2] = index[4 * e + 3] = 0
                 weight[4 * e] = weight[4 * e + 1] = weight[4 * e + 2] = weight[4 * e + 3] = 0
                 continue
@@ -131,6 +136,8 @@ cdef void _sample_columns(
                      + weight[4 * e + 3] * plane[index[4 * e + 3]])
         elif bits == 0:
             value = 0
+        elif bits == _NAN_POINT:
+            value = NAN
         else:
             # A corner outside reads 0, contributing w * 0 = +0 (or -0) to a sum that is the
             # same without it: skipping it gives torchvision's bits and keeps inf/NaN inputs
