@@ -47,6 +47,32 @@ def _torchvision(threads):
     return torch, deform_conv2d
 
 
+def _layer_calls(threads, x, offset, w, mask, torchvision):
+    """(calls, results): a no-argument function per method, and how to read its result."""
+    out = np.empty((x.shape[0], w.shape[0]) + x.shape[2:], x.dtype)
+    conv_out = np.empty_like(out)
+    calls = {
+        "pcf": lambda: pcf.deform_conv2d(x, offset, w, padding=1, mask=mask, out=out,
+                                         n_threads=threads),
+        "conv2d": lambda: pcf.conv2d(x, w, padding=1, algorithm="im2col", out=conv_out,
+                                     n_threads=threads),
+    }
+    results = {"pcf": lambda: out}
+    if torchvision is not None:
+        torch, tv_deform = torchvision
+        tensors = [torch.from_numpy(a) for a in (x, offset, w)]
+        tv_mask = None if mask is None else torch.from_numpy(mask)
+        tv_out = {}
+
+        def run_tv():
+            with torch.no_grad():
+                tv_out["y"] = tv_deform(*tensors, padding=(1, 1), mask=tv_mask)
+
+        calls["torchvision"] = run_tv
+        results["torchvision"] = lambda: tv_out["y"].numpy()
+    return calls, results
+
+
 def bench(threads, dtype, min_rounds, min_seconds, layers, torchvision):
     rows = []
     rng = np.random.default_rng(0)
@@ -56,27 +82,7 @@ def bench(threads, dtype, min_rounds, min_seconds, layers, torchvision):
         offset = rng.standard_normal((batch, 2 * offset_groups * 9, size, size)).astype(dtype)
         mask = rng.random((batch, offset_groups * 9, size, size)).astype(dtype) \
             if modulated else None
-        out = np.empty((batch, c_out, size, size), dtype)
-        conv_out = np.empty_like(out)
-        calls = {
-            "pcf": lambda: pcf.deform_conv2d(x, offset, w, padding=1, mask=mask, out=out,
-                                             n_threads=threads),
-            "conv2d": lambda: pcf.conv2d(x, w, padding=1, algorithm="im2col", out=conv_out,
-                                         n_threads=threads),
-        }
-        results = {"pcf": lambda: out}
-        if torchvision is not None:
-            torch, tv_deform = torchvision
-            tensors = [torch.from_numpy(a) for a in (x, offset, w)]
-            tv_mask = torch.from_numpy(mask) if modulated else None
-            tv_out = {}
-
-            def run_tv():
-                with torch.no_grad():
-                    tv_out["y"] = tv_deform(*tensors, padding=(1, 1), mask=tv_mask)
-
-            calls["torchvision"] = run_tv
-            results["torchvision"] = lambda: tv_out["y"].numpy()
+        calls, results = _layer_calls(threads, x, offset, w, mask, torchvision)
         best = {key: float("inf") for key in calls}
         for call in calls.values():  # warm up (and allocate) once
             call()
