@@ -30,9 +30,11 @@ DEFORM_CHUNK = 128
 _BUDGET_THREADS = 16
 
 
-def deform_chunk(c_in, c_per_group_out, n_taps, n_positions, itemsize, max_chunk=DEFORM_CHUNK):
-    """Output positions sampled at once by one task: ``max_chunk``, fewer where a thread's
-    share of the workspace bound (``PYCONVFAST_WORKSPACE_MB``) would not hold its buffers."""
+def deform_chunk(c_in, c_per_group_out, n_taps, n_positions, itemsize, max_chunk=None):
+    """Output positions sampled at once by one task: ``max_chunk`` (default
+    :data:`DEFORM_CHUNK`), fewer where a thread's share of the workspace bound
+    (``PYCONVFAST_WORKSPACE_MB``) would not hold its buffers."""
+    max_chunk = max_chunk or DEFORM_CHUNK
     bytes_per_position = ((c_in * n_taps + c_per_group_out + 5 * n_taps) * itemsize
                           + n_taps * (4 * 8 + 1))
     budget = workspace_bytes() // _BUDGET_THREADS
