@@ -541,6 +541,17 @@ def test_bad_input(change, error, message):
         pcf.deform_conv2d(**arguments)
 
 
+def test_bad_channels_last_and_unbatched_shapes():
+    x, w = np.ones((6, 6, 4)), np.ones((3, 4, 3, 3))
+    with pytest.raises(ValueError, match=r"offset must have shape \(4, 4, 2 \* offset_groups "
+                                         r"\* R \* S\) .*layout='NHWC'.*\(4, 4, 35\)"):
+        pcf.deform_conv2d(x, np.ones((4, 4, 35)), w, layout="NHWC")
+    with pytest.raises(ValueError, match=r"mask must have shape \(4, 4, 18\)"):
+        pcf.deform_conv2d(x, np.ones((4, 4, 36)), w, layout="NHWC", mask=np.ones((4, 4, 9)))
+    with pytest.raises(ValueError, match=r"offset must have shape \(36, 4, 4\)"):
+        pcf.deform_conv2d(np.ones((4, 6, 6)), np.ones((36, 4, 5)), w)
+
+
 def test_out_sharing_memory_with_an_input_is_refused():
     x, offset, weight, mask = _good()
     with pytest.raises(ValueError, match="out shares memory with offset"):

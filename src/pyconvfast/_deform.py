@@ -182,9 +182,10 @@ def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation
     channel_axis = -1 if problem.channels_last else (0 if problem.unbatched else 1)
     offset_channels = offset.shape[channel_axis] if offset.ndim == x.ndim else None
     if offset_channels is None or offset_channels < 2 * n_taps or offset_channels % (2 * n_taps):
+        expected = "(" + ", ".join(str(v) for v in side_shape("2 * offset_groups * R * S")) + ")"
         raise ValueError(
-            f"offset must have shape {side_shape('2 * offset_groups * R * S')} with R * S = "
-            f"{n_taps} (layout={problem.layout!r}), got offset.shape={offset.shape}")
+            f"offset must have shape {expected} with R * S = {n_taps} "
+            f"(layout={problem.layout!r}), got offset.shape={offset.shape}")
     offset_groups = offset_channels // (2 * n_taps)
     offset = _checked_side_array(
         "offset", offset, x.dtype, side_shape(offset_channels),
