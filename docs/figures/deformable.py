@@ -14,10 +14,8 @@ pixels (drawn for one tap), and a sample one pixel or more outside the image rea
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 SIZE = 9                      # the input is SIZE x SIZE pixels
 CENTRE = (4, 4)               # the output position's regular window centre (row, column)
@@ -75,6 +73,7 @@ def _panel(ax, title, points, regular):
 
 
 def main():
+    matplotlib.use("Agg")  # files only, no display
     taps = np.array([(i, j) for i in range(3) for j in range(3)], dtype=float)
     regular = taps - 1 + np.array(CENTRE, dtype=float)
     deformed = regular + OFFSETS
