@@ -26,7 +26,7 @@ transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x 
 float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
 """
 
-from pyconvfast import _registry
+from pyconvfast import _rank1, _registry
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
@@ -43,6 +43,8 @@ def _winograd_pays(problem):
 
 
 def _preference(problem):
+    if _rank1.pays(problem):
+        return ("separable", "depthwise", "im2col", "direct")
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:
