@@ -198,3 +198,146 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
             pad_after=problem.pad_after, padding_mode=problem.padding_mode,
             n_threads=n_threads)
     return out
+
+
+# Bytes of the depthwise tile each thread keeps (C * m channels x rows x W_out): about half of a
+# typical 512 KiB - 2 MiB L2, so that the tile is still there when the GEMM reads it.
+SEPARABLE_TILE_BYTES = 256 * 1024
+
+
+def separable_tile_rows(c_mid, h_out, w_out, batch, itemsize, n_threads):
+    """Output rows per task of the fused kernel: as many as fit :data:`SEPARABLE_TILE_BYTES`,
+    then fewer until every thread has a task."""
+    rows = max(1, min(h_out, SEPARABLE_TILE_BYTES // (itemsize * c_mid * w_out)))
+    while rows > 1 and batch * -(-h_out // rows) < n_threads:
+        rows = -(-rows // 2)
+    return rows
+
+
+def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None, stride=1,
+                     padding=0, dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
+                     out=None, n_threads=None):
+    """Depthwise-separable 2-D convolution (MobileNet, Xception), fused into one kernel.
+
+    A depthwise convolution (``groups=C``, channel multiplier ``m``) followed by a pointwise
+    (1x1) convolution, ``conv2d(conv2d(x, depthwise, groups=C, ...), pointwise)``, computed
+    tile by tile: each task computes the depthwise result of a few output rows for all
+    ``C * m`` channels into a per-thread buffer that stays in cache, then multiplies it by the
+    pointwise weight (one single-threaded BLAS GEMM per tile) straight into ``out``. The
+    ``(N, C * m, H_out, W_out)`` intermediate is never written to memory.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, shape ``(N, C, H, W)``
+        ``(N, H, W, C)`` with ``layout="NHWC"``; drop ``N`` for an unbatched input.
+    depthwise : ndarray, shape ``(C * m, 1, R, S)``
+        The depthwise filters; channel ``j`` reads input channel ``j // m``. Same dtype as ``x``.
+    pointwise : ndarray, shape ``(K, C * m, 1, 1)``
+        The pointwise filters.
+    bias : ndarray, shape ``(K,)``, optional
+        Added to the output (the pointwise convolution's bias).
+    depthwise_bias : ndarray, shape ``(C * m,)``, optional
+        The depthwise convolution's bias. There is no nonlinearity between the two
+        convolutions here, so it is folded into the output bias,
+        ``bias + pointwise[:, :, 0, 0] @ depthwise_bias`` (computed in float64 and rounded
+        once); a network with an activation between them needs two calls.
+    stride, padding, dilation, padding_mode, flip, layout, out, n_threads
+        As for :func:`conv2d`, for the depthwise convolution (the pointwise one has none);
+        ``flip=True`` flips the depthwise kernels (true convolution).
+
+    Returns
+    -------
+    ndarray, shape ``(N, K, H_out, W_out)`` (or ``(N, H_out, W_out, K)`` with ``layout="NHWC"``)
+        Same dtype, layout and batching as ``x``; ``H_out, W_out`` those of the depthwise
+        convolution.
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes; a float or bool where an int is needed.
+    ValueError
+        Weights of other shapes than the above (``depthwise.shape[0]`` not a multiple of
+        ``C``, ``pointwise`` not 1x1 or not matching ``C * m``); every geometry error of
+        :func:`conv2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pyconvfast as pcf
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((1, 32, 56, 56)).astype(np.float32)
+    >>> dw = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    >>> pw = rng.standard_normal((64, 32, 1, 1)).astype(np.float32)
+    >>> y = pcf.separable_conv2d(x, dw, pw, padding=1)
+    >>> y.shape
+    (1, 64, 56, 56)
+    >>> two_calls = pcf.conv2d(pcf.conv2d(x, dw, groups=32, padding=1), pw)
+    >>> bool(np.allclose(y, two_calls, atol=1e-4))
+    True
+    """
+    from pyconvfast._algorithms import _tap_tables
+    from pyconvfast._lib.separable import conv_separable_fused
+    from pyconvfast._problem import CHANNELS_LAST
+    from pyconvfast._threads import blas_threads
+
+    x = _api._as_float_array("x", x)
+    depthwise = _factor_array("depthwise", depthwise, 4, "(C * m, 1, R, S)", x.dtype)
+    pointwise = _factor_array("pointwise", pointwise, 4, "(K, C * m, 1, 1)", x.dtype)
+    if depthwise.shape[1] != 1:
+        raise ValueError(f"depthwise must have shape (C * m, 1, R, S), got "
+                         f"depthwise.shape={depthwise.shape}")
+    if pointwise.shape[2:] != (1, 1) or pointwise.shape[1] != depthwise.shape[0]:
+        raise ValueError(
+            f"pointwise must have shape (K, C * m, 1, 1) = (K, {depthwise.shape[0]}, 1, 1) "
+            f"to follow depthwise.shape={depthwise.shape}, got pointwise.shape={pointwise.shape}")
+    if not isinstance(layout, str) or layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC' for separable_conv2d, "
+                         f"got layout={layout!r}")
+    channels_last = layout == CHANNELS_LAST[2]
+    if x.ndim in (3, 4):
+        channels = x.shape[-1] if channels_last else x.shape[-3]
+    else:
+        raise ValueError(f"x must be 4-D ({layout}) or 3-D (unbatched), got x.shape={x.shape}")
+    problem = _api.cached_problem(
+        x.shape, depthwise.shape, n_spatial=2, has_bias=False, dtype=x.dtype, stride=stride,
+        padding=padding, dilation=dilation, groups=channels, padding_mode=padding_mode,
+        flip=flip, layout=layout)
+    c_mid, c_out = depthwise.shape[0], pointwise.shape[0]
+    mid_shape = ((problem.batch,) if not problem.unbatched else ()) + (
+        problem.out_size + (c_mid,) if channels_last else (c_mid,) + problem.out_size)
+    out_problem = _api.cached_problem(mid_shape, pointwise.shape, n_spatial=2,
+                                      has_bias=bias is not None, dtype=x.dtype, layout=layout)
+    bias = _api.checked_bias(bias, out_problem, x.dtype)
+    if depthwise_bias is not None:
+        depthwise_bias = _api._as_float_array("depthwise_bias", depthwise_bias)
+        if depthwise_bias.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but depthwise_bias is {depthwise_bias.dtype}; "
+                            f"cast one to the other's dtype")
+        if depthwise_bias.shape != (c_mid,):
+            raise ValueError(f"depthwise_bias must have shape ({c_mid},), got "
+                             f"depthwise_bias.shape={depthwise_bias.shape}")
+    n_threads = resolve_n_threads(n_threads)
+    out = _api.output_array(out, out_problem, x.dtype,
+                            {"x": x, "depthwise": depthwise, "pointwise": pointwise,
+                             "bias": bias, "depthwise_bias": depthwise_bias})
+    if depthwise_bias is not None:
+        folded = pointwise[:, :, 0, 0].astype(np.float64) @ depthwise_bias.astype(np.float64)
+        if bias is not None:
+            folded += bias
+        bias = folded.astype(x.dtype)
+    if not problem.batch:
+        return out
+    x4 = _api._channels_first_5d(x, problem)[:, :, 0]
+    out4 = _api._channels_first_5d(out, out_problem)[:, :, 0]
+    w_depthwise = np.ascontiguousarray(_api.weight_5d(depthwise, problem)[:, 0, 0]).reshape(
+        c_mid, -1)
+    w_pointwise = np.ascontiguousarray(pointwise.reshape(c_out, c_mid))
+    _, taps_h, taps_w = _tap_tables(problem)
+    h_out, w_out = problem.out_size
+    rows = separable_tile_rows(c_mid, h_out, w_out, problem.batch, x.itemsize, n_threads)
+    with blas_threads.limit(1):
+        conv_separable_fused(x4, w_depthwise, w_pointwise,
+                             np.empty(0, x.dtype) if bias is None else bias, out4, taps_h,
+                             taps_w, problem.stride, problem.dilation, problem.pad_before,
+                             rows, n_threads)
+    return out
