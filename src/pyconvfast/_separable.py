@@ -29,8 +29,13 @@ def _flip_last(array, flip):
 
 def _prepared_call(x, weight_shape, bias, factors, geometry, out, n_threads):
     """(x5, bias, out, out5, problem, n_threads): the checks and views shared by both."""
-    problem = _api.cached_problem(x.shape, weight_shape, n_spatial=2, has_bias=bias is not None,
-                                  dtype=x.dtype, **geometry)
+    try:
+        problem = _api.cached_problem(x.shape, weight_shape, n_spatial=2,
+                                      has_bias=bias is not None, dtype=x.dtype, **geometry)
+    except ValueError as error:
+        shapes = ", ".join(f"{name}.shape={array.shape}" for name, array in factors.items())
+        raise ValueError(f"{error} [the factors {shapes} make a weight of shape "
+                         f"{weight_shape}]") from None
     bias = _api.checked_bias(bias, problem, x.dtype)
     n_threads = resolve_n_threads(n_threads)
     out = _api.output_array(out, problem, x.dtype, {"x": x, **factors, "bias": bias})
