@@ -58,17 +58,17 @@ def main():
             x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         dw = rng.standard_normal((c, 1, 3, 3)).astype(dtype)
         pw = rng.standard_normal((k, c, 1, 1)).astype(dtype)
-        kw = dict(stride=stride, padding=1, layout=args.layout, n_threads=args.threads)
+        kw = {"stride": stride, "padding": 1, "layout": args.layout, "n_threads": args.threads}
         mid = pcf.conv2d(x, dw, groups=c, **kw)
         out = pcf.conv2d(mid, pw, layout=args.layout, n_threads=args.threads)
         fused_out = np.empty_like(out)
 
-        def fused():
+        def fused(x=x, dw=dw, pw=pw, fused_out=fused_out, kw=kw):
             pcf.separable_conv2d(x, dw, pw, out=fused_out, **kw)
 
-        def two_calls():
+        def two_calls(x=x, dw=dw, pw=pw, c=c, mid=mid, out=out, kw=kw):
             pcf.conv2d(x, dw, groups=c, out=mid, **kw)
-            pcf.conv2d(mid, pw, layout=args.layout, out=out, n_threads=args.threads)
+            pcf.conv2d(mid, pw, layout=kw["layout"], out=out, n_threads=kw["n_threads"])
 
         fused(), two_calls()
         np.testing.assert_allclose(fused_out, out, rtol=1e-3, atol=1e-3 * np.abs(out).max())

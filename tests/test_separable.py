@@ -13,12 +13,17 @@ import itertools
 
 import numpy as np
 import pytest
+from reference import (
+    CHANNELS_LAST,
+    assert_within_bound,
+    conv_reference,
+    conv_scale,
+    n_terms,
+    reference_dtype,
+)
 
 import pyconvfast as pcf
 from pyconvfast import _api, _heuristic, _rank1, _registry, _separable
-from reference import (
-    CHANNELS_LAST, assert_within_bound, conv_reference, conv_scale, n_terms, reference_dtype,
-)
 
 DTYPES = (np.float32, np.float64)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -60,7 +65,7 @@ def _geometry(rng, h, w, r, s):
         if d * (k - 1) + 1 > size + (0 if padding == "same" else b + a):
             padding = tuple((d * (k - 1), d * (k - 1)) if mode != "reflect" else (0, 0)
                             for k, d in zip((r, s), dilation))
-    return dict(stride=stride, dilation=dilation, padding=padding, padding_mode=mode)
+    return {"stride": stride, "dilation": dilation, "padding": padding, "padding_mode": mode}
 
 
 def _fits(h, w, r, s, kwargs):
@@ -126,7 +131,7 @@ def test_spatially_separable_channel_tails(rng, channels):
         column = rng.standard_normal((channels, channels // groups, 7)).astype(np.float32)
         row = rng.standard_normal((channels, channels // groups, 5)).astype(np.float32)
         for n_threads in (1, 2, 3):
-            _check_spatial(x, column, row, None, dict(groups=groups, padding="same"),
+            _check_spatial(x, column, row, None, {"groups": groups, "padding": "same"},
                            n_threads=n_threads)
 
 
@@ -135,7 +140,7 @@ def test_spatially_separable_out_and_unbatched(rng):
     column, row = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 4))
     bias = rng.standard_normal(6)
     out = np.full((10, 9, 6), np.nan)[::-1].transpose(2, 1, 0)[:, ::-1]  # strided
-    kwargs = dict(groups=2, padding=1)
+    kwargs = {"groups": 2, "padding": 1}
     got = _check_spatial(x, column, row, bias, kwargs, out=out)
     assert got is out and got.shape == (6, 9, 10)
     assert pcf.spatially_separable_conv2d(np.zeros((0, 4, 9, 11)), column, row,
@@ -283,7 +288,7 @@ def test_auto_runs_rank1_kernels_as_two_passes(rng, dtype, channels, groups):
     kernel = _gaussian(11, 2.0, dtype).astype(dtype)
     weight = np.broadcast_to(kernel, (channels, channels // groups, 11, 11)).copy()
     weight[0] *= -2  # slices differ
-    kwargs = dict(groups=groups, padding="same", padding_mode="reflect", flip=True)
+    kwargs = {"groups": groups, "padding": "same", "padding_mode": "reflect", "flip": True}
     sep = pcf.conv2d(x, weight, algorithm="separable", **kwargs)
     auto = pcf.conv2d(x, weight, **kwargs)  # heuristic (PYCONVFAST_TUNE=estimate): separable
     np.testing.assert_array_equal(auto, sep)

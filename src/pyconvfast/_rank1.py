@@ -7,7 +7,8 @@ never the weight:
 
 * The API (``conv2d``, ``plan``, ``list_algorithms`` given a weight array) calls :func:`mark`
   with the weight. For 2-D kernels of at least 3x3 and at most :data:`MAX_SLICES`
-  ``(C_out, C_in // groups)`` slices, it checks by SVD that every slice is rank-1 within
+  ``(C_out, C_in // groups)`` slices, not all zero (a placeholder weight keeps the key of a
+  dense one), it checks by SVD that every slice is rank-1 within
   :func:`default_rtol`, and if so returns the problem with ``rank1_kernel=True``. The check is
   cached per weight *content* (a 128-bit BLAKE2 digest of its bytes, with dtype and shape), so
   a weight used again costs one hash, and a weight changed in place is checked again.
@@ -177,10 +178,15 @@ def separate_kernel(weight, rtol=None):
 def mark(problem, weight):
     """``problem`` with ``rank1_kernel=True`` if ``weight`` (the user's array, not flipped) is
     rank-1 in every slice within the default tolerance, else ``problem`` itself; only 2-D
-    kernels of at least 3x3 with at most :data:`MAX_SLICES` slices are checked."""
+    kernels of at least 3x3 with at most :data:`MAX_SLICES` slices, not all zero, are
+    checked."""
     if problem.n_spatial != 2 or min(problem.kernel) < 3:
         return problem
     if problem.c_out * (problem.c_in // problem.groups) > MAX_SLICES:
+        return problem
+    if not weight.any():
+        # rank 0, but almost surely a placeholder (a plan made from shapes): keep the problem,
+        # and its cache key, of a dense weight of this shape
         return problem
     if _cached_factor(weight, default_rtol(weight.dtype)) is None:
         return problem

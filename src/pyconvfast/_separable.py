@@ -113,8 +113,8 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
             f"column and row must agree on (K, C // groups), got column.shape={column.shape} "
             f"and row.shape={row.shape}")
     weight_shape = column.shape + row.shape[2:]
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                    padding_mode=padding_mode, flip=flip, layout=layout)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+                    "padding_mode": padding_mode, "flip": flip, "layout": layout}
     x5, bias, out, out5, problem, n_threads = _prepared_call(
         x, weight_shape, bias, {"column": column, "row": row}, geometry, out, n_threads)
     if problem.batch:
@@ -189,8 +189,8 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
             f"lateral.shape={lateral.shape}, vertical.shape={vertical.shape}, "
             f"horizontal.shape={horizontal.shape}")
     weight_shape = lateral.shape + vertical.shape[1:] + horizontal.shape[1:]
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=1,
-                    padding_mode=padding_mode, flip=flip, layout=layout)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1,
+                    "padding_mode": padding_mode, "flip": flip, "layout": layout}
     x5, bias, out, out5, problem, n_threads = _prepared_call(
         x, weight_shape, bias,
         {"lateral": lateral, "vertical": vertical, "horizontal": horizontal},
