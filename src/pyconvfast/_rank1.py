@@ -8,8 +8,9 @@ never the weight:
 * The API (``conv2d``, ``plan``, ``list_algorithms`` given a weight array) calls :func:`mark`
   with the weight. For 2-D kernels of at least 3x3 and at most :data:`MAX_SLICES`
   ``(C_out, C_in // groups)`` slices, not all zero (a placeholder weight keeps the key of a
-  dense one), it checks by SVD that every slice is rank-1 within
-  :func:`default_rtol`, and if so returns the problem with ``rank1_kernel=True``. The check is
+  dense one), a cheap pivot test (a few microseconds; a dense weight fails it on its first
+  slice) picks the candidates, and for them an SVD checks that every slice is rank-1 within
+  :func:`default_rtol`; if so it returns the problem with ``rank1_kernel=True``. The SVD is
   cached per weight *content* (a 128-bit BLAKE2 digest of its bytes, with dtype and shape), so
   a weight used again costs one hash, and a weight changed in place is checked again.
 * ``separable`` supports a problem only when ``rank1_kernel`` is True, so it is offered (to the
@@ -34,8 +35,10 @@ from pyconvfast import _passes
 from pyconvfast._registry import Algorithm, register
 
 # Weights with more (C_out, C_in // groups) slices are not checked: learned layers are never
-# rank-1, and the check would cost every call of a large layer a hash of its weight.
-MAX_SLICES = 1024
+# rank-1, and filters (blur, edges) have a few slices.
+MAX_SLICES = 256
+# The pre-filter's tolerance: far looser than any rtol used, it only spares the SVD and the hash.
+_PREFILTER_RTOL = 1e-3
 # Factorizations remembered (per weight content).
 _CACHE_SIZE = 64
 _CACHE = collections.OrderedDict()
@@ -74,9 +77,11 @@ def _factor(slices, rtol):
     return column * sign, row * sign
 
 
-def _cached_factor(weight4, rtol):
+def _cached_factor(weight4, rtol, prefilter=False):
     """:func:`_factor` of a (K, Cg, R, S) array, as ((K, Cg, R), (K, Cg, S)) arrays of its
-    dtype, or None; remembered per (content, dtype, shape, rtol)."""
+    dtype, or None; remembered per (content, dtype, shape, rtol). With ``prefilter`` (for the
+    default rtol only, far below the pre-filter's), a weight failing :func:`_could_be_rank1`
+    is None without an SVD."""
     contiguous = np.ascontiguousarray(weight4)
     key = (contiguous.dtype.str, contiguous.shape, float(rtol),
            hashlib.blake2b(contiguous.view(np.uint8).data, digest_size=16).digest())
@@ -85,7 +90,11 @@ def _cached_factor(weight4, rtol):
             _CACHE.move_to_end(key)
             return _CACHE[key]
     k, per_group, n_rows, n_cols = contiguous.shape
-    factors = _factor(contiguous.reshape(k * per_group, n_rows, n_cols), rtol)
+    slices = contiguous.reshape(k * per_group, n_rows, n_cols)
+    if prefilter and not _could_be_rank1(slices):
+        factors = None
+    else:
+        factors = _factor(slices, rtol)
     if factors is not None:
         column, row = (f.astype(contiguous.dtype) for f in factors)
         column, row = column.reshape(k, per_group, n_rows), row.reshape(k, per_group, n_cols)
@@ -175,6 +184,24 @@ def separate_kernel(weight, rtol=None):
     return column, row
 
 
+def _could_be_rank1(slices):
+    """A cheap necessary test of rank-1-ness of a (P, R, S) array: each slice minus the outer
+    product of its column and row through its entry of largest magnitude must be below
+    :data:`_PREFILTER_RTOL` of its norm. For a slice that is rank-1 within ``rtol`` that
+    residual is at most about ``(1 + sqrt(R) + sqrt(S)) * rtol`` of its norm, so the test
+    never rejects what the default tolerance accepts; a dense weight fails it at once."""
+    work = slices.astype(np.float64)
+    flat = np.abs(work).reshape(len(work), -1).argmax(axis=1)
+    i, j = np.unravel_index(flat, work.shape[1:])
+    index = np.arange(len(work))
+    pivot = work[index, i, j]
+    safe = np.where(pivot == 0, 1.0, pivot)
+    column, row = work[index, :, j], work[index, i, :] / safe[:, None]
+    residual = work - column[:, :, None] * row[:, None, :]
+    return bool(np.all(np.sum(residual**2, axis=(1, 2))
+                       <= _PREFILTER_RTOL**2 * np.sum(work**2, axis=(1, 2))))
+
+
 def mark(problem, weight):
     """``problem`` with ``rank1_kernel=True`` if ``weight`` (the user's array, not flipped) is
     rank-1 in every slice within the default tolerance, else ``problem`` itself; only 2-D
@@ -188,7 +215,9 @@ def mark(problem, weight):
         # rank 0, but almost surely a placeholder (a plan made from shapes): keep the problem,
         # and its cache key, of a dense weight of this shape
         return problem
-    if _cached_factor(weight, default_rtol(weight.dtype)) is None:
+    if not _could_be_rank1(weight[0, :1]):  # the first slice: most weights stop here
+        return problem
+    if _cached_factor(weight, default_rtol(weight.dtype), prefilter=True) is None:
         return problem
     from dataclasses import replace
 
