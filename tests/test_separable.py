@@ -466,6 +466,14 @@ def test_separable_conv2d_out_kinds(rng):
         got = pcf.separable_conv2d(x, dw, pw, padding=1, out=out)
         assert got is out
         np.testing.assert_array_equal(got, expected)
+    # channels-last input (channels-innermost tiles), every kind of output
+    x_last = np.moveaxis(x, 1, -1)
+    for out in (np.empty((2, 9, 10, 4)), np.empty((4, 10, 9, 2)).T,
+                np.empty((2, 9, 10, 8))[..., ::2], np.empty((2, 9, 10, 4))[:, ::-1]):
+        out[...] = np.nan
+        got = pcf.separable_conv2d(x_last, dw, pw, padding=1, out=out, layout="NHWC")
+        assert got is out
+        np.testing.assert_allclose(np.moveaxis(got, -1, 1), expected, rtol=1e-12, atol=1e-12)
     unbatched = pcf.separable_conv2d(x[1], dw, pw, padding=1)
     np.testing.assert_array_equal(unbatched, expected[1])
     nhwc = pcf.separable_conv2d(np.moveaxis(x, 1, -1), dw, pw, padding=1, layout="NHWC")

@@ -337,11 +337,18 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
     w_depthwise = np.ascontiguousarray(_api.weight_5d(depthwise, problem)[:, 0, 0]).reshape(
         c_mid, -1)
     w_pointwise = np.ascontiguousarray(pointwise.reshape(c_out, c_mid))
+    # Channels-innermost tiles (x with a unit channel stride) order the depthwise channels
+    # (j, c) for output channel c * m + j, as the depthwise kernel's "pixels" loop does.
+    channels, multiplier = problem.c_in, c_mid // problem.c_in
+    w_packed = np.ascontiguousarray(
+        w_depthwise.T.reshape(-1, channels, multiplier).transpose(0, 2, 1)).reshape(-1, c_mid)
+    w_pointwise_packed = np.ascontiguousarray(
+        w_pointwise.reshape(c_out, channels, multiplier).transpose(0, 2, 1)).reshape(c_out, c_mid)
     _, taps_h, taps_w = _tap_tables(problem)
     h_out, w_out = problem.out_size
     rows = separable_tile_rows(c_mid, h_out, w_out, problem.batch, x.itemsize, n_threads)
     with blas_threads.limit(1):
-        conv_separable_fused(x4, w_depthwise, w_pointwise,
+        conv_separable_fused(x4, w_depthwise, w_pointwise, w_packed, w_pointwise_packed,
                              np.empty(0, x.dtype) if bias is None else bias, out4, taps_h,
                              taps_w, problem.stride, problem.dilation, problem.pad_before,
                              rows, n_threads)

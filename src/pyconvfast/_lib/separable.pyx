@@ -32,6 +32,14 @@ cdef extern from "depthwise_simd.h" nogil:
     void pcf_dw_rows_strided_f64(double* acc, Py_ssize_t n, Py_ssize_t n_taps,
                                  const double** xs, const double* ws, Py_ssize_t offset,
                                  Py_ssize_t step)
+    void pcf_dw_pixels_f32(float* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
+                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
+                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const float** xs,
+                           const float** ws, const float* bias)
+    void pcf_dw_pixels_f64(double* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
+                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
+                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const double** xs,
+                           const double** ws, const double* bias)
     int pcf_dw_max_level()
     int pcf_dw_set_level(int level)
 
@@ -66,6 +74,18 @@ cdef inline void _rows_strided(floating* acc, Py_ssize_t n, Py_ssize_t n_taps,
         pcf_dw_rows_strided_f32(acc, n, n_taps, xs, ws, offset, step)
     else:
         pcf_dw_rows_strided_f64(acc, n, n_taps, xs, ws, offset, step)
+
+
+cdef inline void _pixels(floating* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
+                         Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
+                         Py_ssize_t n_taps, const floating** xs,
+                         const floating** ws) noexcept nogil:
+    if floating is float:
+        pcf_dw_pixels_f32(acc, acc_step, n_pixels, x_step, channels, multiplier, channels,
+                          n_taps, xs, ws, NULL)
+    else:
+        pcf_dw_pixels_f64(acc, acc_step, n_pixels, x_step, channels, multiplier, channels,
+                          n_taps, xs, ws, NULL)
 
 
 cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, Py_ssize_t stride,
@@ -133,10 +153,60 @@ cdef void _depthwise_tile(
         oh = oh + run
 
 
+cdef void _depthwise_tile_pixels(
+    floating* acc, const floating* x_n, const floating* w_packed, Py_ssize_t oh0,
+    Py_ssize_t oh1, Py_ssize_t w_out, Py_ssize_t channels, Py_ssize_t multiplier,
+    const Py_ssize_t[:, ::1] taps_h, const Py_ssize_t[:, ::1] taps_w, Py_ssize_t x_sh,
+    Py_ssize_t x_sw, Py_ssize_t stride_w, Py_ssize_t dilation_w, Py_ssize_t pad_w,
+    Py_ssize_t w_lo, Py_ssize_t w_hi, const floating** row_ptr, Py_ssize_t* row_tap,
+    const floating** xs, const floating** wps,
+) noexcept nogil:
+    """Channels innermost (input with a unit channel stride): acc[p * C*m + j * C + c] =
+    depthwise output channel c * m + j at the tile's pixel p = (oh - oh0) * w_out + ow, for oh
+    in [oh0, oh1); tap t's weights at w_packed + t * C*m, ``w_packed[t, j * C + c]``."""
+    cdef Py_ssize_t kh_size = taps_h.shape[1], kw_size = taps_w.shape[1]
+    cdef Py_ssize_t c_mid = channels * multiplier
+    cdef Py_ssize_t oh, n_rows, kh, i_h, r, kw, n_taps, first, ow, i_w
+    cdef floating* line
+    for oh in range(oh0, oh1):
+        n_rows = 0
+        for kh in range(kh_size):
+            i_h = taps_h[oh, kh]
+            if i_h >= 0:
+                row_ptr[n_rows] = x_n + i_h * x_sh
+                row_tap[n_rows] = kh * kw_size
+                n_rows = n_rows + 1
+        line = acc + (oh - oh0) * w_out * c_mid
+        if w_hi > w_lo:
+            first = w_lo * stride_w - pad_w
+            n_taps = 0
+            for r in range(n_rows):
+                for kw in range(kw_size):
+                    xs[n_taps] = row_ptr[r] + (first + kw * dilation_w) * x_sw
+                    wps[n_taps] = w_packed + (row_tap[r] + kw) * c_mid
+                    n_taps = n_taps + 1
+            _pixels(line + w_lo * c_mid, c_mid, w_hi - w_lo, stride_w * x_sw, channels,
+                    multiplier, n_taps, xs, wps)
+        for ow in range(w_out):
+            if w_lo <= ow < w_hi:
+                continue
+            n_taps = 0
+            for r in range(n_rows):
+                for kw in range(kw_size):
+                    i_w = taps_w[ow, kw]
+                    if i_w >= 0:
+                        xs[n_taps] = row_ptr[r] + i_w * x_sw
+                        wps[n_taps] = w_packed + (row_tap[r] + kw) * c_mid
+                        n_taps = n_taps + 1
+            _pixels(line + ow * c_mid, c_mid, 1, 0, channels, multiplier, n_taps, xs, wps)
+
+
 def conv_separable_fused(
     const floating[:, :, :, :] x,
     const floating[:, ::1] w_depthwise,
     const floating[:, ::1] w_pointwise,
+    const floating[:, ::1] w_packed,
+    const floating[:, ::1] w_pointwise_packed,
     const floating[::1] bias,
     floating[:, :, :, :] out,
     const Py_ssize_t[:, ::1] taps_h,
@@ -154,6 +224,9 @@ def conv_separable_fused(
     x : (N, C, H, W) float32 or float64 array view, any strides
     w_depthwise : (C * m, R * S) C-contiguous; channel ``j`` reads input channel ``j // m``
     w_pointwise : (K, C * m) C-contiguous
+    w_packed : (R * S, C * m) C-contiguous, ``w_packed[t, j * C + c] = w_depthwise[c * m + j, t]``
+    w_pointwise_packed : (K, C * m), ``w_pointwise_packed[k, j * C + c] = w_pointwise[k, c*m+j]``
+        (these two for the channels-innermost tiles, used when x's channel stride is one)
     bias : (K,) or (0,) contiguous array; empty means no bias
     out : (N, K, H_out, W_out) writable view, any strides, not overlapping the inputs
     taps_h, taps_w : (out_size, kernel_size) int64 tap tables of the depthwise convolution
@@ -190,6 +263,10 @@ def conv_separable_fused(
     cdef Py_ssize_t* row_tap
     cdef floating shift
     cdef int direct_layout  # 1: channels-first rows contiguous, 2: channels-last pixels, 0: none
+    cdef bint pixels = channels > 1 and x_sc == 1
+    cdef const floating* wk0 = &w_packed[0, 0]
+    cdef const floating* wpp0 = &w_pointwise_packed[0, 0]
+    cdef const floating** wps
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
     if c_mid != multiplier * channels or w_pointwise.shape[1] != c_mid:
@@ -213,13 +290,15 @@ def conv_separable_fused(
 
     with nogil, parallel(num_threads=n_threads):
         mid = <floating*> malloc(c_mid * tile_max * sizeof(floating))
-        staged = <floating*> malloc((c_out * tile_max if direct_layout == 0 else 1)
-                                    * sizeof(floating))
+        staged = <floating*> malloc((c_out * tile_max
+                                     if direct_layout == 0 or (pixels and direct_layout != 2)
+                                     else 1) * sizeof(floating))
         ws = <floating*> malloc(kh_size * kw_size * sizeof(floating))
         xs = <const floating**> malloc(kh_size * kw_size * sizeof(floating*))
         row_ptr = <const floating**> malloc(kh_size * sizeof(floating*))
         row_tap = <Py_ssize_t*> malloc(kh_size * sizeof(Py_ssize_t))
-        if (mid == NULL or staged == NULL or ws == NULL or xs == NULL or row_ptr == NULL
+        wps = <const floating**> malloc(kh_size * kw_size * sizeof(floating*))
+        if (wps == NULL or mid == NULL or staged == NULL or ws == NULL or xs == NULL or row_ptr == NULL
                 or row_tap == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
@@ -230,13 +309,34 @@ def conv_separable_fused(
             oh0 = t * rows_per_tile
             oh1 = min(oh0 + rows_per_tile, h_out)
             p_count = (oh1 - oh0) * w_out
+            o = o0 + n * o_sn + oh0 * o_sh
+            if pixels:
+                # mid[p, j * C + c]: column-major (C*m) x P, ld C*m
+                _depthwise_tile_pixels(mid, x0 + n * x_sn, wk0, oh0, oh1, w_out, channels,
+                                       multiplier, taps_h, taps_w, x_sh, x_sw, stride_w,
+                                       dilation_w, pad_w, w_lo, w_hi, row_ptr, row_tap, xs, wps)
+                if direct_layout == 2:
+                    _gemm(c'T', c'N', <int> c_out, <int> p_count, <int> c_mid, wpp0,
+                          <int> c_mid, mid, <int> c_mid, o, <int> c_out)
+                    if has_bias:
+                        for p in range(p_count):
+                            for k in range(c_out):
+                                o[p * c_out + k] = o[p * c_out + k] + bias[k]
+                else:
+                    _gemm(c'T', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> c_mid,
+                          wpp0, <int> c_mid, staged, <int> p_count)
+                    for k in range(c_out):
+                        shift = bias[k] if has_bias else 0
+                        for p in range(p_count):
+                            o[k * o_sc + (p // w_out) * o_sh + (p % w_out) * o_sw] = (
+                                staged[k * p_count + p] + shift)
+                continue
             for kc in range(c_mid):
                 _depthwise_tile(mid + kc * p_count,
                                 x0 + n * x_sn + (kc // multiplier) * x_sc,
                                 wd0 + kc * kh_size * kw_size, oh0, oh1, w_out, taps_h, taps_w,
                                 x_sh, x_sw, stride_h, stride_w, dilation_w, pad_w, h_lo, h_hi,
                                 w_lo, w_hi, row_ptr, row_tap, xs, ws)
-            o = o0 + n * o_sn + oh0 * o_sh
             if direct_layout == 1:
                 # out[k, p] (column-major P x K, ldc = channel stride) = mid^T-free product
                 _gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
@@ -268,5 +368,6 @@ def conv_separable_fused(
         free(xs)
         free(row_ptr)
         free(row_tap)
+        free(wps)
     if out_of_memory[0]:
         raise MemoryError("separable: could not allocate the per-thread tile buffers")
