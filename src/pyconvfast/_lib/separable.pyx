@@ -10,10 +10,18 @@ pixels contiguous), else through a second buffer. The two calls it replaces writ
 the whole ``(N, C * m, H_out, W_out)`` intermediate through main memory.
 
 The depthwise part reuses the SIMD inner loops of the ``depthwise`` kernel
-(``depthwise_simd.h``): per channel, runs of *regular* rows (every H tap in range) go through
-one call over their *interior* columns (every W tap in range), unit-stride or strided; the few
-border columns and irregular rows go through the tap tables, so every padding mode costs
-nothing but those tables.
+(``depthwise_simd.h``), in one of two tile layouts:
+
+* channels-first input: ``mid[j, p]``, one channel at a time; runs of *regular* rows (every H
+  tap in range) go through one call over their *interior* columns (every W tap in range),
+  unit-stride or strided;
+* input with a unit channel stride (NHWC): ``mid[p, j' ]`` with the channels innermost, as the
+  depthwise kernel's "pixels" loop (vectors over channels; channel ``c * m + j`` at
+  ``j' = j * C + c``, the pointwise weight permuted to match), so that the input is read pixel
+  by pixel instead of with a stride of C elements per channel.
+
+Either way the few border columns and irregular rows go through the tap tables, so every
+padding mode costs nothing but those tables.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
