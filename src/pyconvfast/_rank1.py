@@ -57,11 +57,39 @@ def default_rtol(dtype):
     return 16 * float(np.finfo(dtype).eps)
 
 
+def _pivot_factors(work):
+    """The column and row of each (R, S) slice of ``work`` through its entry of largest
+    magnitude, the row divided by that entry: ``outer(column, row)`` equals a rank-1 slice up
+    to rounding, and exactly for small-integer kernels (Sobel, box)."""
+    flat = np.abs(work).reshape(len(work), -1).argmax(axis=1)
+    i, j = np.unravel_index(flat, work.shape[1:])
+    index = np.arange(len(work))
+    pivot = work[index, i, j]
+    safe = np.where(pivot == 0, 1.0, pivot)
+    return work[index, :, j], work[index, i, :] / safe[:, None]
+
+
+def _could_be_rank1(slices):
+    """A cheap necessary test of rank-1-ness of a (P, R, S) array: each slice minus the outer
+    product of its pivot factors (:func:`_pivot_factors`) must be below
+    :data:`_PREFILTER_RTOL` of its norm. For a slice that is rank-1 within ``rtol`` that
+    residual is at most about ``(1 + sqrt(R) + sqrt(S)) * rtol`` of its norm, so the test
+    never rejects what the default tolerance accepts; a dense weight fails it at once."""
+    work = slices.astype(np.float64)
+    column, row = _pivot_factors(work)
+    residual = work - column[:, :, None] * row[:, None, :]
+    return bool(np.all(np.sum(residual**2, axis=(1, 2))
+                       <= _PREFILTER_RTOL**2 * np.sum(work**2, axis=(1, 2))))
+
+
 def _factor(slices, rtol):
     """(column, row) with ``slices[i] ~= outer(column[i], row[i])`` for a (P, R, S) float
     array, or None when one slice's residual ``sqrt(sum_{j >= 2} sigma_j**2)`` exceeds ``rtol``
-    times its Frobenius norm. The SVD runs in float64; the factors share the top singular value
-    as ``sqrt(sigma_1)`` each, the sign chosen so that the row's largest entry is positive."""
+    times its Frobenius norm (the SVD, in float64, decides). Per slice, the factors are the
+    pivot factors (:func:`_pivot_factors`: exact for small-integer kernels, so that a Sobel or
+    box filter run as two passes stays exact on integer data) when they reproduce the slice
+    within ``rtol``, else the SVD's, sharing the top singular value as ``sqrt(sigma_1)``; the
+    sign is chosen so that the row's largest entry is positive."""
     work = slices.astype(np.float64)
     if not np.isfinite(work).all():
         return None
@@ -72,6 +100,12 @@ def _factor(slices, rtol):
         return None
     scale = np.sqrt(sigma[:, :1])
     column, row = u[:, :, 0] * scale, vt[:, 0, :] * scale
+    pivot_column, pivot_row = _pivot_factors(work)
+    pivot_residual = np.sqrt(np.sum(
+        (work - pivot_column[:, :, None] * pivot_row[:, None, :]) ** 2, axis=(1, 2)))
+    use_pivot = (pivot_residual <= rtol * norm)[:, None]
+    column = np.where(use_pivot, pivot_column, column)
+    row = np.where(use_pivot, pivot_row, row)
     top = np.take_along_axis(row, np.argmax(np.abs(row), axis=1)[:, None], axis=1)
     sign = np.where(top < 0, -1.0, 1.0)
     return column * sign, row * sign
@@ -133,9 +167,12 @@ def separate_kernel(weight, rtol=None):
     -------
     (column, row) or None
         ``column`` of shape ``(K, C // groups, R)`` and ``row`` of shape ``(K, C // groups, S)``
-        (``(R,)`` and ``(S,)`` for a 2-D ``weight``), in the weight's dtype, sharing each
-        slice's top singular value as ``sqrt(sigma_1)`` (the row's largest entry positive);
-        None if some slice is not rank-1 within ``rtol``.
+        (``(R,)`` and ``(S,)`` for a 2-D ``weight``), in the weight's dtype; None if some
+        slice is not rank-1 within ``rtol``. Per slice, the factors are its own column and
+        row through its largest entry (the row divided by it) when these reproduce the slice
+        within ``rtol``, which makes them exact for small-integer kernels (Sobel gives
+        ``[1, 2, 1]`` and ``[1, 0, -1]``); else the SVD's, sharing the top singular value as
+        ``sqrt(sigma_1)``. The sign makes the row's largest entry positive.
 
     Raises
     ------
@@ -150,10 +187,10 @@ def separate_kernel(weight, rtol=None):
     >>> import pyconvfast as pcf
     >>> sobel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64)
     >>> column, row = pcf.separate_kernel(sobel)
-    >>> np.allclose(np.outer(column, row), sobel)
-    True
-    >>> column / column[0], row / row[0]
+    >>> column, row
     (array([1., 2., 1.]), array([ 1.,  0., -1.]))
+    >>> np.array_equal(np.outer(column, row), sobel)
+    True
     >>> laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
     >>> pcf.separate_kernel(laplacian) is None
     True
@@ -182,24 +219,6 @@ def separate_kernel(weight, rtol=None):
     if weight.ndim == 2:
         return column[0, 0], row[0, 0]
     return column, row
-
-
-def _could_be_rank1(slices):
-    """A cheap necessary test of rank-1-ness of a (P, R, S) array: each slice minus the outer
-    product of its column and row through its entry of largest magnitude must be below
-    :data:`_PREFILTER_RTOL` of its norm. For a slice that is rank-1 within ``rtol`` that
-    residual is at most about ``(1 + sqrt(R) + sqrt(S)) * rtol`` of its norm, so the test
-    never rejects what the default tolerance accepts; a dense weight fails it at once."""
-    work = slices.astype(np.float64)
-    flat = np.abs(work).reshape(len(work), -1).argmax(axis=1)
-    i, j = np.unravel_index(flat, work.shape[1:])
-    index = np.arange(len(work))
-    pivot = work[index, i, j]
-    safe = np.where(pivot == 0, 1.0, pivot)
-    column, row = work[index, :, j], work[index, i, :] / safe[:, None]
-    residual = work - column[:, :, None] * row[:, None, :]
-    return bool(np.all(np.sum(residual**2, axis=(1, 2))
-                       <= _PREFILTER_RTOL**2 * np.sum(work**2, axis=(1, 2))))
 
 
 def mark(problem, weight):
