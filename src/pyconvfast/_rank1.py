@@ -270,7 +270,9 @@ def _run(problem, x, prepared, bias, out, n_threads, params):
     )
 
 
-# Kernel area from which the two passes are the heuristic's first choice for a rank-1 kernel.
+# Kernel area from which the two passes are the heuristic's first choice for a rank-1 kernel:
+# measured (float32, one thread, Gaussian blurs, groups=C), 3x3 runs 0.8x to 0.9x the speed of
+# depthwise, 5x5 1.05x to 1.3x, 7x7 1.8x to 2x.
 PAYS_FROM_TAPS = 25
 
 
