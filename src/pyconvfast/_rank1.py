@@ -8,8 +8,8 @@ never the weight:
 * The API (``conv2d``, ``plan``, ``list_algorithms`` given a weight array) calls :func:`mark`
   with the weight. For 2-D kernels of at least 3x3 and at most :data:`MAX_SLICES`
   ``(C_out, C_in // groups)`` slices, not all zero (a placeholder weight keeps the key of a
-  dense one), a cheap pivot test (a few microseconds; a dense weight fails it on its first
-  slice) picks the candidates, and for them an SVD checks that every slice is rank-1 within
+  dense one), cheap tests (one 2x2 minor, then a pivot test of the first slice; a dense
+  weight fails them in well under a microsecond) pick the candidates, and for them an SVD checks that every slice is rank-1 within
   :func:`default_rtol`; if so it returns the problem with ``rank1_kernel=True``. The SVD is
   cached per weight *content* (a 128-bit BLAKE2 digest of its bytes, with dtype and shape), so
   a weight used again costs one hash, and a weight changed in place is checked again.
@@ -234,7 +234,14 @@ def mark(problem, weight):
         # rank 0, but almost surely a placeholder (a plan made from shapes): keep the problem,
         # and its cache key, of a dense weight of this shape
         return problem
-    if not _could_be_rank1(weight[0, :1]):  # the first slice: most weights stop here
+    # One 2x2 minor of the first slice, in Python floats (well under a microsecond): a rank-1
+    # slice has every minor zero up to rounding, and almost every dense weight stops here.
+    corner = weight[0, 0]
+    a, b, c, d = (float(corner[0, 0]), float(corner[0, 1]), float(corner[1, 0]),
+                  float(corner[1, 1]))
+    if not abs(a * d - b * c) <= _PREFILTER_RTOL * (abs(a * d) + abs(b * c)):
+        return problem
+    if not _could_be_rank1(weight[0, :1]):  # the whole first slice
         return problem
     if _cached_factor(weight, default_rtol(weight.dtype), prefilter=True) is None:
         return problem
