@@ -95,7 +95,15 @@ def _extension(name):
 
 
 EXTENSIONS = [_extension(name)
-              for name in ("openmp_info", "direct", "im2col", "depthwise", "winograd", "deform")]
+              for name in (
+                  "openmp_info",
+                  "direct",
+                  "im2col",
+                  "depthwise",
+                  "winograd",
+                  "deform",
+                  "separable",
+              )]
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 
 setup(

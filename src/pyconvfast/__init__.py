@@ -15,6 +15,11 @@ weights, cross-correlation unless ``flip=True``).
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._deform import deform_conv2d
 from pyconvfast._plan import Plan, plan
+from pyconvfast._rank1 import separate_kernel
+from pyconvfast._separable import (
+    flattened_conv2d, separable_conv2d, spatially_separable_conv2d,
+)
+from pyconvfast._shuffle import channel_shuffle
 from pyconvfast._version import __version__
 from pyconvfast import tuning
 
@@ -23,6 +28,11 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "separable_conv2d",
+    "spatially_separable_conv2d",
+    "flattened_conv2d",
+    "separate_kernel",
+    "channel_shuffle",
     "conv_output_shape",
     "deform_conv2d",
     "list_algorithms",

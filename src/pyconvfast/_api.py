@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from pyconvfast import _algorithms, _autotune, _registry  # noqa: F401 (_algorithms registers)
+from pyconvfast import _algorithms, _autotune, _rank1, _registry  # noqa: F401 (registering)
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
 from pyconvfast._threads import resolve_n_threads
 
@@ -347,6 +347,7 @@ def output_array(out, problem, dtype, inputs):
 def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, **geometry):
     """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
+    problem = _rank1.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)
     chosen = None if algorithm == "auto" else explicit_algorithm(algorithm, problem)
     out = output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})

@@ -3,7 +3,7 @@ and ``list_algorithms``; the work is done by :mod:`pyconvfast._api`."""
 
 import numpy as np
 
-from pyconvfast import _api, _registry
+from pyconvfast import _api, _rank1, _registry
 
 _CONV_DOC = """{n}-D convolution (cross-correlation, as in deep learning) of a batch of {what}.
 
@@ -180,6 +180,8 @@ def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
     -------
     list of str
         Registered names, in the order of registration; "auto" is always allowed besides.
+        ``"separable"`` is listed only when ``weight`` is an array whose 2-D kernels (3x3 or
+        larger) are all rank-1 (see :func:`separate_kernel`).
 
     Examples
     --------
@@ -200,4 +202,6 @@ def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
         _api._shape_of("x", x), weight_shape, n_spatial=_api.n_spatial_of(weight_shape), dtype=dtype,
         **conv_kwargs,
     )
+    if isinstance(weight, np.ndarray) and weight.dtype in _api._FLOAT_DTYPES:
+        problem = _rank1.mark(problem, _api._as_float_array("weight", weight))
     return _registry.names(problem)

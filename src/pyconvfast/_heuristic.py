@@ -24,9 +24,14 @@ transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x 
 256ch 14x14: 0.75x at N=1). At 2 threads with prepared weights (bench/winograd.py) F4 runs
 1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
 float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
+
+Kernels found rank-1 (``problem.rank1_kernel``, see ``pyconvfast._rank1``): ``separable`` (two
+1-D depthwise passes) from 5x5 on. Measured, float32, one thread, Gaussian blurs with
+``groups=C`` against ``depthwise``: 3x3 0.8x to 0.9x (1, 3 and 32 channels), 5x5 1.05x to 1.3x,
+7x7 1.8x to 2x, 11x11 3x to 9x, 31x31 24x to 117x (``bench/separable_kernels.py``, 512x512).
 """
 
-from pyconvfast import _registry
+from pyconvfast import _rank1, _registry
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
@@ -43,6 +48,8 @@ def _winograd_pays(problem):
 
 
 def _preference(problem):
+    if _rank1.pays(problem):
+        return ("separable", "depthwise", "im2col", "direct")
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:

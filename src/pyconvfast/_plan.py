@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pyconvfast import _api, _autotune, _heuristic, _registry
+from pyconvfast import _api, _autotune, _heuristic, _rank1, _registry
 from pyconvfast._threads import resolve_n_threads
 
 
@@ -163,6 +163,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
         has_bias=bias is not None, dtype=weight.dtype,
     )
     bias = _api.checked_bias(bias, problem, weight.dtype)
+    problem = _rank1.mark(problem, weight)
     n_threads = resolve_n_threads(n_threads)
     if algorithm != "auto":
         _api.explicit_algorithm(algorithm, problem)

@@ -32,6 +32,9 @@ class ConvProblem:
     flip: bool = False
     has_bias: bool = False
     unbatched: bool = False
+    # The weight was found rank-1 in every slice (pyconvfast._rank1.mark): the "separable"
+    # algorithm may run it.
+    rank1_kernel: bool = False
 
     @cached_property
     def n_spatial(self):
@@ -100,6 +103,7 @@ class ConvProblem:
             f"|in{_axes(self.in_size)}|w{_axes(self.kernel)}|s{_axes(self.stride)}"
             f"|d{_axes(self.dilation)}|p{_axes(self.pad_before)}-{_axes(self.pad_after)}"
             f"|{self.padding_mode}|{self.dtype}|{self.layout}|flip{int(self.flip)}"
+            + ("|rank1" if self.rank1_kernel else "")
         )
 
 
