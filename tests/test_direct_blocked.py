@@ -9,12 +9,12 @@ flip, layout, memory layout and dtype checks the path against the reference.
 
 import numpy as np
 import pytest
-
-import pyconvfast as pcf
-from pyconvfast import _algorithms, _api
-from pyconvfast._lib import direct_blocked
 from cases import CONV, MEMORY_KINDS, PADDING_MODES, with_memory
 from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, conv_reference
+
+import pyconvfast as pcf
+from pyconvfast import _algorithms, _api, _heuristic
+from pyconvfast._lib import direct_blocked
 
 LEVELS = direct_blocked.simd_levels()
 # Output channels per group around 8, 16, 32 and 48 (blocks of 8 float64 / 16 float32, tiles of
@@ -38,11 +38,13 @@ def _blocked(x_shape, w_shape, **kwargs):
     return _algorithms._direct_blocked_applies(problem)
 
 
-def test_the_blocked_path_is_taken_from_four_channels_per_group():
+def test_the_blocked_path_is_taken_from_four_output_and_two_input_channels_per_group():
     assert _blocked((1, 8, 9, 9), (4, 8, 3, 3))
     assert _blocked((1, 8, 9, 9), (8, 4, 3, 3), groups=2)
+    assert _blocked((1, 2, 9, 9), (4, 2, 3, 3))
     assert not _blocked((1, 8, 9, 9), (3, 8, 3, 3))
-    assert not _blocked((1, 8, 9, 9), (8, 1, 3, 3), groups=8)
+    assert not _blocked((1, 8, 9, 9), (32, 1, 3, 3), groups=8)  # depthwise: the generic loop
+    assert not _blocked((1, 1, 9, 9), (32, 1, 3, 3))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -68,7 +70,7 @@ def _random_problem(rng):
     n_spatial = int(rng.integers(1, 4))
     groups = int(rng.choice([1, 1, 2, 3]))
     k_g = int(rng.choice(OUT_CHANNELS))
-    c_g = int(rng.choice([1, 2, 3, 5, 16, 17]))
+    c_g = int(rng.choice([2, 3, 5, 16, 17]))
     in_size = [int(v) for v in rng.integers(1, {1: 40, 2: 15, 3: 7}[n_spatial], size=n_spatial)]
     kernel = [int(v) for v in rng.integers(1, {1: 6, 2: 5, 3: 4}[n_spatial], size=n_spatial)]
     stride = [int(v) for v in rng.choice([1, 1, 2, 3], size=n_spatial)]
@@ -203,3 +205,17 @@ def test_fma_peak(level):
     assert peak32 > 0.5 and peak64 > 0.25
     with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
         direct_blocked.fma_peak_gflops(np.int32)
+
+
+def test_auto_prefers_direct_where_measured_to_win():
+    def choice(x_shape, w_shape, dtype=np.float32, **kwargs):
+        return _heuristic.choose(_api.make_problem(x_shape, w_shape, n_spatial=len(w_shape) - 2,
+                                                   dtype=dtype, **kwargs))
+
+    assert choice((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "direct"
+    assert choice((1, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=1) == "direct"
+    assert choice((1, 256, 28, 28), (256, 256, 3, 3), dilation=2, padding=2) == "direct"
+    assert choice((1, 64, 4096), (64, 64, 3), dilation=4, padding=((8, 0),)) == "direct"
+    assert choice((1, 64, 56, 56), (256, 64, 1, 1)) == "im2col"          # 1x1: not a win
+    assert choice((1, 128, 56, 56), (128, 4, 3, 3), groups=32, padding=1) == "im2col"
+    assert choice((1, 64, 56, 56), (64, 64, 3, 3), stride=2, dtype=np.float64) == "im2col"

@@ -43,12 +43,16 @@ def _bias_or_empty(bias, dtype):
 
 
 # Output channels per group from which ``direct`` runs the channel-blocked kernel
-# (_lib/direct_blocked.pyx) rather than the generic loop (_lib/direct.pyx).
+# (_lib/direct_blocked.pyx) rather than the generic loop (_lib/direct.pyx): its vectors hold 16
+# float32 or 8 float64 output channels of one group. Problems with one input channel per group
+# keep the generic loop, whose summation order (no fused multiply-add) ``depthwise`` reproduces
+# bit for bit.
 DIRECT_BLOCKED_MIN_CHANNELS = 4
 
 
 def _direct_blocked_applies(problem):
     return (problem.c_out // problem.groups >= DIRECT_BLOCKED_MIN_CHANNELS
+            and problem.c_in // problem.groups >= 2
             and problem.dtype in ("float32", "float64"))
 
 

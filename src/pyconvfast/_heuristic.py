@@ -24,7 +24,17 @@ transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x 
 256ch 14x14: 0.75x at N=1). At 2 threads with prepared weights (bench/winograd.py) F4 runs
 1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
 float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
+
+``direct``'s channel-blocked kernel (at least 2 input and 4 output channels per group), float32,
+one thread, CPU time (``bench/direct_vs_peers.py --threads 1``), against im2col: faster on every
+kernel larger than 1x1 measured on ResNet-50, DeepLab and the TCN: conv1 7x7 stride 2: 2.2x;
+3x3 stride 1: 1.05x to 2.2x; 3x3 stride 2: 1.1x to 1.4x; dilated 3x3 (DeepLab, d = 2 to 18):
+1.2x to 2.0x, except 512 channels at d = 4 (0.97x); dilated conv1d k=3 (TCN): about 2x. On 1x1
+layers it is as often slower (0.8x to 1.7x), so those stay with im2col; groups of fewer than 16
+output channels (ResNeXt) were not measured and stay with im2col too.
 """
+
+import math
 
 from pyconvfast import _registry
 
@@ -42,6 +52,12 @@ def _winograd_pays(problem):
     return problem.batch * -(-h_out // 4) * -(-w_out // 4) >= _WINOGRAD_MIN_TILES
 
 
+def _direct_pays(problem):
+    """Whether ``direct``'s channel-blocked kernel beats im2col, measured (see above)."""
+    return (problem.dtype == "float32" and math.prod(problem.kernel) > 1
+            and problem.c_in // problem.groups >= 2 and problem.c_out // problem.groups >= 16)
+
+
 def _preference(problem):
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
@@ -50,6 +66,8 @@ def _preference(problem):
         return ("depthwise", "direct", "im2col")
     if _winograd_pays(problem):
         return ("winograd_f4x4_3x3", "im2col", "direct")
+    if _direct_pays(problem):
+        return ("direct", "im2col")
     return ("im2col", "direct")
 
 

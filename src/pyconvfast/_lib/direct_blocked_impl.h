@@ -69,18 +69,22 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
                 *(DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL) = acc[m][v][p];
 }
 
-/* One pixel through the W tap table tw (tw[kw] < 0: a zero tap, skipped). */
-static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(pixel)(
+/* A register tile of NP (<= DB_P) border pixels through the W tap table: pixel p reads input
+   column tw[p * kw_n + kw] at kernel column kw, a negative entry being a zero tap, skipped (not
+   multiplied by zero: an inf weight on the padding gives no NaN). */
+static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(table_tile)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, const Py_ssize_t* tw,
-    Py_ssize_t x_sw, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps, DB_T* tmp, const int M)
+    Py_ssize_t x_sw, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps, DB_T* tmp, const int M,
+    const int NP)
 {
-    DB_NAME(vec) acc[DB_MB][DB_NV];
-    int m, v;
+    DB_NAME(vec) acc[DB_MB][DB_NV][DB_P];
+    int m, v, p;
     Py_ssize_t c, r, kw;
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
-            acc[m][v] = (DB_NAME(vec)){0};
+            for (p = 0; p < NP; p++)
+                acc[m][v][p] = (DB_NAME(vec)){0};
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;
@@ -88,20 +92,26 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(pixel)(
             const DB_T* xr = xc + roff[r];
             const DB_T* wr = wc + rtap[r] * DB_KB;
             for (kw = 0; kw < kw_n; kw++) {
-                const Py_ssize_t t = tw[kw];
-                if (t < 0)
-                    continue;
-                const DB_T xs = xr[t * x_sw];
+                DB_NAME(vec) wv[DB_MB][DB_NV];
                 for (m = 0; m < M; m++)
                     for (v = 0; v < DB_NV; v++)
-                        acc[m][v] += *(const DB_NAME(vec)*)(wr + m * w_blk + kw * DB_KB
-                                                            + v * DB_VL) * xs;
+                        wv[m][v] = *(const DB_NAME(vec)*)(wr + m * w_blk + kw * DB_KB + v * DB_VL);
+                for (p = 0; p < NP; p++) {
+                    const Py_ssize_t t = tw[p * kw_n + kw];
+                    if (t < 0)
+                        continue;
+                    const DB_T xs = xr[t * x_sw];
+                    for (m = 0; m < M; m++)
+                        for (v = 0; v < DB_NV; v++)
+                            acc[m][v][p] += wv[m][v] * xs;
+                }
             }
         }
     }
-    for (m = 0; m < M; m++)
-        for (v = 0; v < DB_NV; v++)
-            *(DB_NAME(vec)*)(tmp + m * DB_KB + v * DB_VL) = acc[m][v];
+    for (p = 0; p < NP; p++)
+        for (m = 0; m < M; m++)
+            for (v = 0; v < DB_NV; v++)
+                *(DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL) = acc[m][v][p];
 }
 
 #define DB_TILE_CASE(MM, N)                                                                       \
@@ -206,19 +216,100 @@ static DB_TARGET void DB_NAME(tile_any)(
 }
 #undef DB_TILE_CASE
 
-static DB_TARGET void DB_NAME(pixel_any)(
+#define DB_TABLE_CASE(MM, N)                                                                      \
+    case N:                                                                                       \
+        DB_NAME(table_tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, tw, x_sw, w, w_blk, taps,    \
+                            tmp, MM, N);                                                          \
+        break;
+
+static DB_TARGET void DB_NAME(table_any)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, const Py_ssize_t* tw,
-    Py_ssize_t x_sw, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps, DB_T* tmp, int M)
+    Py_ssize_t x_sw, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps, DB_T* tmp, int M, int NP)
 {
 #if DB_MB > 1
     if (M == 2) {
-        DB_NAME(pixel)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, tw, x_sw, w, w_blk, taps, tmp, 2);
+        switch (NP) {
+#if DB_P >= 1
+            DB_TABLE_CASE(2, 1)
+#endif
+#if DB_P >= 2
+            DB_TABLE_CASE(2, 2)
+#endif
+#if DB_P >= 3
+            DB_TABLE_CASE(2, 3)
+#endif
+#if DB_P >= 4
+            DB_TABLE_CASE(2, 4)
+#endif
+#if DB_P >= 5
+            DB_TABLE_CASE(2, 5)
+#endif
+#if DB_P >= 6
+            DB_TABLE_CASE(2, 6)
+#endif
+#if DB_P >= 7
+            DB_TABLE_CASE(2, 7)
+#endif
+#if DB_P >= 8
+            DB_TABLE_CASE(2, 8)
+#endif
+#if DB_P >= 9
+            DB_TABLE_CASE(2, 9)
+#endif
+#if DB_P >= 10
+            DB_TABLE_CASE(2, 10)
+#endif
+#if DB_P >= 11
+            DB_TABLE_CASE(2, 11)
+#endif
+#if DB_P >= 12
+            DB_TABLE_CASE(2, 12)
+#endif
+        }
         return;
     }
 #endif
-    DB_NAME(pixel)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, tw, x_sw, w, w_blk, taps, tmp, 1);
+    switch (NP) {
+#if DB_P >= 1
+        DB_TABLE_CASE(1, 1)
+#endif
+#if DB_P >= 2
+        DB_TABLE_CASE(1, 2)
+#endif
+#if DB_P >= 3
+        DB_TABLE_CASE(1, 3)
+#endif
+#if DB_P >= 4
+        DB_TABLE_CASE(1, 4)
+#endif
+#if DB_P >= 5
+        DB_TABLE_CASE(1, 5)
+#endif
+#if DB_P >= 6
+        DB_TABLE_CASE(1, 6)
+#endif
+#if DB_P >= 7
+        DB_TABLE_CASE(1, 7)
+#endif
+#if DB_P >= 8
+        DB_TABLE_CASE(1, 8)
+#endif
+#if DB_P >= 9
+        DB_TABLE_CASE(1, 9)
+#endif
+#if DB_P >= 10
+        DB_TABLE_CASE(1, 10)
+#endif
+#if DB_P >= 11
+        DB_TABLE_CASE(1, 11)
+#endif
+#if DB_P >= 12
+        DB_TABLE_CASE(1, 12)
+#endif
+    }
 }
+#undef DB_TABLE_CASE
 
 /* An FMA-throughput loop: 10 independent accumulators of native vectors, `iters` rounds
    (enough to cover the FMA latency of two pipes; few enough for 16 vector registers).

@@ -14,7 +14,7 @@
      AVX-512F (32 registers):             2 blocks (2 zmm) x 12 pixels = 24
    A task is one (sample, group, tile of output channels, block of output rows); inside it the
    interior columns of a row (every W tap in range, no table) go in tiles of up to DB_P pixels,
-   the border columns one pixel at a time through the W tap table. */
+   the border columns in tiles of up to DB_P pixels that read the W tap table. */
 #ifndef PYCONVFAST_DIRECT_BLOCKED_SIMD_H
 #define PYCONVFAST_DIRECT_BLOCKED_SIMD_H
 
@@ -170,9 +170,9 @@ typedef struct {
         void (*tile)(const T*, Py_ssize_t, Py_ssize_t, const Py_ssize_t*, const Py_ssize_t*,      \
                      Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, const T*, Py_ssize_t,         \
                      Py_ssize_t, T*, int, int) = DB_PICK(S, tile_any);                            \
-        void (*pixel)(const T*, Py_ssize_t, Py_ssize_t, const Py_ssize_t*, const Py_ssize_t*,     \
+        void (*table)(const T*, Py_ssize_t, Py_ssize_t, const Py_ssize_t*, const Py_ssize_t*,     \
                       Py_ssize_t, Py_ssize_t, const Py_ssize_t*, Py_ssize_t, const T*,            \
-                      Py_ssize_t, Py_ssize_t, T*, int) = DB_PICK(S, pixel_any);                   \
+                      Py_ssize_t, Py_ssize_t, T*, int, int) = DB_PICK(S, table_any);              \
         const Py_ssize_t blk0 = k_tile * MB;                                                      \
         const int M = a->n_blk - blk0 < MB ? (int)(a->n_blk - blk0) : MB;                         \
         const Py_ssize_t k0 = blk0 * KB;                                                          \
@@ -210,9 +210,10 @@ typedef struct {
             }                                                                                     \
             for (ow = 0; ow < a->w_out; ow += np) {                                               \
                 if (ow < a->w_lo || ow >= a->w_hi) {                                              \
-                    np = 1;                                                                       \
-                    pixel(xg, a->x_sc, a->c_g, rtap, roff, n_rows, a->kw_n,                       \
-                          a->taps_w + ow * a->kw_n, a->x_sw, w, w_blk, taps, tmp, M);             \
+                    const Py_ssize_t end = ow < a->w_lo ? a->w_lo : a->w_out;                     \
+                    np = end - ow < P ? end - ow : P;                                             \
+                    table(xg, a->x_sc, a->c_g, rtap, roff, n_rows, a->kw_n,                       \
+                          a->taps_w + ow * a->kw_n, a->x_sw, w, w_blk, taps, tmp, M, (int)np);    \
                 } else {                                                                          \
                     np = a->w_hi - ow < P ? a->w_hi - ow : P;                                     \
                     tile(xg + (ow * a->stride_w - a->pad_w) * a->x_sw, a->x_sc, a->c_g, rtap,     \
