@@ -60,7 +60,11 @@ def main(argv=None):
                 runners[name] = (lambda plan=plan, x=x, out=out: plan(x, out=out))
             flops = plan.problem.flops
             for name, make in (("torch", torch_runner), ("ort", onnxruntime_runner)):
-                runner = make(layer, x, weight, args.threads)
+                try:
+                    runner = make(layer, x, weight, args.threads)
+                except Exception as error:  # e.g. onnxruntime has no float64 Conv
+                    print(f"  ({name} cannot run {layer.name}: {type(error).__name__})")
+                    runner = None
                 if runner is not None:
                     runners[name] = runner
             best = {name: float("inf") for name in runners}
