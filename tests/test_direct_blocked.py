@@ -106,8 +106,7 @@ def _random_problem(rng):
     return x_shape, (k_g * groups, c_g, *kernel), kwargs
 
 
-@pytest.mark.parametrize("index", range(60))
-def test_random_sweep_of_the_blocked_path(index, level):
+def _sweep_case(index, level):
     rng = np.random.default_rng([4242, index])
     drawn = None
     while drawn is None:
@@ -123,6 +122,17 @@ def test_random_sweep_of_the_blocked_path(index, level):
     got = CONV[len(w_shape) - 2](x, w, b, algorithm="direct", **kwargs)
     assert got.shape == expected.shape, context
     assert_conv_matches(got, x, w, b, context=context, **kwargs)
+
+
+@pytest.mark.parametrize("index", range(24))
+def test_random_sweep_of_the_blocked_path(index, level):
+    _sweep_case(index, level)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(24, 400))
+def test_random_sweep_of_the_blocked_path_slow(index, level):
+    _sweep_case(index, level)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
