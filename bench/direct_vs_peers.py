@@ -62,7 +62,7 @@ def main(argv=None):
             for name, make in (("torch", torch_runner), ("ort", onnxruntime_runner)):
                 try:
                     runner = make(layer, x, weight, args.threads)
-                except Exception as error:  # e.g. onnxruntime has no float64 Conv
+                except Exception as error:  # noqa: BLE001 - e.g. onnxruntime has no float64 Conv
                     print(f"  ({name} cannot run {layer.name}: {type(error).__name__})")
                     runner = None
                 if runner is not None:
