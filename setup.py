@@ -98,6 +98,7 @@ EXTENSIONS = [_extension(name)
               for name in (
                   "openmp_info",
                   "direct",
+                  "direct_blocked",
                   "im2col",
                   "depthwise",
                   "winograd",

@@ -117,6 +117,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--algorithm", default="auto",
+                        help="pyconvfast's algorithm (default auto); a layer it cannot run "
+                             "falls back to auto")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
     peak = blas_peak(dtype, args.threads)
@@ -131,7 +134,10 @@ def main(argv=None):
         for layer in model_layers(model):
             x = rng.standard_normal(layer.x_shape).astype(dtype)
             weight = rng.standard_normal(layer.w_shape).astype(dtype)
-            plan = pcf.plan(x.shape, weight, n_threads=args.threads, **layer.kwargs)
+            usable = pcf.list_algorithms(x, weight, **layer.kwargs)
+            algorithm = args.algorithm if args.algorithm in usable else "auto"
+            plan = pcf.plan(x.shape, weight, n_threads=args.threads, algorithm=algorithm,
+                            **layer.kwargs)
             flops = plan.problem.flops
             out = plan(x)
             ours = best_time(lambda: plan(x, out=out), args.repeats)

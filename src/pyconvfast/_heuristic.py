@@ -29,7 +29,17 @@ Kernels found rank-1 (``problem.rank1_kernel``, see ``pyconvfast._rank1``): ``se
 1-D depthwise passes) from 5x5 on. Measured, float32, one thread, Gaussian blurs with
 ``groups=C`` against ``depthwise``: 3x3 0.8x to 0.9x (1, 3 and 32 channels), 5x5 1.05x to 1.3x,
 7x7 1.8x to 2x, 11x11 3x to 9x, 31x31 24x to 117x (``bench/separable_kernels.py``, 512x512).
+
+``direct``'s channel-blocked kernel (at least 2 input and 4 output channels per group), float32,
+one thread, CPU time (``bench/direct_vs_peers.py --threads 1``), against im2col: faster on every
+kernel larger than 1x1 measured on ResNet-50, DeepLab and the TCN: conv1 7x7 stride 2: 2.2x;
+3x3 stride 1: 1.05x to 2.2x; 3x3 stride 2: 1.1x to 1.4x; dilated 3x3 (DeepLab, d = 2 to 18):
+1.2x to 2.0x, except 512 channels at d = 4 (0.97x); dilated conv1d k=3 (TCN): about 2x. On 1x1
+layers it is as often slower (0.8x to 1.7x), so those stay with im2col; groups of fewer than 16
+output channels (ResNeXt) were not measured and stay with im2col too.
 """
+
+import math
 
 from pyconvfast import _rank1, _registry
 
@@ -47,6 +57,12 @@ def _winograd_pays(problem):
     return problem.batch * -(-h_out // 4) * -(-w_out // 4) >= _WINOGRAD_MIN_TILES
 
 
+def _direct_pays(problem):
+    """Whether ``direct``'s channel-blocked kernel beats im2col, measured (see above)."""
+    return (problem.dtype == "float32" and math.prod(problem.kernel) > 1
+            and problem.c_in // problem.groups >= 2 and problem.c_out // problem.groups >= 16)
+
+
 def _preference(problem):
     if _rank1.pays(problem):
         return ("separable", "depthwise", "im2col", "direct")
@@ -57,6 +73,8 @@ def _preference(problem):
         return ("depthwise", "direct", "im2col")
     if _winograd_pays(problem):
         return ("winograd_f4x4_3x3", "im2col", "direct")
+    if _direct_pays(problem):
+        return ("direct", "im2col")
     return ("im2col", "direct")
 
 
