@@ -14,6 +14,7 @@ weights, cross-correlation unless ``flip=True``).
 
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._plan import Plan, plan
+from pyconvfast._transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from pyconvfast._version import __version__
 from pyconvfast import tuning
 
@@ -22,6 +23,9 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "conv_output_shape",
     "list_algorithms",
     "plan",

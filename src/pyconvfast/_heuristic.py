@@ -43,6 +43,10 @@ def _winograd_pays(problem):
 
 
 def _preference(problem):
+    if getattr(problem, "kind", "conv") == "conv_transpose":
+        from pyconvfast._transpose_algorithms import preference
+
+        return preference(problem)
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:

@@ -1,0 +1,218 @@
+"""The ``transpose_gemm`` algorithm: transposed convolution as one GEMM per task, then col2im.
+
+A transposed convolution scatters every input sample, weighted by the whole kernel, into the
+output: ``out[n, k, o] += x[n, c, i] * w[c, k, t]`` with ``o = i * stride - pad + t * dilation``
+on each axis. Per group, the products for all taps are one matrix product,
+
+    col[(k, t), (n, i)] = sum_c  wt[(k, t), c] * xpack[c, (n, i)]
+
+(``wt`` the group's weight with its channel axes swapped, ``xpack`` the group's input channels
+packed as rows holding all samples of a task side by side, so one GEMM covers many samples),
+followed by ``col2im``: each row ``(k, t)`` of ``col`` is added into output plane ``k`` at the
+positions ``o(i, t)``. No input is zero-inserted and no product is computed twice or wasted.
+
+A task is (group, block of output channels, block of samples): it owns the output planes
+``out[n, k]`` of its blocks, so tasks never write the same element and run on a static
+``prange`` with single-threaded BLAS (the caller limits BLAS around the call). Planes with a
+unit inner stride are accumulated in place; others (channels-last output) in a private buffer
+that is then stored with its strides.
+"""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef inline void _gemm(
+    int m, int n, int k, const floating* a, int lda, const floating* b, int ldb,
+    floating* c, int ldc,
+) noexcept nogil:
+    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``, neither transposed."""
+    cdef char no_transpose = b"N"
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*> a, &lda, <float*> b,
+              &ldb, &zero, c, &ldc)
+    else:
+        dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*> a, &lda, <double*> b,
+              &ldb, &zero, c, &ldc)
+
+
+cdef inline Py_ssize_t _first_input(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
+    """Smallest ``i >= 0`` with ``i * stride + offset >= 0``."""
+    if offset >= 0:
+        return 0
+    return (-offset + stride - 1) // stride
+
+
+cdef inline Py_ssize_t _stop_input(
+    Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t out_size, Py_ssize_t in_size,
+) noexcept nogil:
+    """One past the largest ``i < in_size`` with ``i * stride + offset < out_size``."""
+    cdef Py_ssize_t last = out_size - 1 - offset
+    if last < 0:
+        return 0
+    return min(in_size, last // stride + 1)
+
+
+cdef void _col2im_plane(
+    floating* acc, Py_ssize_t ho_w, Py_ssize_t wo_w, const floating* col, Py_ssize_t col_step,
+    Py_ssize_t d_in, Py_ssize_t h_in, Py_ssize_t w_in,
+    Py_ssize_t d_out, Py_ssize_t h_out, Py_ssize_t w_out,
+    Py_ssize_t kd_size, Py_ssize_t kh_size, Py_ssize_t kw_size,
+    Py_ssize_t sd, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
+    Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw,
+) noexcept nogil:
+    """acc[od, oh, ow] += col[t][id, ih, iw] for every tap t = (kd, kh, kw) and input (id, ih, iw)
+    landing on (od, oh, ow); ``acc`` has row pitch ``wo_w`` and plane pitch ``ho_w`` (elements),
+    tap ``t``'s values start at ``col + t * col_step``."""
+    cdef Py_ssize_t kd, kh, kw, i_d, i_h, i_w, od, oh, ow0, d_lo, d_hi, h_lo, h_hi, w_lo, w_hi
+    cdef const floating* src
+    cdef floating* dst
+    for kd in range(kd_size):
+        d_lo = _first_input(kd * dd - pd, sd)
+        d_hi = _stop_input(kd * dd - pd, sd, d_out, d_in)
+        for kh in range(kh_size):
+            h_lo = _first_input(kh * dh - ph, sh)
+            h_hi = _stop_input(kh * dh - ph, sh, h_out, h_in)
+            for kw in range(kw_size):
+                w_lo = _first_input(kw * dw - pw, sw)
+                w_hi = _stop_input(kw * dw - pw, sw, w_out, w_in)
+                if w_lo >= w_hi:
+                    continue
+                src = col + ((kd * kh_size + kh) * kw_size + kw) * col_step
+                for i_d in range(d_lo, d_hi):
+                    od = i_d * sd - pd + kd * dd
+                    for i_h in range(h_lo, h_hi):
+                        oh = i_h * sh - ph + kh * dh
+                        ow0 = w_lo * sw - pw + kw * dw
+                        dst = acc + od * ho_w + oh * wo_w + ow0
+                        if sw == 1:
+                            for i_w in range(w_hi - w_lo):
+                                dst[i_w] += src[(i_d * h_in + i_h) * w_in + w_lo + i_w]
+                        else:
+                            for i_w in range(w_hi - w_lo):
+                                dst[i_w * sw] += src[(i_d * h_in + i_h) * w_in + w_lo + i_w]
+
+
+cdef void _pack(
+    floating* xpack, const floating[:, :, :, :, :] x, Py_ssize_t c,
+) noexcept nogil:
+    """xpack[n * P + p] = x[n, c, p] for every sample n and flattened position p."""
+    cdef Py_ssize_t n, i_d, i_h, i_w, j = 0
+    for n in range(x.shape[0]):
+        for i_d in range(x.shape[2]):
+            for i_h in range(x.shape[3]):
+                for i_w in range(x.shape[4]):
+                    xpack[j] = x[n, c, i_d, i_h, i_w]
+                    j = j + 1
+
+
+def conv_transpose_gemm(
+    const floating[:, :, :, :, :] x,
+    const floating[:, :, ::1] wt,
+    const floating[::1] bias,
+    floating[:, :, :, :, :] out,
+    floating[:, ::1] xpack,
+    tuple kernel,
+    tuple stride,
+    tuple dilation,
+    tuple pad_before,
+    Py_ssize_t k_block,
+    Py_ssize_t n_block,
+    int n_threads,
+):
+    """GEMM + col2im transposed convolution of validated views into ``out``.
+
+    Parameters
+    ----------
+    x : (N, C_in, D, H, W) array view, any strides
+    wt : (groups, K_g * KD * KH * KW, C_in // groups) C-contiguous,
+        ``wt[g, k * T + t, c] = w[g * C_g + c, k, t]``
+    bias : (C_out,) or (0,) contiguous
+    out : (N, C_out, D_out, H_out, W_out) writable view, any strides
+    xpack : (C_in, N * D * H * W) C-contiguous scratch, overwritten
+    kernel, stride, dilation, pad_before : 3 ints each (depth, height, width)
+    k_block, n_block : output channels and samples per task
+    n_threads : OpenMP team size; BLAS must be single-threaded during the call
+    """
+    cdef Py_ssize_t batch = out.shape[0], c_out = out.shape[1]
+    cdef Py_ssize_t d_out = out.shape[2], h_out = out.shape[3], w_out = out.shape[4]
+    cdef Py_ssize_t d_in = x.shape[2], h_in = x.shape[3], w_in = x.shape[4]
+    cdef Py_ssize_t groups = wt.shape[0], c_per_group = wt.shape[2]
+    cdef Py_ssize_t k_per_group = c_out // groups
+    cdef Py_ssize_t kd_size = kernel[0], kh_size = kernel[1], kw_size = kernel[2]
+    cdef Py_ssize_t n_taps = kd_size * kh_size * kw_size
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dilation[0], dh = dilation[1], dw = dilation[2]
+    cdef Py_ssize_t pd = pad_before[0], ph = pad_before[1], pw = pad_before[2]
+    cdef Py_ssize_t p_in = d_in * h_in * w_in, plane = d_out * h_out * w_out
+    cdef Py_ssize_t np_in = batch * p_in
+    cdef Py_ssize_t k_blocks = (k_per_group + k_block - 1) // k_block
+    cdef Py_ssize_t n_blocks = (batch + n_block - 1) // n_block
+    cdef Py_ssize_t col_size = k_block * n_taps * n_block * p_in
+    cdef Py_ssize_t s_o = out.strides[4] // <Py_ssize_t> sizeof(floating)
+    cdef Py_ssize_t s_h = out.strides[3] // <Py_ssize_t> sizeof(floating)
+    cdef Py_ssize_t s_d = out.strides[2] // <Py_ssize_t> sizeof(floating)
+    # Planes whose (d, h, w) elements are contiguous and in order are accumulated in place.
+    cdef bint in_place = (s_o == 1 and (h_out == 1 or s_h == w_out)
+                          and (d_out == 1 or s_d == h_out * w_out))
+    cdef Py_ssize_t task, c, g, kb, nb, k0, k_count, n0, n_count, n, k, p, od, oh, ow
+    cdef floating* col
+    cdef floating* acc
+    cdef floating* plane_ptr
+    cdef floating shift
+    cdef int out_of_memory[1]
+    out_of_memory[0] = 0
+    if batch == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        for c in prange(x.shape[1], schedule="static"):
+            _pack(&xpack[c, 0], x, c)
+    with nogil, parallel(num_threads=n_threads):
+        col = <floating*> malloc((col_size + (0 if in_place else plane)) * sizeof(floating))
+        if col == NULL:
+            out_of_memory[0] = 1
+        for task in prange(groups * k_blocks * n_blocks, schedule="static"):
+            if col == NULL:
+                continue
+            nb = task % n_blocks
+            kb = (task // n_blocks) % k_blocks
+            g = task // (n_blocks * k_blocks)
+            k0 = kb * k_block
+            k_count = min(k_block, k_per_group - k0)
+            n0 = nb * n_block
+            n_count = min(n_block, batch - n0)
+            # col[(k, t), (n, i)], row-major with row length n_count * p_in.
+            _gemm(<int> (n_count * p_in), <int> (k_count * n_taps), <int> c_per_group,
+                  &xpack[g * c_per_group, n0 * p_in], <int> np_in,
+                  &wt[g, k0 * n_taps, 0], <int> c_per_group,
+                  col, <int> (n_count * p_in))
+            for n in range(n0, n0 + n_count):
+                for k in range(g * k_per_group + k0, g * k_per_group + k0 + k_count):
+                    shift = bias[k] if bias.shape[0] > 0 else 0
+                    if in_place:
+                        acc = &out[n, k, 0, 0, 0]
+                    else:
+                        acc = col + col_size
+                    for p in range(plane):
+                        acc[p] = shift
+                    _col2im_plane(
+                        acc, h_out * w_out, w_out,
+                        col + ((k - g * k_per_group - k0) * n_taps * n_count + (n - n0)) * p_in,
+                        n_count * p_in,
+                        d_in, h_in, w_in, d_out, h_out, w_out, kd_size, kh_size, kw_size,
+                        sd, sh, sw, dd, dh, dw, pd, ph, pw)
+                    if not in_place:
+                        p = 0
+                        for od in range(d_out):
+                            for oh in range(h_out):
+                                plane_ptr = &out[n, k, od, oh, 0]
+                                for ow in range(w_out):
+                                    plane_ptr[ow * s_o] = acc[p]
+                                    p = p + 1
+        free(col)
+    if out_of_memory[0]:
+        raise MemoryError(
+            f"transpose_gemm: could not allocate {col_size + plane} elements per thread")
