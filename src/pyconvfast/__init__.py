@@ -14,6 +14,7 @@ weights, cross-correlation unless ``flip=True``).
 
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._plan import Plan, plan
+from pyconvfast._resize import resize_conv2d
 from pyconvfast._transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from pyconvfast._version import __version__
 from pyconvfast import tuning
@@ -28,6 +29,7 @@ __all__ = [
     "conv_transpose3d",
     "conv_output_shape",
     "list_algorithms",
+    "resize_conv2d",
     "plan",
     "Plan",
     "tuning",
