@@ -115,20 +115,20 @@ def _run(index):
     check(got, x, w, b, scale=scale, mode=mode, context=context, **kwargs)
 
 
-@pytest.mark.parametrize("index", range(200))
+@pytest.mark.parametrize("index", range(120))
 def test_sweep(index):
     _run(index)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(200, 2200))
+@pytest.mark.parametrize("index", range(120, 2120))
 def test_sweep_slow(index):
     _run(index)
 
 
 def test_sweep_covers_the_space():
     seen = set()
-    for index in range(200):
+    for index in range(120):
         x, w, b, scale, mode, kwargs = _random_case(index)
         seen.add((mode, kwargs["padding_mode"], kwargs["algorithm"]))
         seen.add(("kernel parity", w.shape[2] % 2))
@@ -141,7 +141,7 @@ def test_sweep_covers_the_space():
     assert {("scale", s) for s in (1, 2, 3, 4)} <= seen
 
 
-@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 @pytest.mark.parametrize("scale", [2, 3, (2, 3)])
 def test_nearest_kernels_and_padding(rng, kernel, padding_mode, scale):

@@ -408,6 +408,14 @@ def test_transposed_refuses_forward_algorithm():
         pcf.conv_transpose2d(x, w, algorithm="transpose_subpixel")
 
 
+def test_direct_refuses_huge_gathers():
+    big = _transpose.make_problem((1, 21, 16, 16), (21, 21, 64, 64), n_spatial=2, stride=32)
+    reason = _registry.get("transpose_direct").supports(big)
+    assert reason.startswith("the gather loop would visit 5.35e+11 (output, channel, tap) "
+                             "triples, above 2.68e+08: use transpose_gemm")
+    assert _registry.names(big) == ["transpose_gemm", "transpose_subpixel"]
+
+
 def test_heuristic_picks_a_transposed_algorithm():
     small = _transpose.make_problem((1, 2, 3, 3), (2, 2, 2, 2), n_spatial=2, stride=2)
     big = _transpose.make_problem((16, 256, 8, 8), (256, 128, 4, 4), n_spatial=2, stride=2,

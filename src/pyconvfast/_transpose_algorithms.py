@@ -234,6 +234,25 @@ register(Algorithm(
 
 # --- transpose_direct ---------------------------------------------------------------------------
 
+# Above this many (output, input channel, tap) visits the gather loop is refused: it visits
+# every tap of every output, stride**d times the useful products, so a large upsampling layer
+# would take seconds to minutes (FCN's kernel-64 stride-32 layer: 5e11 visits) and "auto" would
+# spend that much timing it once.
+DIRECT_MAX_VISITS = 2**28
+
+
+def _direct_supports(problem):
+    reason = _only_transposed(problem)
+    if reason is not None:
+        return reason
+    visits = (problem.batch * problem.c_out * math.prod(problem.out_size)
+              * (problem.c_in // problem.groups) * math.prod(problem.kernel))
+    if visits > DIRECT_MAX_VISITS:
+        return (f"the gather loop would visit {visits:.3g} (output, channel, tap) triples, "
+                f"above {DIRECT_MAX_VISITS:.3g}: use transpose_gemm or transpose_subpixel")
+    return None
+
+
 def _direct_prepare(problem, weight):
     return _forward_weight(problem, weight)
 
@@ -245,8 +264,8 @@ def _run_direct(problem, x, weight, bias, out, n_threads, params):
 
 register(Algorithm(
     name="transpose_direct",
-    summary="exact-order gather loop (each output sums its taps in a fixed order): tiny layers",
-    supports=_only_transposed,
+    summary="exact-order gather loop (each output sums its taps in a fixed order): small layers",
+    supports=_direct_supports,
     run=_run_direct,
     prepare=_direct_prepare,
     kind=KIND,
