@@ -566,3 +566,20 @@ def test_bad_arrays():
         pcf.conv_transpose2d(X2, W2, out=np.zeros((2, 3, 7, 7)))
     with pytest.raises(ValueError, match="weight must be 3-, 4- or 5-D"):
         pcf.list_algorithms((1, 4, 5), (4, 3), transposed=True)
+
+
+@pytest.mark.parametrize("min_columns", [1, 7, 13, 40])
+def test_gemm_chunks_split_samples_and_rows(rng, monkeypatch, min_columns):
+    """Chunks of input rows that end inside a sample, span samples, and cover one row."""
+    monkeypatch.setattr(talg, "GEMM_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(talg, "GEMM_MIN_COLUMNS", min_columns)
+    for x_shape, w_shape, kwargs in (
+        ((3, 5, 6, 7), (5, 4, 4, 3), dict(stride=(2, 3), padding=1)),
+        ((2, 4, 3, 4, 5), (4, 3, 2, 3, 3), dict(stride=2, padding=(0, 1, 1), output_padding=1)),
+        ((3, 6, 11), (6, 5, 5), dict(stride=3, dilation=2, groups=2)),
+    ):
+        groups = kwargs.get("groups", 1)
+        x, w, b = _data(rng, x_shape, w_shape, np.float32, groups=groups)
+        n_spatial = len(x_shape) - 2
+        got = CONV_T[n_spatial](x, w, b, algorithm="transpose_gemm", **kwargs)
+        assert_transpose_matches(got, x, w, b, **kwargs)

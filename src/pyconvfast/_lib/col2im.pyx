@@ -56,44 +56,45 @@ cdef inline Py_ssize_t _stop_input(
     return min(in_size, last // stride + 1)
 
 
-cdef void _col2im_plane(
+cdef void _col2im_rows(
     floating* acc, Py_ssize_t ho_w, Py_ssize_t wo_w, const floating* col, Py_ssize_t col_step,
-    Py_ssize_t d_in, Py_ssize_t h_in, Py_ssize_t w_in,
+    Py_ssize_t r_first, Py_ssize_t r_stop,
+    Py_ssize_t h_in, Py_ssize_t w_in,
     Py_ssize_t d_out, Py_ssize_t h_out, Py_ssize_t w_out,
     Py_ssize_t kd_size, Py_ssize_t kh_size, Py_ssize_t kw_size,
     Py_ssize_t sd, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
     Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw,
 ) noexcept nogil:
-    """acc[od, oh, ow] += col[t][id, ih, iw] for every tap t = (kd, kh, kw) and input (id, ih, iw)
-    landing on (od, oh, ow); ``acc`` has row pitch ``wo_w`` and plane pitch ``ho_w`` (elements),
-    tap ``t``'s values start at ``col + t * col_step``."""
-    cdef Py_ssize_t kd, kh, kw, i_d, i_h, i_w, od, oh, ow0, d_lo, d_hi, h_lo, h_hi, w_lo, w_hi
+    """acc[od, oh, ow] += col[t][r - r_first, iw] for every tap t = (kd, kh, kw), input row
+    r = id * h_in + ih in [r_first, r_stop) and column iw landing on (od, oh, ow); ``acc`` has
+    row pitch ``wo_w`` and plane pitch ``ho_w`` (elements), tap ``t``'s rows start at
+    ``col + t * col_step``, each ``w_in`` long."""
+    cdef Py_ssize_t kd, kh, kw, r, i_d, i_h, i_w, od, oh, ow0, w_lo, w_hi
     cdef const floating* src
     cdef floating* dst
     for kd in range(kd_size):
-        d_lo = _first_input(kd * dd - pd, sd)
-        d_hi = _stop_input(kd * dd - pd, sd, d_out, d_in)
         for kh in range(kh_size):
-            h_lo = _first_input(kh * dh - ph, sh)
-            h_hi = _stop_input(kh * dh - ph, sh, h_out, h_in)
             for kw in range(kw_size):
                 w_lo = _first_input(kw * dw - pw, sw)
                 w_hi = _stop_input(kw * dw - pw, sw, w_out, w_in)
                 if w_lo >= w_hi:
                     continue
                 src = col + ((kd * kh_size + kh) * kw_size + kw) * col_step
-                for i_d in range(d_lo, d_hi):
+                for r in range(r_first, r_stop):
+                    i_d = r // h_in
+                    i_h = r - i_d * h_in
                     od = i_d * sd - pd + kd * dd
-                    for i_h in range(h_lo, h_hi):
-                        oh = i_h * sh - ph + kh * dh
-                        ow0 = w_lo * sw - pw + kw * dw
-                        dst = acc + od * ho_w + oh * wo_w + ow0
-                        if sw == 1:
-                            for i_w in range(w_hi - w_lo):
-                                dst[i_w] += src[(i_d * h_in + i_h) * w_in + w_lo + i_w]
-                        else:
-                            for i_w in range(w_hi - w_lo):
-                                dst[i_w * sw] += src[(i_d * h_in + i_h) * w_in + w_lo + i_w]
+                    oh = i_h * sh - ph + kh * dh
+                    if od < 0 or od >= d_out or oh < 0 or oh >= h_out:
+                        continue
+                    ow0 = w_lo * sw - pw + kw * dw
+                    dst = acc + od * ho_w + oh * wo_w + ow0
+                    if sw == 1:
+                        for i_w in range(w_hi - w_lo):
+                            dst[i_w] += src[(r - r_first) * w_in + w_lo + i_w]
+                    else:
+                        for i_w in range(w_hi - w_lo):
+                            dst[i_w * sw] += src[(r - r_first) * w_in + w_lo + i_w]
 
 
 cdef void _pack(
@@ -121,6 +122,7 @@ def conv_transpose_gemm(
     tuple pad_before,
     Py_ssize_t k_block,
     Py_ssize_t n_block,
+    Py_ssize_t chunk_cols,
     int n_threads,
 ):
     """GEMM + col2im transposed convolution of validated views into ``out``.
@@ -135,6 +137,9 @@ def conv_transpose_gemm(
     xpack : (C_in, N * D * H * W) C-contiguous scratch, overwritten
     kernel, stride, dilation, pad_before : 3 ints each (depth, height, width)
     k_block, n_block : output channels and samples per task
+    chunk_cols : input positions per GEMM when ``out``'s planes are contiguous (the task's
+        samples are then run in chunks of whole input rows, each added into ``out`` while its
+        columns are in cache); otherwise each task makes one GEMM
     n_threads : OpenMP team size; BLAS must be single-threaded during the call
     """
     cdef Py_ssize_t batch = out.shape[0], c_out = out.shape[1]
@@ -151,14 +156,18 @@ def conv_transpose_gemm(
     cdef Py_ssize_t np_in = batch * p_in
     cdef Py_ssize_t k_blocks = (k_per_group + k_block - 1) // k_block
     cdef Py_ssize_t n_blocks = (batch + n_block - 1) // n_block
-    cdef Py_ssize_t col_size = k_block * n_taps * n_block * p_in
     cdef Py_ssize_t s_o = out.strides[4] // <Py_ssize_t> sizeof(floating)
     cdef Py_ssize_t s_h = out.strides[3] // <Py_ssize_t> sizeof(floating)
     cdef Py_ssize_t s_d = out.strides[2] // <Py_ssize_t> sizeof(floating)
     # Planes whose (d, h, w) elements are contiguous and in order are accumulated in place.
     cdef bint in_place = (s_o == 1 and (h_out == 1 or s_h == w_out)
                           and (d_out == 1 or s_d == h_out * w_out))
+    cdef Py_ssize_t rows_per_sample = d_in * h_in
+    cdef Py_ssize_t chunk_rows = max(1, (chunk_cols + w_in - 1) // w_in) if in_place \
+        else n_block * rows_per_sample
+    cdef Py_ssize_t col_size = k_block * n_taps * min(chunk_rows, n_block * rows_per_sample) * w_in
     cdef Py_ssize_t task, c, g, kb, nb, k0, k_count, n0, n_count, n, k, p, od, oh, ow
+    cdef Py_ssize_t row0, row1, r_stop, n_cols, ka
     cdef floating* col
     cdef floating* acc
     cdef floating* plane_ptr
@@ -182,36 +191,48 @@ def conv_transpose_gemm(
             g = task // (n_blocks * k_blocks)
             k0 = kb * k_block
             k_count = min(k_block, k_per_group - k0)
+            ka = g * k_per_group + k0
             n0 = nb * n_block
             n_count = min(n_block, batch - n0)
-            # col[(k, t), (n, i)], row-major with row length n_count * p_in.
-            _gemm(<int> (n_count * p_in), <int> (k_count * n_taps), <int> c_per_group,
-                  &xpack[g * c_per_group, n0 * p_in], <int> np_in,
-                  &wt[g, k0 * n_taps, 0], <int> c_per_group,
-                  col, <int> (n_count * p_in))
-            for n in range(n0, n0 + n_count):
-                for k in range(g * k_per_group + k0, g * k_per_group + k0 + k_count):
-                    shift = bias[k] if bias.shape[0] > 0 else 0
-                    if in_place:
+            if in_place:
+                for n in range(n0, n0 + n_count):
+                    for k in range(ka, ka + k_count):
+                        shift = bias[k] if bias.shape[0] > 0 else 0
                         acc = &out[n, k, 0, 0, 0]
-                    else:
-                        acc = col + col_size
-                    for p in range(plane):
-                        acc[p] = shift
-                    _col2im_plane(
-                        acc, h_out * w_out, w_out,
-                        col + ((k - g * k_per_group - k0) * n_taps * n_count + (n - n0)) * p_in,
-                        n_count * p_in,
-                        d_in, h_in, w_in, d_out, h_out, w_out, kd_size, kh_size, kw_size,
-                        sd, sh, sw, dd, dh, dw, pd, ph, pw)
-                    if not in_place:
-                        p = 0
-                        for od in range(d_out):
-                            for oh in range(h_out):
-                                plane_ptr = &out[n, k, od, oh, 0]
+                        for p in range(plane):
+                            acc[p] = shift
+            # Input rows (n, id, ih) of the task's samples, in chunks: col[(k, t), (row, iw)].
+            row0 = n0 * rows_per_sample
+            while row0 < (n0 + n_count) * rows_per_sample:
+                row1 = min(row0 + chunk_rows, (n0 + n_count) * rows_per_sample)
+                n_cols = (row1 - row0) * w_in
+                _gemm(<int> n_cols, <int> (k_count * n_taps), <int> c_per_group,
+                      &xpack[g * c_per_group, row0 * w_in], <int> np_in,
+                      &wt[g, k0 * n_taps, 0], <int> c_per_group, col, <int> n_cols)
+                for n in range(row0 // rows_per_sample, (row1 - 1) // rows_per_sample + 1):
+                    r_stop = min(row1, (n + 1) * rows_per_sample) - n * rows_per_sample
+                    p = max(row0, n * rows_per_sample)  # first row of this sample in the chunk
+                    for k in range(ka, ka + k_count):
+                        if in_place:
+                            acc = &out[n, k, 0, 0, 0]
+                        else:
+                            acc = col + col_size
+                            shift = bias[k] if bias.shape[0] > 0 else 0
+                            for od in range(plane):
+                                acc[od] = shift
+                        _col2im_rows(
+                            acc, h_out * w_out, w_out,
+                            col + (k - ka) * n_taps * n_cols + (p - row0) * w_in, n_cols,
+                            p - n * rows_per_sample, r_stop, h_in, w_in, d_out, h_out, w_out,
+                            kd_size, kh_size, kw_size, sd, sh, sw, dd, dh, dw, pd, ph, pw)
+                        if not in_place:
+                            od = 0
+                            for oh in range(d_out * h_out):
+                                plane_ptr = &out[n, k, oh // h_out, oh % h_out, 0]
                                 for ow in range(w_out):
-                                    plane_ptr[ow * s_o] = acc[p]
-                                    p = p + 1
+                                    plane_ptr[ow * s_o] = acc[od]
+                                    od = od + 1
+                row0 = row1
         free(col)
     if out_of_memory[0]:
         raise MemoryError(
