@@ -41,7 +41,7 @@ def _best(times):
     return min(times) if times else float("nan")
 
 
-def bench(threads, dtype, rounds, min_seconds, layers, skip):
+def bench(threads, dtype, rounds, min_seconds, layers, skip, clock=time.perf_counter):
     import torch
     import torch.nn.functional as F
 
@@ -74,9 +74,9 @@ def bench(threads, dtype, rounds, min_seconds, layers, skip):
         done = 0
         while done < rounds or time.perf_counter() < deadline:
             for label, call in calls.items():
-                start = time.perf_counter()
+                start = clock()
                 call()
-                times[label].append(time.perf_counter() - start)
+                times[label].append(clock() - start)
             done += 1
             if done >= 50 * rounds:
                 break
@@ -94,17 +94,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="keep running rounds for at least this long per layer")
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="cpu: the process's CPU time (with --threads 1 on a loaded, shared "
+                             "machine, it leaves out the time other processes held the core)")
     parser.add_argument("--only", default="", help="run layers whose name contains this")
     parser.add_argument("--skip", default="transpose_direct",
                         help="comma-separated algorithms not timed (default: the slow direct)")
     args = parser.parse_args(argv)
     layers = [layer for layer in LAYERS if args.only in layer[0]]
     rows = bench(args.threads, np.dtype(args.dtype), args.rounds, args.min_seconds, layers,
-                 set(filter(None, args.skip.split(","))))
+                 set(filter(None, args.skip.split(","))),
+                 time.process_time if args.clock == "cpu" else time.perf_counter)
     algos = [a for a in ALGORITHMS if any(a in row[1] for row in rows)]
     header = (f"{'layer':<28}{'torch ms':>10}" + "".join(f"{a[10:] + ' ms':>13}" for a in algos)
               + f"{'auto ms':>10}  {'best':<10}{'torch/auto':>11}{'torch/best':>11}")
-    print(f"threads={args.threads} dtype={args.dtype}")
+    print(f"threads={args.threads} dtype={args.dtype} clock={args.clock}")
     print(header)
     for name, best, winner, ratio_auto, ratio_best in rows:
         cells = "".join(f"{best.get(a, float('nan')) * 1e3:13.3f}" for a in algos)

@@ -178,7 +178,8 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
         raise TypeError(
             f"x is {x.dtype} but weight is {weight.dtype}; cast one to the other's dtype")
     if layout not in ("NCHW", "NHWC"):
-        raise ValueError(f"layout must be 'NCHW' or 'NHWC' for resize_conv2d, got layout={layout!r}")
+        raise ValueError(
+            f"layout must be 'NCHW' or 'NHWC' for resize_conv2d, got layout={layout!r}")
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be 4-D ({layout}) or 3-D (unbatched), got x.shape={x.shape}")
     spatial = (1, 2) if layout == "NHWC" else (2, 3)
@@ -202,7 +203,8 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
                       algorithm=algorithm, out=out, n_threads=n_threads)
     if algorithm not in ALGORITHMS:
         raise ValueError(
-            f"algorithm must be one of {ALGORITHMS} for mode='nearest', got algorithm={algorithm!r}")
+            f"algorithm must be one of {ALGORITHMS} for mode='nearest', "
+            f"got algorithm={algorithm!r}")
     problem = _api.make_problem(
         tuple(up_shape), weight.shape, n_spatial=2, stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,

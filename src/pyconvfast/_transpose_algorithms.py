@@ -47,7 +47,8 @@ def _as_3d(values, n_spatial, fill):
 def transposed_taps(in_size, out_size, kernel, stride, dilation, pad_before):
     """``taps[o, t]``: the input index output ``o`` reads at tap ``t``, or -1 for none.
 
-    Output ``o`` receives input ``i`` through tap ``t`` when ``o = i * stride - pad + t * dilation``.
+    Output ``o`` receives input ``i`` through tap ``t`` when
+    ``o = i * stride - pad + t * dilation``.
     """
     position = (np.arange(out_size, dtype=np.int64)[:, None] + pad_before
                 - np.arange(kernel, dtype=np.int64)[None, :] * dilation)
