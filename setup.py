@@ -104,6 +104,7 @@ EXTENSIONS = [_extension(name)
                   "winograd",
                   "deform",
                   "separable",
+                  "col2im",
               )]
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 

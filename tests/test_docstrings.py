@@ -11,7 +11,7 @@ import pytest
 import pyconvfast
 
 MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding", "pyconvfast._plan",
-           "pyconvfast.tuning"]
+           "pyconvfast.tuning", "pyconvfast._transpose", "pyconvfast._resize"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -20,6 +20,8 @@ from pyconvfast._separable import (
     flattened_conv2d, separable_conv2d, spatially_separable_conv2d,
 )
 from pyconvfast._shuffle import channel_shuffle
+from pyconvfast._resize import resize_conv2d
+from pyconvfast._transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from pyconvfast._version import __version__
 from pyconvfast import tuning
 
@@ -33,9 +35,13 @@ __all__ = [
     "flattened_conv2d",
     "separate_kernel",
     "channel_shuffle",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "conv_output_shape",
     "deform_conv2d",
     "list_algorithms",
+    "resize_conv2d",
     "plan",
     "Plan",
     "tuning",

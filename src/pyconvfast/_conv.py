@@ -162,7 +162,7 @@ def conv_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1,
     return problem.out_shape
 
 
-def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
+def list_algorithms(x=None, weight=None, *, dtype=None, transposed=False, **conv_kwargs):
     """Names of the algorithms, or of those that can run a given problem.
 
     Parameters
@@ -172,9 +172,13 @@ def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
         algorithm is listed.
     dtype : numpy dtype, optional
         The problem's dtype when ``x`` is a shape; default ``x.dtype``, else float32.
+    transposed : bool, default False
+        List the algorithms of transposed convolutions (:func:`conv_transpose2d`) instead;
+        ``weight`` is then ``(C_in, C_out // groups, *kernel)``.
     **conv_kwargs
         ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``flip``,
-        ``layout``, as for :func:`conv2d`.
+        ``layout``, as for :func:`conv2d` (with ``transposed=True``: ``output_padding`` and
+        ``output_size`` too, as for :func:`conv_transpose2d`, and no ``padding_mode``).
 
     Returns
     -------
@@ -190,14 +194,26 @@ def list_algorithms(x=None, weight=None, *, dtype=None, **conv_kwargs):
     True
     >>> "direct" in pcf.list_algorithms((1, 8, 32, 32), (8, 1, 3, 3), groups=8)
     True
+    >>> pcf.list_algorithms((1, 8, 16, 16), (8, 4, 4, 4), stride=2, transposed=True)
+    ['transpose_gemm', 'transpose_subpixel', 'transpose_direct']
     """
+    if not isinstance(transposed, (bool, np.bool_)):
+        raise TypeError(f"transposed must be a bool, got transposed={transposed!r}")
     if x is None and weight is None:
-        return _registry.names()
+        return _registry.names(kind="conv_transpose" if transposed else "conv")
     if x is None or weight is None:
         raise ValueError("list_algorithms needs both x and weight (arrays or shapes), or neither")
     if dtype is None:
         dtype = x.dtype if isinstance(x, np.ndarray) else np.float32
     weight_shape = _api._shape_of("weight", weight)
+    if transposed:
+        from pyconvfast import _transpose
+
+        problem = _transpose.make_problem(
+            _api._shape_of("x", x), weight_shape, n_spatial=_transpose.n_spatial_of(weight_shape),
+            dtype=dtype, **conv_kwargs,
+        )
+        return _registry.names(problem)
     problem = _api.make_problem(
         _api._shape_of("x", x), weight_shape, n_spatial=_api.n_spatial_of(weight_shape), dtype=dtype,
         **conv_kwargs,

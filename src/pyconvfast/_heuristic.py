@@ -64,6 +64,10 @@ def _direct_pays(problem):
 
 
 def _preference(problem):
+    if getattr(problem, "kind", "conv") == "conv_transpose":
+        from pyconvfast._transpose_algorithms import preference
+
+        return preference(problem)
     if _rank1.pays(problem):
         return ("separable", "depthwise", "im2col", "direct")
     if problem.c_in // problem.groups == 1:

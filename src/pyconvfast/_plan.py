@@ -118,7 +118,8 @@ class Plan:
 
 
 def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", flip=False, layout=None, algorithm="auto", n_threads=None):
+         padding_mode="zeros", flip=False, layout=None, algorithm="auto", n_threads=None,
+         transposed=False, output_padding=0, output_size=None):
     """Choose the algorithm for a convolution and prepare its weight, to run it many times.
 
     With ``algorithm="auto"`` the choice comes from the tuning cache, or is measured now on
@@ -136,6 +137,12 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     bias : ndarray, shape ``(C_out,)``, optional
     stride, padding, dilation, groups, padding_mode, flip, layout, algorithm, n_threads
         As for :func:`conv2d`; ``layout=None`` means channels-first.
+    transposed : bool, default False
+        Plan a transposed convolution (:func:`conv_transpose2d` and friends): ``weight`` is then
+        ``(C_in, C_out // groups, *kernel)``, ``output_padding`` and ``output_size`` apply, and
+        ``padding_mode`` must stay "zeros".
+    output_padding, output_size
+        As for :func:`conv_transpose2d`; only with ``transposed=True``.
 
     Returns
     -------
@@ -155,18 +162,34 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     (4, 8, 32, 32)
     """
     weight = _api._as_float_array("weight", weight)
-    n_spatial = _api.n_spatial_of(weight.shape)
     x_shape = _api._shape_of("x_shape", x_shape)
-    problem = _api.make_problem(
-        x_shape, weight.shape, n_spatial=n_spatial, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
-        has_bias=bias is not None, dtype=weight.dtype,
-    )
+    if not isinstance(transposed, (bool, np.bool_)):
+        raise TypeError(f"transposed must be a bool, got transposed={transposed!r}")
+    if transposed:
+        problem = _transpose_problem(x_shape, weight, bias, stride, padding, output_padding,
+                                     dilation, groups, output_size, padding_mode, flip, layout)
+    else:
+        if output_padding != 0 or output_size is not None:
+            raise ValueError(
+                f"output_padding and output_size are for transposed convolutions (pass "
+                f"transposed=True), got output_padding={output_padding!r}, "
+                f"output_size={output_size!r}"
+            )
+        problem = _api.make_problem(
+            x_shape, weight.shape, n_spatial=_api.n_spatial_of(weight.shape), stride=stride,
+            padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+            layout=layout, flip=flip, has_bias=bias is not None, dtype=weight.dtype,
+        )
     bias = _api.checked_bias(bias, problem, weight.dtype)
     problem = _rank1.mark(problem, weight)
     n_threads = resolve_n_threads(n_threads)
     if algorithm != "auto":
-        _api.explicit_algorithm(algorithm, problem)
+        if transposed:
+            from pyconvfast._transpose import explicit_algorithm
+
+            explicit_algorithm(algorithm, problem)
+        else:
+            _api.explicit_algorithm(algorithm, problem)
         choice = _autotune.Choice(algorithm, source="requested")
     elif problem.batch == 0:
         choice = _autotune.Choice(_heuristic.choose(problem), source="heuristic")
@@ -179,3 +202,18 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
             _api.weight_5d(weight, problem), bias, _api._channels_first_5d(out, problem),
         )
     return Plan(problem, choice, weight, bias, n_threads)
+
+
+def _transpose_problem(x_shape, weight, bias, stride, padding, output_padding, dilation, groups,
+                       output_size, padding_mode, flip, layout):
+    from pyconvfast import _transpose
+
+    if padding_mode != "zeros":
+        raise ValueError(
+            f"a transposed convolution pads with zeros only, got padding_mode={padding_mode!r}")
+    return _transpose.make_problem(
+        x_shape, weight.shape, n_spatial=_transpose.n_spatial_of(weight.shape), stride=stride,
+        padding=padding, output_padding=output_padding, dilation=dilation, groups=groups,
+        output_size=output_size, layout=layout, flip=flip, has_bias=bias is not None,
+        dtype=weight.dtype,
+    )

@@ -46,6 +46,10 @@ class Algorithm:
     param_space : callable, optional
         ``param_space(problem) -> list of dict``: the parameter sets exhaustive tuning tries,
         the defaults first; by default ``[{}]``.
+    kind : str, optional
+        The problems it computes: ``"conv"`` (a ConvProblem, the default) or
+        ``"conv_transpose"`` (a ConvTransposeProblem); a problem's ``kind`` attribute says which
+        it is, and :func:`names` lists only the algorithms of the problem's kind.
     """
 
     name: str
@@ -54,6 +58,7 @@ class Algorithm:
     run: Callable[..., None]
     prepare: Callable[..., object] = _keep_weight
     param_space: Callable[[ConvProblem], list] = _default_params
+    kind: str = "conv"
 
 
 _ALGORITHMS = {}
@@ -77,9 +82,15 @@ def get(name):
         ) from None
 
 
-def names(problem=None):
-    """Registered names in registration order; with ``problem``, only those that can run it."""
+def names(problem=None, kind=None):
+    """Registered names in registration order; with ``problem``, only those that can run it.
+
+    Only algorithms of one kind are listed: ``kind``, else the problem's ``kind`` attribute,
+    else ``"conv"`` (plain convolutions).
+    """
+    if kind is None:
+        kind = getattr(problem, "kind", "conv")
     return [
         name for name, algorithm in _ALGORITHMS.items()
-        if problem is None or algorithm.supports(problem) is None
+        if algorithm.kind == kind and (problem is None or algorithm.supports(problem) is None)
     ]
