@@ -15,10 +15,13 @@ from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_bl
 from pyconvfast._lib.depthwise import conv_depthwise
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._lib.im2col import conv_im2col
+from pyconvfast._lib.im2col import work_elements as im2col_work_elements
 from pyconvfast._lib.winograd import conv_winograd, winograd_weights
+from pyconvfast._lib.winograd import work_layout as winograd_work_layout
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
+from pyconvfast._workspace import pool as workspace_pool
 
 
 @functools.lru_cache(maxsize=512)
@@ -99,9 +102,15 @@ def _im2col_param_space(problem):
 
 def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
     chunk = im2col_chunk(problem, n_threads, x.itemsize, **params)
-    with blas_threads.limit(1):
-        conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
-                    problem.groups, chunk, n_threads)
+    buffer, work = workspace_pool.borrow(
+        n_threads, im2col_work_elements(matrix.shape[1], problem.c_out // problem.groups, chunk),
+        x.dtype)
+    try:
+        with blas_threads.limit(1):
+            conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+                        problem.groups, chunk, work, n_threads)
+    finally:
+        workspace_pool.give_back(buffer)
 
 
 register(Algorithm(
@@ -311,9 +320,16 @@ def _run_winograd(m):
         line_h, line_w = _winograd_lines(problem, m)
         # Every GEMM is small and runs inside an OpenMP thread: BLAS's own threads would only
         # oversubscribe the cores.
-        with blas_threads.limit(1):
-            conv_winograd(m, x, u, bias, out, line_h, line_w, problem.pad_before[1],
-                          problem.groups, block, tasks_in_parallel, n_threads)
+        buffer, work = workspace_pool.borrow(
+            *winograd_work_layout(m, problem.c_in // problem.groups,
+                                  problem.c_out // problem.groups, block, tasks_in_parallel,
+                                  n_threads, x.itemsize), x.dtype)
+        try:
+            with blas_threads.limit(1):
+                conv_winograd(m, x, u, bias, out, line_h, line_w, problem.pad_before[1],
+                              problem.groups, block, tasks_in_parallel, work, n_threads)
+        finally:
+            workspace_pool.give_back(buffer)
         if problem.padding_mode == "zeros":
             taps_d, taps_h, taps_w = _tap_tables(problem)
             for start, stop in _thin_windows(taps_h):

@@ -6,16 +6,21 @@ A task is (sample, group, chunk of output positions), positions being the flatte
 through the tap tables (as in ``direct``). BLAS then computes
 ``acc[Kg, P] = W_g[Kg, C_g*T] @ col[C_g*T, P]`` and the result is copied, bias added, into the
 strided output. Chunks keep each thread's buffers under the workspace bound, and are cut small
-enough that every thread has a task even for one sample of a 1-D signal.
+enough that every thread has a task even for one sample of a 1-D signal. The buffers are one
+slice per thread of a work array the caller passes in (``pyconvfast._workspace``: kept from
+call to call, so that steady calls touch no fresh page).
 
 Tasks run on a static ``prange``, each thread calling single-threaded BLAS (the caller limits
-BLAS to one thread around the call), so OpenMP and BLAS threads never multiply.
+BLAS to one thread around the call), so OpenMP and BLAS threads never multiply; and BLAS
+then runs in our threads, with their flush-to-zero state (``fpstate.h``).
 """
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
+from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
 
 
 cdef inline void _gemm(
@@ -117,6 +122,7 @@ def conv_im2col(
     const Py_ssize_t[:, ::1] taps_w,
     Py_ssize_t groups,
     Py_ssize_t chunk,
+    floating[::1] work,
     int n_threads,
 ):
     """im2col + GEMM convolution of validated views into ``out``.
@@ -130,6 +136,8 @@ def conv_im2col(
     taps_d, taps_h, taps_w : tap tables, -1 for a zero tap
     groups : number of channel groups
     chunk : output positions lowered at once by one task (bounds the buffers)
+    work : n_threads slices of ``work.shape[0] // n_threads`` elements (at least
+        ``work_elements(w.shape[1], w.shape[0] // groups, chunk)`` each), one per thread
     n_threads : OpenMP team size; BLAS must be single-threaded during the call
     """
     cdef Py_ssize_t batch = out.shape[0]
@@ -140,17 +148,17 @@ def conv_im2col(
     cdef Py_ssize_t n_chunks = (n_positions + chunk - 1) // chunk
     cdef Py_ssize_t col_size = n_taps * chunk
     cdef Py_ssize_t task, n, g, p_first, p_count
+    cdef Py_ssize_t work_stride = work.shape[0] // max(n_threads, 1)
     cdef floating* col
-    # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
-    cdef int out_of_memory[1]
-    out_of_memory[0] = 0
+    cdef unsigned int fp_saved
+    if n_threads < 1 or work_stride < work_elements(n_taps, k_per_group, chunk):
+        raise ValueError(
+            f"im2col: work holds {work.shape[0]} elements, needs "
+            f"{work_elements(n_taps, k_per_group, chunk)} for each of {n_threads} threads")
     with nogil, parallel(num_threads=n_threads):
-        col = <floating*> malloc((col_size + k_per_group * chunk) * sizeof(floating))
-        if col == NULL:
-            out_of_memory[0] = 1
+        fp_saved = pcf_flush_subnormals_begin()
+        col = &work[0] + pcf_omp_thread_num() * work_stride
         for task in prange(batch * groups * n_chunks, schedule="static"):
-            if col == NULL:
-                continue
             p_first = (task % n_chunks) * chunk
             p_count = min(chunk, n_positions - p_first)
             g = (task // n_chunks) % groups
@@ -159,7 +167,9 @@ def conv_im2col(
             _gemm(<int> p_count, <int> k_per_group, <int> n_taps, col, <int> p_count,
                   &w[g * k_per_group, 0], <int> n_taps, col + col_size, <int> p_count)
             _store(out, col + col_size, bias, n, g * k_per_group, k_per_group, p_first, p_count)
-        free(col)
-    if out_of_memory[0]:
-        raise MemoryError(
-            f"im2col: could not allocate {col_size + k_per_group * chunk} elements per thread")
+        pcf_flush_subnormals_end(fp_saved)
+
+
+def work_elements(Py_ssize_t n_taps, Py_ssize_t k_per_group, Py_ssize_t chunk):
+    """Elements of one thread's slice of ``work``: the columns and the GEMM's result."""
+    return (n_taps + k_per_group) * chunk
