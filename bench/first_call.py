@@ -8,7 +8,9 @@ its choice in the cache file, builds the index tables, prepares the weight and a
 result) is timed, then the same call's steady state (best of several, into ``out=``); prints
 the ratio per layer and the worst. With ``--processes N`` the measurement runs in N fresh
 processes one after the other, and each time is the best over them (on a shared machine, a
-process's first call is as exposed to other load as any other call).
+process's first call is as exposed to other load as any other call). ``--threads 1 --clock
+thread`` times the calling thread's CPU time instead, page faults included, which other load
+barely changes.
 """
 
 import argparse
@@ -21,7 +23,7 @@ import time
 import numpy as np
 
 
-def measure(model, threads):
+def measure(model, threads, clock=time.perf_counter):
     """{layer name: (first seconds, steady seconds)} in this process."""
     import pyconvfast as pcf
     from pyconvfast._models import model_layers
@@ -34,14 +36,14 @@ def measure(model, threads):
     times = {}
     for layer, (x, w) in zip(layers, arrays):
         call = conv[layer.n_spatial]
-        start = time.perf_counter()
+        start = clock()
         out = call(x, w, n_threads=threads, **layer.kwargs)
-        first = time.perf_counter() - start
+        first = clock() - start
         steady = float("inf")
         for _ in range(5):
-            start = time.perf_counter()
+            start = clock()
             call(x, w, out=out, n_threads=threads, **layer.kwargs)
-            steady = min(steady, time.perf_counter() - start)
+            steady = min(steady, clock() - start)
         times[layer.name] = (first, steady)
     return times
 
@@ -52,15 +54,22 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--processes", type=int, default=1,
                         help="fresh processes to measure in; each time is the best over them")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="thread: the calling thread's CPU time (page faults included), "
+                             "which other load on a shared machine barely changes; needs "
+                             "--threads 1, where all the work runs on that thread")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.clock == "thread" and args.threads != 1:
+        parser.error("--clock thread needs --threads 1")
     if args.json:
-        print(json.dumps(measure(args.model, args.threads)))
+        clock = time.thread_time if args.clock == "thread" else time.perf_counter
+        print(json.dumps(measure(args.model, args.threads, clock)))
         return
     runs = []
     for _ in range(args.processes):
         command = [sys.executable, __file__, "--json", "--model", args.model,
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--clock", args.clock]
         runs.append(json.loads(subprocess.run(command, check=True, capture_output=True,
                                               text=True).stdout))
     worst = 0.0
