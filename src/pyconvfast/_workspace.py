@@ -32,9 +32,9 @@ class WorkspacePool:
     >>> pool = WorkspacePool()
     >>> buffer, work = pool.borrow(2, 100, np.float32)
     >>> work.shape, work.dtype, work.ctypes.data % 64
-    ((128,), dtype('float32'), 0)
+    ((224,), dtype('float32'), 0)
     >>> pool.give_back(buffer)
-    >>> pool.kept_bytes() >= 128 * 4
+    >>> pool.kept_bytes() >= 224 * 4
     True
     """
 
