@@ -70,8 +70,10 @@ def main(argv=None):
     for _ in range(args.processes):
         command = [sys.executable, __file__, "--json", "--model", args.model,
                    "--threads", str(args.threads), "--clock", args.clock]
-        runs.append(json.loads(subprocess.run(command, check=True, capture_output=True,
-                                              text=True).stdout))
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if result.returncode:
+            sys.exit(f"the measuring process failed:\n{result.stderr}")
+        runs.append(json.loads(result.stdout))
     worst = 0.0
     print(f"{'layer':<26} {'first ms':>9} {'steady ms':>10} {'ratio':>6}")
     for name in runs[0]:
