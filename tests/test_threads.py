@@ -157,3 +157,25 @@ def test_concurrent_calls_from_python_threads(rng):
     for thread in threads:
         thread.join()
     assert not errors, errors[0]
+
+
+def test_blas_limit_from_overlapping_python_threads_restores_the_callers_count():
+    """BLAS's thread count is global: overlapping limits (A enters, B enters, A leaves, B
+    leaves) keep the limit until the last one leaves, then restore the count from before."""
+    from pyconvfast._threads import blas_threads
+
+    libraries = blas_threads._libraries
+    original = [lib.get_num_threads() for lib in libraries]
+    try:
+        for lib in libraries:
+            lib.set_num_threads(2)  # distinct from the limit, so that a lost restore shows
+        a, b = blas_threads.limit(1), blas_threads.limit(1)
+        a.__enter__()
+        b.__enter__()
+        a.__exit__(None, None, None)
+        assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
+        b.__exit__(None, None, None)
+        assert [lib.get_num_threads() for lib in libraries] == [2] * len(libraries)
+    finally:
+        for lib, count in zip(libraries, original):
+            lib.set_num_threads(count)

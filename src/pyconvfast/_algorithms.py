@@ -16,11 +16,14 @@ from pyconvfast._lib.depthwise import conv_depthwise
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._lib.direct_blocked import conv_direct_blocked
 from pyconvfast._lib.direct_blocked import pack_weights as direct_pack_weights
-from pyconvfast._lib.im2col import conv_im2col
+from pyconvfast._lib.im2col import conv_im2col, conv_pointwise_gemm, pointwise_form
+from pyconvfast._lib.im2col import work_elements as im2col_work_elements
 from pyconvfast._lib.winograd import conv_winograd, winograd_weights
+from pyconvfast._lib.winograd import work_layout as winograd_work_layout
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
+from pyconvfast._workspace import pool as workspace_pool
 
 
 @functools.lru_cache(maxsize=512)
@@ -129,17 +132,67 @@ def _im2col_weight_matrix(problem, weight):
     return np.ascontiguousarray(weight).reshape(problem.c_out, -1)
 
 
+def _is_pointwise(problem):
+    """1x1 kernel, stride 1, no padding: the input is already its own column matrix."""
+    n = problem.n_spatial
+    return (problem.kernel == (1,) * n and problem.stride == (1,) * n
+            and problem.pad_before == (0,) * n and problem.pad_after == (0,) * n)
+
+
+# For a 1x1 stride-1 unpadded problem whose arrays flatten (any contiguous NCHW or NHWC array
+# does), im2col skips the lowering and runs its GEMMs on x and out themselves. "split": the
+# positions are cut into tasks of an OpenMP loop, each calling single-threaded BLAS (the
+# default, measured faster than one multi-threaded BLAS call per image on ResNet-50's 1x1
+# layers: bench/pointwise.py); "blas": one BLAS call per (sample, group) with BLAS's own
+# threads; "lower": the general lowering path.
+POINTWISE_MODES = ("split", "blas", "lower")
+
+
+def _pointwise_chunks(problem, n_threads):
+    """Tasks per (sample, group): a multiple of the thread count in all."""
+    images = problem.batch * problem.groups
+    return max(1, min(n_threads // math.gcd(images, n_threads),
+                      math.prod(problem.out_size) // 16))
+
+
 def _im2col_param_space(problem):
-    """Chunk sizes to try: the default (largest the workspace allows), then smaller ones."""
+    """Chunk sizes to try: the default (largest the workspace allows), then smaller ones; for
+    1x1 problems, the GEMM-on-the-arrays modes."""
     n_positions = math.prod(problem.out_size)
-    return [{}] + [{"max_chunk": chunk} for chunk in (256, 1024, 4096) if chunk < n_positions]
+    space = [{}] + [{"max_chunk": chunk} for chunk in (256, 1024, 4096) if chunk < n_positions]
+    if _is_pointwise(problem):
+        space += [{"pointwise": mode} for mode in POINTWISE_MODES[1:]]
+    return space
 
 
 def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
+    params = dict(params)
+    mode = params.pop("pointwise", "split")
+    if mode not in POINTWISE_MODES:
+        raise ValueError(f"im2col: pointwise must be one of {POINTWISE_MODES}, got {mode!r}")
+    if mode != "lower" and _is_pointwise(problem):
+        form = pointwise_form(x.strides, out.strides, x.shape[2:], matrix.shape[1],
+                              problem.c_out // problem.groups, x.itemsize)
+        if form:
+            bias = _bias_or_empty(bias, x.dtype)
+            if mode == "blas":
+                with blas_threads.limit(n_threads):
+                    conv_pointwise_gemm(x, matrix, bias, out, problem.groups, form, 1, 1)
+            else:
+                with blas_threads.limit(1):
+                    conv_pointwise_gemm(x, matrix, bias, out, problem.groups, form,
+                                        _pointwise_chunks(problem, n_threads), n_threads)
+            return
     chunk = im2col_chunk(problem, n_threads, x.itemsize, **params)
-    with blas_threads.limit(1):
-        conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
-                    problem.groups, chunk, n_threads)
+    buffer, work = workspace_pool.borrow(
+        n_threads, im2col_work_elements(matrix.shape[1], problem.c_out // problem.groups, chunk),
+        x.dtype)
+    try:
+        with blas_threads.limit(1):
+            conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+                        problem.groups, chunk, work, n_threads)
+    finally:
+        workspace_pool.give_back(buffer)
 
 
 register(Algorithm(
@@ -349,9 +402,16 @@ def _run_winograd(m):
         line_h, line_w = _winograd_lines(problem, m)
         # Every GEMM is small and runs inside an OpenMP thread: BLAS's own threads would only
         # oversubscribe the cores.
-        with blas_threads.limit(1):
-            conv_winograd(m, x, u, bias, out, line_h, line_w, problem.pad_before[1],
-                          problem.groups, block, tasks_in_parallel, n_threads)
+        buffer, work = workspace_pool.borrow(
+            *winograd_work_layout(m, problem.c_in // problem.groups,
+                                  problem.c_out // problem.groups, block, tasks_in_parallel,
+                                  n_threads, x.itemsize), x.dtype)
+        try:
+            with blas_threads.limit(1):
+                conv_winograd(m, x, u, bias, out, line_h, line_w, problem.pad_before[1],
+                              problem.groups, block, tasks_in_parallel, work, n_threads)
+        finally:
+            workspace_pool.give_back(buffer)
         if problem.padding_mode == "zeros":
             taps_d, taps_h, taps_w = _tap_tables(problem)
             for start, stop in _thin_windows(taps_h):

@@ -3,6 +3,7 @@
 import contextlib
 import operator
 import os
+import threading
 
 from pyconvfast._lib.openmp_info import max_threads
 
@@ -67,18 +68,32 @@ class _BlasThreads:
         scipy_own = [lib for lib in libraries
                      if lib.filepath.startswith((scipy_dir + os.sep, scipy_dir + ".libs"))]
         self._libraries = scipy_own or libraries
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = []
 
     @contextlib.contextmanager
     def limit(self, n_threads):
-        """Context manager running SciPy's BLAS with ``n_threads`` threads inside it."""
-        before = [lib.get_num_threads() for lib in self._libraries]
-        for lib in self._libraries:
-            lib.set_num_threads(n_threads)
+        """Context manager running SciPy's BLAS with ``n_threads`` threads inside it.
+
+        BLAS's thread count is global to the process, so calls from several Python threads
+        share it: the first to enter saves the caller's count, the last to leave restores it
+        (nested or overlapping, entries and exits may interleave in any order).
+        """
+        with self._lock:
+            if self._depth == 0:
+                self._saved = [lib.get_num_threads() for lib in self._libraries]
+            self._depth += 1
+            for lib in self._libraries:
+                lib.set_num_threads(n_threads)
         try:
             yield
         finally:
-            for lib, count in zip(self._libraries, before):
-                lib.set_num_threads(count)
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    for lib, count in zip(self._libraries, self._saved):
+                        lib.set_num_threads(count)
 
 
 blas_threads = _BlasThreads()

@@ -29,6 +29,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
+
 cdef extern from "depthwise_simd.h" nogil:
     void pcf_dw_rows_f32(float* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
                          Py_ssize_t x_row, Py_ssize_t n_taps, const float** xs, const float* ws,
@@ -437,6 +439,7 @@ def conv_depthwise(
     cdef floating* o
     cdef floating* a
     # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
+    cdef unsigned int fp_saved
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
     if channels == 1:
@@ -495,6 +498,7 @@ def conv_depthwise(
         acc_size = seg_width * (c_out if loop_order == 1 else rows_per_task)
 
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> malloc(acc_size * sizeof(floating))
         stage = <floating*> malloc(stage_size * sizeof(floating))
         ws = <floating*> malloc(n_taps * sizeof(floating))
@@ -581,6 +585,7 @@ def conv_depthwise(
         free(wps)
         free(row_ptr)
         free(row_tap)
+        pcf_flush_subnormals_end(fp_saved)
     if out_of_memory[0]:
         raise MemoryError(
             f"depthwise: could not allocate work buffers of {acc_size} + {stage_size} elements")

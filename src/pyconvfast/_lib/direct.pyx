@@ -15,6 +15,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
+
 
 cdef void _accumulate_plane(
     floating* acc,
@@ -89,10 +91,12 @@ def conv_direct(
     cdef Py_ssize_t task, n, k, p, od, oh, ow
     cdef floating* acc
     cdef floating shift
+    cdef unsigned int fp_saved
     # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> malloc(plane * sizeof(floating))
         if acc == NULL:
             out_of_memory[0] = 1
@@ -113,5 +117,6 @@ def conv_direct(
                         out[n, k, od, oh, ow] = acc[p] + shift
                         p = p + 1
         free(acc)
+        pcf_flush_subnormals_end(fp_saved)
     if out_of_memory[0]:
         raise MemoryError(f"direct: could not allocate a {plane}-element work buffer per thread")

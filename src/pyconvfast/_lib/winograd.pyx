@@ -26,15 +26,18 @@ Parallelism: with ``tasks_in_parallel``, a static ``prange`` runs tasks on threa
 private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each phase is a
 ``prange`` (over input channels, over the alpha^2 GEMMs, over output channels), again with
 single-threaded BLAS. Both ways do the same arithmetic on the same GEMM shapes, so the result
-is bitwise the same for every thread count (tested).
+is bitwise the same for every thread count (tested). Every parallel region flushes subnormals
+to zero in each of its threads and restores their floating-point state after (``fpstate.h``).
+The buffers are slices of a work array the caller passes in and keeps between calls
+(``pyconvfast._workspace``), laid out as :func:`work_layout` says.
 """
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stddef cimport ptrdiff_t
-from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
 
 
@@ -141,6 +144,7 @@ cdef void _run_block(
     cdef Py_ssize_t scratch_size = WG_SCRATCH(geo.m)
     cdef Py_ssize_t c, xi, k
     cdef floating shift
+    cdef unsigned int fp_saved
     if n_threads == 1:
         for c in range(c_g):
             _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
@@ -154,17 +158,42 @@ cdef void _run_block(
             _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
                             t_first, n_tiles, scratch)
     else:
-        for c in prange(c_g, num_threads=n_threads, schedule="static"):
-            _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
-                           scratch + pcf_omp_thread_num() * scratch_size)
-        for xi in prange(a2, num_threads=n_threads, schedule="static"):
-            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
-                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
-                  <int> block)
-        for k in prange(k_g, num_threads=n_threads, schedule="static"):
-            shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
-            _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
-                            t_first, n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+        # One parallel region per phase (each ends in a join), flushing in every thread.
+        with parallel(num_threads=n_threads):
+            fp_saved = pcf_flush_subnormals_begin()
+            for c in prange(c_g, schedule="static"):
+                _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first,
+                               n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+            pcf_flush_subnormals_end(fp_saved)
+        with parallel(num_threads=n_threads):
+            fp_saved = pcf_flush_subnormals_begin()
+            for xi in prange(a2, schedule="static"):
+                _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
+                      u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
+                      <int> block)
+            pcf_flush_subnormals_end(fp_saved)
+        with parallel(num_threads=n_threads):
+            fp_saved = pcf_flush_subnormals_begin()
+            for k in prange(k_g, schedule="static"):
+                shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
+                _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
+                                t_first, n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+            pcf_flush_subnormals_end(fp_saved)
+
+
+def work_layout(int m, Py_ssize_t c_per_group, Py_ssize_t k_per_group, Py_ssize_t block,
+                bint tasks_in_parallel, int n_threads, Py_ssize_t itemsize):
+    """(slices, elements per slice) of the ``work`` array of :func:`conv_winograd`.
+
+    With ``tasks_in_parallel`` every thread has a slice of V, M and scratch; otherwise one slice
+    holds V, M and every thread's scratch.
+    """
+    cdef Py_ssize_t a2 = (m + 2) * (m + 2)
+    cdef Py_ssize_t v_size = a2 * (c_per_group * block + 64 // itemsize)
+    cdef Py_ssize_t m_size = a2 * (k_per_group * block + 64 // itemsize)
+    if tasks_in_parallel:
+        return n_threads, v_size + m_size + WG_SCRATCH(m)
+    return 1, v_size + m_size + n_threads * WG_SCRATCH(m)
 
 
 def conv_winograd(
@@ -179,6 +208,7 @@ def conv_winograd(
     Py_ssize_t groups,
     Py_ssize_t block,
     bint tasks_in_parallel,
+    floating[::1] work,
     int n_threads,
 ):
     """Winograd F(m x m, 3 x 3) convolution of validated views into ``out``.
@@ -199,6 +229,7 @@ def conv_winograd(
     groups : number of channel groups
     block : tiles per task (bounds the buffers)
     tasks_in_parallel : True: prange over tasks; False: tasks in turn, each phase a prange
+    work : scratch memory, as :func:`work_layout` says (slices split it evenly)
     n_threads : OpenMP team size (BLAS must be limited to 1 thread by the caller)
     """
     if m != 2 and m != 4:
@@ -241,35 +272,33 @@ def conv_winograd(
     cdef const floating* u0 = &u[0, 0, 0]
     cdef floating* out0 = &out[0, 0, 0, 0, 0]
     cdef floating* buffer
-    cdef int out_of_memory[1]
-    out_of_memory[0] = 0
+    cdef unsigned int fp_saved
+    n_slices, slice_elements = work_layout(m, geo.c_per_group, geo.k_per_group, block,
+                                           tasks_in_parallel, n_threads, itemsize)
+    cdef Py_ssize_t work_stride = work.shape[0] // n_slices
+    if work_stride < slice_elements:
+        raise ValueError(f"winograd: work holds {work.shape[0]} elements, needs "
+                         f"{n_slices} slices of {slice_elements}")
     if tasks_in_parallel:
         with nogil, parallel(num_threads=n_threads):
-            buffer = <floating*> malloc((v_size + m_size + scratch_size) * sizeof(floating))
-            if buffer == NULL:
-                out_of_memory[0] = 1
+            fp_saved = pcf_flush_subnormals_begin()
+            buffer = &work[0] + pcf_omp_thread_num() * work_stride
             for task in prange(groups * n_blocks, schedule="static"):
-                if buffer == NULL:
-                    continue
                 g = task // n_blocks
                 t_first = (task % n_blocks) * block
                 _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
                            out0, g, t_first, min(block, total_tiles - t_first), 1)
-            free(buffer)
+            pcf_flush_subnormals_end(fp_saved)
     else:
-        buffer = <floating*> malloc((v_size + m_size + n_threads * scratch_size)
-                                    * sizeof(floating))
-        if buffer == NULL:
-            raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements")
+        buffer = &work[0]
         with nogil:
+            fp_saved = pcf_flush_subnormals_begin()
             for task in range(groups * n_blocks):
                 g = task // n_blocks
                 t_first = (task % n_blocks) * block
                 _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
                            out0, g, t_first, min(block, total_tiles - t_first), n_threads)
-        free(buffer)
-    if out_of_memory[0]:
-        raise MemoryError(f"winograd: could not allocate {v_size + m_size} elements per thread")
+            pcf_flush_subnormals_end(fp_saved)
 
 
 def winograd_weights(int m, const floating[:, :, :, :] w, floating[:, :, ::1] u, int n_threads):

@@ -1,0 +1,99 @@
+"""Work buffers for the kernels, kept from one call to the next.
+
+A kernel's per-thread buffers (im2col's columns, Winograd's transformed tiles) can reach tens
+of MiB. Allocated and freed on every call, they are fresh pages each time the allocator hands
+memory back to the system: a few ms of page faults per call, paid in full by the first call
+of a process. They are therefore NumPy arrays (NumPy asks the kernel for transparent huge pages
+on large arrays, which makes their first touch several times cheaper) borrowed from a small
+pool and given back after the call.
+
+Python threads convolving at the same time never share a buffer: a borrowed buffer leaves the
+pool until it is given back, and a call that finds none large enough allocates its own. The
+pool keeps at most :data:`MAX_KEPT` buffers; a call that needs a larger one than any kept drops
+the largest kept buffer too small for it, so one thread convolving keeps a single buffer, as
+large as its largest call needed (at most the workspace bound, ``PYCONVFAST_WORKSPACE_MB``).
+"""
+
+import threading
+
+import numpy as np
+
+# Buffers kept between calls: one per Python thread convolving at the same time, up to this.
+MAX_KEPT = 2
+# Each thread's slice starts on its own cache line (no false sharing, aligned SIMD loads).
+_ALIGN_BYTES = 64
+
+
+class WorkspacePool:
+    """Reusable raw buffers, safe to use from several Python threads.
+
+    Examples
+    --------
+    >>> pool = WorkspacePool()
+    >>> buffer, work = pool.borrow(2, 100, np.float32)
+    >>> work.shape, work.dtype, work.ctypes.data % 64
+    ((224,), dtype('float32'), 0)
+    >>> pool.give_back(buffer)
+    >>> pool.kept_bytes() >= 224 * 4
+    True
+    """
+
+    def __init__(self, max_kept=MAX_KEPT):
+        self._lock = threading.Lock()
+        self._free = []
+        self._max_kept = max_kept
+
+    def borrow(self, n_slices, slice_elements, dtype):
+        """A buffer for ``n_slices`` aligned slices of ``slice_elements`` each.
+
+        Returns
+        -------
+        buffer : ndarray of uint8
+            To be passed to :meth:`give_back` once the kernel is done.
+        work : ndarray of ``dtype``, shape ``(n_slices * stride,)``
+            The aligned view the kernel uses: slice ``t`` starts at ``t * stride``, where
+            ``stride = work.size // n_slices`` is ``slice_elements`` rounded up to 64 bytes.
+        """
+        itemsize = np.dtype(dtype).itemsize
+        per_line = _ALIGN_BYTES // itemsize
+        stride = -(-max(slice_elements, 1) // per_line) * per_line
+        n_bytes = n_slices * stride * itemsize
+        buffer = None
+        with self._lock:
+            fitting = [b for b in self._free if b.nbytes >= n_bytes + _ALIGN_BYTES]
+            if fitting:
+                buffer = min(fitting, key=lambda b: b.nbytes)
+                self._remove(buffer)
+            elif self._free:
+                self._remove(max(self._free, key=lambda b: b.nbytes))
+        if buffer is None:
+            buffer = np.empty(n_bytes + _ALIGN_BYTES, dtype=np.uint8)
+        offset = -buffer.ctypes.data % _ALIGN_BYTES
+        return buffer, buffer[offset:offset + n_bytes].view(dtype)
+
+    def give_back(self, buffer):
+        """Return a buffer from :meth:`borrow` to the pool (the smallest goes when it is full)."""
+        with self._lock:
+            self._free.append(buffer)
+            if len(self._free) > self._max_kept:
+                self._remove(min(self._free, key=lambda b: b.nbytes))
+
+    def kept_bytes(self):
+        """Bytes held by the buffers waiting in the pool."""
+        with self._lock:
+            return sum(b.nbytes for b in self._free)
+
+    def clear(self):
+        """Drop every kept buffer (their memory goes back once no call uses them)."""
+        with self._lock:
+            self._free.clear()
+
+    def _remove(self, buffer):
+        # By identity: == on arrays compares elements.
+        for i, kept in enumerate(self._free):
+            if kept is buffer:
+                del self._free[i]
+                return
+
+
+pool = WorkspacePool()
