@@ -14,7 +14,8 @@ import pyconvfast as pcf
 
 # (algorithm, x shape, w shape, groups): every kernel, each on a problem it runs.
 KERNELS = [
-    ("direct", (2, 5, 13, 11), (6, 5, 3, 3), 1),
+    ("direct", (2, 5, 13, 11), (6, 5, 3, 3), 1),  # the channel-blocked kernel
+    ("direct", (2, 5, 13, 11), (2, 5, 3, 3), 1),  # the plain loop (too few output channels)
     ("im2col", (2, 5, 13, 11), (6, 5, 3, 3), 1),
     ("depthwise", (2, 5, 13, 11), (10, 1, 3, 3), 5),
     ("winograd_f2x2_3x3", (2, 5, 13, 11), (6, 5, 3, 3), 1),
@@ -91,3 +92,52 @@ def test_normal_results_near_the_subnormal_range_are_kept():
     got = _tiny_conv("direct", (1, 2, 5, 5), (3, 2, 3, 3), 1, dtype, value, value, 1)
     assert got.min() > 0
     np.testing.assert_allclose(got[0, 0, 2, 2], 18 * value * value, rtol=1e-6)
+
+
+# The other families' kernels: (name, call(x_value, w_value, dtype, n_threads)).
+def _transpose(algorithm):
+    def call(x_value, w_value, dtype, n_threads):
+        x = np.full((2, 5, 7, 6), x_value, dtype=dtype)
+        w = np.full((5, 4, 4, 4), w_value, dtype=dtype)
+        return pcf.conv_transpose2d(x, w, stride=2, padding=1, algorithm=algorithm,
+                                    n_threads=n_threads)
+    return call
+
+
+def _deform(x_value, w_value, dtype, n_threads):
+    x = np.full((2, 4, 9, 8), x_value, dtype=dtype)
+    offset = np.full((2, 18, 9, 8), 0.25, dtype=dtype)
+    w = np.full((5, 4, 3, 3), w_value, dtype=dtype)
+    return pcf.deform_conv2d(x, offset, w, padding=1, n_threads=n_threads)
+
+
+def _separable(x_value, w_value, dtype, n_threads):
+    x = np.full((2, 4, 9, 8), x_value, dtype=dtype)
+    depthwise = np.full((4, 1, 3, 3), w_value, dtype=dtype)
+    pointwise = np.ones((6, 4, 1, 1), dtype=dtype)
+    return pcf.separable_conv2d(x, depthwise, pointwise, padding=1, n_threads=n_threads)
+
+
+FAMILIES = [
+    ("transpose_gemm", _transpose("transpose_gemm")),
+    ("transpose_subpixel", _transpose("transpose_subpixel")),
+    ("transpose_direct", _transpose("transpose_direct")),
+    ("deform_conv2d", _deform),
+    ("separable_conv2d", _separable),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("name, call", FAMILIES)
+def test_other_families_flush_and_restore(name, call, n_threads, dtype):
+    small, _ = TINY[dtype]
+    before = _control_state()
+    got = call(small, small, dtype, n_threads)
+    assert _control_state() == before
+    if flushes_subnormals():
+        assert np.count_nonzero(got) == 0, f"{name}: {np.count_nonzero(got)} outputs not flushed"
+    else:
+        assert got.min() > 0
+    normal = call(1.0, 1.0, dtype, n_threads)
+    assert normal.max() > 0

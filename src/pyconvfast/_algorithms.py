@@ -184,15 +184,36 @@ def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
                                         _pointwise_chunks(problem, n_threads), n_threads)
             return
     chunk = im2col_chunk(problem, n_threads, x.itemsize, **params)
+    with blas_threads.limit(1):
+        lowered_gemm(x, matrix, _bias_or_empty(bias, x.dtype), out, _tap_tables(problem),
+                     problem.groups, chunk, n_threads)
+
+
+def lowered_gemm(x, matrix, bias, out, tables, groups, chunk, n_threads):
+    """Run the im2col kernel with column buffers borrowed from the workspace pool.
+
+    The one entry to ``conv_im2col`` (also used by the sub-pixel transposed convolution and
+    resize-convolution): ``x``/``out`` 5-D views, ``matrix`` ``(C_out, C_in/groups * taps)``,
+    ``bias`` contiguous (or empty), ``tables`` the three tap tables, ``chunk`` output positions per
+    GEMM. The caller limits BLAS to one thread.
+    """
     buffer, work = workspace_pool.borrow(
-        n_threads, im2col_work_elements(matrix.shape[1], problem.c_out // problem.groups, chunk),
-        x.dtype)
+        n_threads, im2col_work_elements(matrix.shape[1], out.shape[1] // groups, chunk), x.dtype)
     try:
-        with blas_threads.limit(1):
-            conv_im2col(x, matrix, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
-                        problem.groups, chunk, work, n_threads)
+        conv_im2col(x, matrix, bias, out, *tables, groups, chunk, work, n_threads)
     finally:
         workspace_pool.give_back(buffer)
+
+
+def positions_chunk(n_positions, n_taps, c_out_per_group, images, n_threads, itemsize):
+    """Output positions per GEMM for a lowering of ``n_taps`` columns: as many as the workspace
+    bound allows per thread, but small enough that ``images`` (samples x groups) give every one
+    of ``n_threads`` threads work."""
+    bytes_per_position = (n_taps + c_out_per_group) * itemsize
+    chunk = min(n_positions, max(1, workspace_bytes() // n_threads // bytes_per_position))
+    if images < n_threads:
+        chunk = min(chunk, -(-n_positions // -(-n_threads // images)))
+    return chunk
 
 
 register(Algorithm(

@@ -33,9 +33,8 @@ then convolved by ``conv2d``.
 import numpy as np
 
 from pyconvfast import _api
-from pyconvfast._algorithms import _bias_or_empty, workspace_bytes
+from pyconvfast._algorithms import _bias_or_empty, lowered_gemm, positions_chunk
 from pyconvfast._lib.direct import conv_direct
-from pyconvfast._lib.im2col import conv_im2col
 from pyconvfast._padding import tap_table
 from pyconvfast._threads import blas_threads, resolve_n_threads
 
@@ -236,15 +235,11 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
                 view = out5[:, :, :, r_h::step_h, r_w::step_w]
                 if algorithm == "im2col":
                     matrix = np.ascontiguousarray(sub).reshape(problem.c_out, -1)
-                    positions = view.shape[3] * view.shape[4]
-                    per_position = (matrix.shape[1] + k_g) * x.itemsize
-                    chunk = min(positions,
-                                max(1, workspace_bytes() // n_threads // per_position))
-                    images = problem.batch * problem.groups
-                    if images < n_threads:
-                        chunk = min(chunk, -(-positions // -(-n_threads // images)))
-                    conv_im2col(x5, matrix, bias_arg, view, depth_table, table_h, table_w,
-                                problem.groups, chunk, n_threads)
+                    chunk = positions_chunk(view.shape[3] * view.shape[4], matrix.shape[1],
+                                            k_g, problem.batch * problem.groups, n_threads,
+                                            x.itemsize)
+                    lowered_gemm(x5, matrix, bias_arg, view, (depth_table, table_h, table_w),
+                                 problem.groups, chunk, n_threads)
                 else:
                     conv_direct(x5, np.ascontiguousarray(sub)[:, :, None], bias_arg, view,
                                 depth_table, table_h, table_w, n_threads)

@@ -21,10 +21,11 @@ import math
 
 import numpy as np
 
-from pyconvfast._algorithms import _bias_or_empty, workspace_bytes
+from pyconvfast._algorithms import (
+    _bias_or_empty, lowered_gemm, positions_chunk, workspace_bytes,
+)
 from pyconvfast._lib.col2im import conv_transpose_gemm
 from pyconvfast._lib.direct import conv_direct
-from pyconvfast._lib.im2col import conv_im2col
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
 
@@ -202,15 +203,6 @@ def _subpixel_prepare(problem, weight):
     return phases
 
 
-def _subpixel_chunk(problem, n_positions, n_taps, n_threads, itemsize):
-    bytes_per_position = (n_taps + problem.c_out // problem.groups) * itemsize
-    chunk = min(n_positions, max(1, workspace_bytes() // n_threads // bytes_per_position))
-    images = problem.batch * problem.groups
-    if images < n_threads:
-        chunk = min(chunk, -(-n_positions // -(-n_threads // images)))
-    return chunk
-
-
 def _run_subpixel(problem, x, phases, bias, out, n_threads, params):
     stride = problem.as_3d()["stride"]
     bias = _bias_or_empty(bias, x.dtype)
@@ -221,9 +213,9 @@ def _run_subpixel(problem, x, phases, bias, out, n_threads, params):
                 view[...] = bias.reshape(-1, 1, 1, 1) if bias.size else 0
                 continue
             n_positions = math.prod(view.shape[2:])
-            chunk = _subpixel_chunk(problem, n_positions, matrix.shape[1], n_threads,
-                                    x.itemsize)
-            conv_im2col(x, matrix, bias, view, *tables, problem.groups, chunk, n_threads)
+            chunk = positions_chunk(n_positions, matrix.shape[1], problem.c_out // problem.groups,
+                                    problem.batch * problem.groups, n_threads, x.itemsize)
+            lowered_gemm(x, matrix, bias, view, tables, problem.groups, chunk, n_threads)
 
 
 def _subpixel_supports(problem):

@@ -20,6 +20,7 @@ that is then stored with its strides.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -176,10 +177,14 @@ def conv_transpose_gemm(
     out_of_memory[0] = 0
     if batch == 0:
         return
+    cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         for c in prange(x.shape[1], schedule="static"):
             _pack(&xpack[c, 0], x, c)
+        pcf_flush_subnormals_end(fp_saved)
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         col = <floating*> malloc((col_size + (0 if in_place else plane)) * sizeof(floating))
         if col == NULL:
             out_of_memory[0] = 1
@@ -234,6 +239,7 @@ def conv_transpose_gemm(
                                     od = od + 1
                 row0 = row1
         free(col)
+        pcf_flush_subnormals_end(fp_saved)
     if out_of_memory[0]:
         raise MemoryError(
             f"transpose_gemm: could not allocate {col_size + plane} elements per thread")

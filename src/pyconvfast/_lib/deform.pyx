@@ -26,6 +26,7 @@ so every thread count runs the same GEMMs and gives the same bits. Tasks run on 
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.math cimport NAN, floor
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -233,7 +234,9 @@ def deform_conv(
     # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
+    cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         col = <floating*> malloc(
             (col_size + k_per_group * chunk + 5 * n_entries) * sizeof(floating))
         table_index = <Py_ssize_t*> malloc(4 * n_entries * sizeof(Py_ssize_t) + n_entries)
@@ -265,6 +268,7 @@ def deform_conv(
                 _store(out, acc, bias, n, g * k_per_group, k_per_group, p_first, p_count)
         free(col)
         free(table_index)
+        pcf_flush_subnormals_end(fp_saved)
     if out_of_memory[0]:
         raise MemoryError(
             f"deform_conv2d: could not allocate the buffers of {chunk} output positions "

@@ -22,6 +22,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
 cdef extern from "direct_blocked_simd.h" nogil:
     ctypedef struct pcf_db_args:
@@ -195,7 +196,9 @@ def conv_direct_blocked(
     n_rowblocks = (n_rows + rows_per_block - 1) // rows_per_block
     n_tasks = n_tasks * n_rowblocks
     failed[0] = 0
+    cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         for task in prange(n_tasks, schedule="static"):
             # Row blocks innermost: a thread's consecutive tasks share their weights.
             row0 = (task % n_rowblocks) * rows_per_block
@@ -210,6 +213,7 @@ def conv_direct_blocked(
             else:
                 if pcf_db_task_f64(&a, n, g, k_tile, row0, min(row0 + rows_per_block, n_rows)):
                     failed[0] = 1
+        pcf_flush_subnormals_end(fp_saved)
     if failed[0]:
         raise MemoryError("direct: could not allocate a task's row list")
 

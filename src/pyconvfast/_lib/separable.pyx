@@ -25,6 +25,7 @@ padding mode costs nothing but those tables.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -296,7 +297,9 @@ def conv_separable_fused(
     n_tiles = (h_out + rows_per_tile - 1) // rows_per_tile
     n_tasks = batch * n_tiles
 
+    cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
+        fp_saved = pcf_flush_subnormals_begin()
         mid = <floating*> malloc(c_mid * tile_max * sizeof(floating))
         staged = <floating*> malloc((c_out * tile_max
                                      if direct_layout == 0 or (pixels and direct_layout != 2)
@@ -377,5 +380,6 @@ def conv_separable_fused(
         free(row_ptr)
         free(row_tap)
         free(wps)
+        pcf_flush_subnormals_end(fp_saved)
     if out_of_memory[0]:
         raise MemoryError("separable: could not allocate the per-thread tile buffers")
