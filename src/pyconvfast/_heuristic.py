@@ -24,9 +24,33 @@ transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x 
 256ch 14x14: 0.75x at N=1). At 2 threads with prepared weights (bench/winograd.py) F4 runs
 1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
 float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
+
+FFT (``bench/fft_crossover.py``, float32, one thread, N=1, padding "same"; the shared 2-core
+machine, best of 3 interleaved passes): ``fft`` beats every other algorithm from a kernel of
+9 taps in 1-D with 16 and 64 channels (4096 samples), of 5x5 in 2-D with 16 channels (64x64)
+and 64 channels (32x32), from 15x15 in 2-D with one channel (256x256), and, with one input
+channel per group, from 127 taps in 1-D (64 channels, depthwise) and 511 (a single channel;
+the depthwise kernel is fast). The rule below follows these crossovers, counting taps (a
+dilated kernel costs direct and im2col no more); 3-D was not measured, so "estimate" leaves it
+to the others (measure mode times fft there too).
 """
 
 from pyconvfast import _registry
+
+# Taps per axis from which fft wins (see above): (1-D, 2-D) for dense layers; with one input
+# channel per group, (1-D single channel, 1-D several channels, 2-D).
+_FFT_MIN_TAPS_DENSE = {1: 9, 2: 5}
+_FFT_MIN_TAPS_ONE_CHANNEL = {(1, True): 511, (1, False): 127, (2, True): 15, (2, False): 15}
+
+
+def _fft_pays(problem):
+    if problem.stride != (1,) * problem.n_spatial or problem.n_spatial == 3:
+        return False
+    if problem.c_in // problem.groups == 1:
+        threshold = _FFT_MIN_TAPS_ONE_CHANNEL[problem.n_spatial, problem.c_in == 1]
+    else:
+        threshold = _FFT_MIN_TAPS_DENSE[problem.n_spatial]
+    return min(problem.kernel) >= threshold
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
@@ -43,6 +67,8 @@ def _winograd_pays(problem):
 
 
 def _preference(problem):
+    if _fft_pays(problem):
+        return ("fft", "im2col", "direct")
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:
