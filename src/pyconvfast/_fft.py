@@ -53,6 +53,10 @@ from pyconvfast._padding import tap_table
 # count this many times over.
 _FIXED_FLOPS_PER_PASS = 400_000
 _CACHE_BYTES = 2 << 20
+# Blocks of fewer input values than this (all samples and channels of a pass) run on one
+# thread: for them, waking worker threads costs more than it saves (measured: 3 ms a call on a
+# loaded 2-core machine, against tens of microseconds for the transform itself).
+_MIN_PARALLEL_ELEMENTS = 1 << 15
 _OUT_OF_CACHE_FACTOR = 4
 # Fast lengths tried per axis, at most.
 _MAX_CANDIDATES_PER_AXIS = 12
@@ -369,13 +373,15 @@ def run(problem, x, prepared, bias, out, n_threads, params):
             # Padded positions o .. o + count + extent - 2 (as tap_table numbers them).
             lengths = tuple(c + e - 1 for c, e in zip(count, extent))
             segment = np.zeros((n1 - n0, groups, c_g) + sizes, dtype=x.dtype)
+            # Waking pocketfft's and BLAS's threads costs more than small transforms and GEMMs.
+            workers = n_threads if segment.size >= _MIN_PARALLEL_ELEMENTS else 1
             _gather(problem, x_groups[n0:n1], segment, corner, lengths)
             # (N, g, C/g, *n) -> spectrum (N, g, C/g, *bins) -> (g, *bins, C/g, N)
-            x_spectrum = scipy.fft.rfftn(segment, s=sizes, axes=axes, workers=n_threads)
+            x_spectrum = scipy.fft.rfftn(segment, s=sizes, axes=axes, workers=workers)
             x_spectrum = np.moveaxis(x_spectrum, (0, 2), (-1, -2))
-            y_spectrum = _contract(spectra, np.ascontiguousarray(x_spectrum), n_threads)
+            y_spectrum = _contract(spectra, np.ascontiguousarray(x_spectrum), workers)
             y = scipy.fft.irfftn(y_spectrum, s=sizes, axes=tuple(range(1, 1 + nd)),
-                                 norm="forward", workers=n_threads)
+                                 norm="forward", workers=workers)
             # (g, *n, K/g, N): the last `count` of each axis after the wrapped extent - 1.
             window = tuple(slice(e - 1, e - 1 + c) for e, c in zip(extent, count))
             y = y[(slice(None),) + window]
