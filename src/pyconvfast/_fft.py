@@ -5,10 +5,10 @@ What it runs
 For each block of outputs (per spatial axis ``B`` outputs, ``n = B + K_eff - 1`` input samples,
 ``K_eff = dilation * (k - 1) + 1`` the dilated kernel's extent), the input segment is gathered
 into a zero-filled buffer (the zero padding is never materialized beyond the segment), its real
-FFT of size ``n`` (``scipy.fft.rfftn``, ``workers=n_threads``) is contracted with the weight
-spectra over the input channels of each group, one batched complex GEMM over all frequency bins
-(``numpy.matmul``: ``(C_out/g x C_in/g) @ (C_in/g x N)`` per bin and group), and the inverse FFT
-gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
+FFT of size ``n`` (``scipy.fft.rfftn``, ``workers=n_threads``, one for small blocks) is
+contracted with the weight spectra over the input channels of each group, one batched complex
+GEMM over all frequency bins (``numpy.matmul``: ``(C_out/g x C_in/g) @ (C_in/g x N)`` per bin
+and group), and the inverse FFT gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
 the first ``K_eff - 1`` are wrapped around and discarded). Cross-correlation is the convolution
 with the flipped, dilated kernel.
 
