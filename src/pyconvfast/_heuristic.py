@@ -31,8 +31,9 @@ machine, best of 3 interleaved passes): ``fft`` beats every other algorithm from
 and 64 channels (32x32), from 15x15 in 2-D with one channel (256x256), and, with one input
 channel per group, from 127 taps in 1-D (64 channels, depthwise) and 511 (a single channel;
 the depthwise kernel is fast). The rule below follows these crossovers, counting taps (a
-dilated kernel costs direct and im2col no more); 3-D was not measured, so "estimate" leaves it
-to the others (measure mode times fft there too).
+dilated kernel costs direct and im2col no more) and, for dense layers, only from 16 input and
+16 output channels per group (the channel counts measured); 3-D was not measured, so "estimate"
+leaves it to the others (measure mode times fft there too).
 """
 
 from pyconvfast import _registry
@@ -48,6 +49,8 @@ def _fft_pays(problem):
         return False
     if problem.c_in // problem.groups == 1:
         threshold = _FFT_MIN_TAPS_ONE_CHANNEL[problem.n_spatial, problem.c_in == 1]
+    elif min(problem.c_in, problem.c_out) // problem.groups < 16:
+        return False  # measured with 16 and 64 channels (in and out) only
     else:
         threshold = _FFT_MIN_TAPS_DENSE[problem.n_spatial]
     return min(problem.kernel) >= threshold
