@@ -14,7 +14,7 @@ import numpy as np
 import pyconvfast as pcf
 from reference import (
     CHANNELS_FIRST, CHANNELS_LAST, algorithm_tolerance, assert_within_bound, conv_reference,
-    conv_scale, n_terms, padding_pairs, reference_dtype,
+    conv_scale, n_terms, normwise_tolerance, padding_pairs, reference_dtype,
 )
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
@@ -35,9 +35,9 @@ MAX_MACS = 400_000
 # and integer data has outputs of scale 0 (all products zero) inside tiles of nonzero data.
 # Random-data tests hold them to their bound.
 # winograd_f4x4_3x3: its weight transform G holds 1/6 and 1/24, which binary floating point
-# rounds. (winograd_f2x2_3x3 stays exact: its G holds only halves, so every transformed value
+# rounds. fft: the transforms' twiddle factors are irrational, every output is rounded. (winograd_f2x2_3x3 stays exact: its G holds only halves, so every transformed value
 # is a multiple of 1/4, and the sums of these small integers stay far below 2**22.)
-NOT_EXACT_ON_INTEGERS = frozenset({"winograd_f4x4_3x3"})
+NOT_EXACT_ON_INTEGERS = frozenset({"winograd_f4x4_3x3", "fft"})
 
 
 def exact_on_integers(algorithm, usable):
@@ -262,6 +262,7 @@ def run_case(case):
                 scale = conv_scale(x, w, b, dtype=ref_dtype, **case.kwargs)
             assert_within_bound(result, ref, scale, n_terms(w.shape), case.dtype, ref_dtype,
                                 where, tolerance=algorithm_tolerance(algorithm, case.dtype,
-                                                                     algorithms))
+                                                                     algorithms),
+                                normwise=normwise_tolerance(algorithm, case.dtype, algorithms))
     np.testing.assert_array_equal(x, x_before, err_msg=f"x was modified\n{context}")
     np.testing.assert_array_equal(w, w_before, err_msg=f"weight was modified\n{context}")

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from pyconvfast import _fft
 from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
 from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
 from pyconvfast._lib.depthwise import conv_depthwise
@@ -458,3 +459,17 @@ for _m, _summary in (
         prepare=_winograd_prepare(_m),
         param_space=lambda problem, m=_m: _winograd_param_space(problem, m),
     ))
+
+
+# --- FFT (overlap-save) ---------------------------------------------------------------------------
+# Stride 1, any dilation, padding mode, groups; kernel: _fft.py (scipy.fft + batched complex GEMM).
+
+register(Algorithm(
+    name="fft",
+    summary="real FFTs in overlap-save blocks (scipy.fft) with a complex GEMM per frequency: "
+            "stride-1 layers with large kernels",
+    supports=_fft.supports,
+    run=_fft.run,
+    prepare=_fft.prepare,
+    param_space=_fft.param_space,
+))

@@ -37,11 +37,38 @@ kernel larger than 1x1 measured on ResNet-50, DeepLab and the TCN: conv1 7x7 str
 1.2x to 2.0x, except 512 channels at d = 4 (0.97x); dilated conv1d k=3 (TCN): about 2x. On 1x1
 layers it is as often slower (0.8x to 1.7x), so those stay with im2col; groups of fewer than 16
 output channels (ResNeXt) were not measured and stay with im2col too.
+
+FFT (``bench/fft_crossover.py``, float32, one thread, N=1, padding "same"; the shared 2-core
+machine, best of 3 interleaved passes): ``fft`` beats every other algorithm from a kernel of
+9 taps in 1-D with 16 and 64 channels (4096 samples), of 5x5 in 2-D with 16 channels (64x64)
+and 64 channels (32x32), from 15x15 in 2-D with one channel (256x256), and, with one input
+channel per group, from 127 taps in 1-D (64 channels, depthwise) and 511 (a single channel;
+the depthwise kernel is fast). The rule below follows these crossovers, counting taps (a
+dilated kernel costs direct and im2col no more) and, for dense layers, only from 16 input and
+16 output channels per group (the channel counts measured); 3-D was not measured, so "estimate"
+leaves it to the others (measure mode times fft there too).
 """
 
 import math
 
 from pyconvfast import _rank1, _registry
+
+# Taps per axis from which fft wins (see above): (1-D, 2-D) for dense layers; with one input
+# channel per group, (1-D single channel, 1-D several channels, 2-D).
+_FFT_MIN_TAPS_DENSE = {1: 9, 2: 5}
+_FFT_MIN_TAPS_ONE_CHANNEL = {(1, True): 511, (1, False): 127, (2, True): 15, (2, False): 15}
+
+
+def _fft_pays(problem):
+    if problem.stride != (1,) * problem.n_spatial or problem.n_spatial == 3:
+        return False
+    if problem.c_in // problem.groups == 1:
+        threshold = _FFT_MIN_TAPS_ONE_CHANNEL[problem.n_spatial, problem.c_in == 1]
+    elif min(problem.c_in, problem.c_out) // problem.groups < 16:
+        return False  # measured with 16 and 64 channels (in and out) only
+    else:
+        threshold = _FFT_MIN_TAPS_DENSE[problem.n_spatial]
+    return min(problem.kernel) >= threshold
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
@@ -70,6 +97,8 @@ def _preference(problem):
         return preference(problem)
     if _rank1.pays(problem):
         return ("separable", "depthwise", "im2col", "direct")
+    if _fft_pays(problem):
+        return ("fft", "im2col", "direct")
     if problem.c_in // problem.groups == 1:
         multiplier = problem.c_out // problem.c_in
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:
