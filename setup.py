@@ -95,7 +95,8 @@ def _extension(name):
 
 
 EXTENSIONS = [_extension(name)
-              for name in ("openmp_info", "direct", "im2col", "depthwise", "winograd")]
+              for name in ("openmp_info", "direct", "im2col", "depthwise", "winograd",
+                           "grouped")]
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 
 setup(

@@ -339,3 +339,7 @@ for _m, _summary in (
         prepare=_winograd_prepare(_m),
         param_space=lambda problem, m=_m: _winograd_param_space(problem, m),
     ))
+
+
+# --- grouped (its own module) --------------------------------------------------------------------
+import pyconvfast._algorithms_grouped  # noqa: E402, F401  (registers "grouped")
