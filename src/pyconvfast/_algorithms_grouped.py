@@ -4,11 +4,13 @@ parallel kernel (:mod:`pyconvfast._lib.grouped`).
 Registered by :mod:`pyconvfast._algorithms` (which imports this module).
 """
 
+import functools
 import math
 
 import numpy as np
 
-from pyconvfast._lib.grouped import K_BLOCK, conv_grouped
+from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
+from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 
 # Elements of one task's lowered input block (taps x pixels) aimed at: 64 KiB of float32, so
@@ -59,10 +61,44 @@ def _param_space(problem):
     return [{}] + [{"max_pixels": size} for size in (64, 256, 1024) if size < plane]
 
 
+def _shifts_apply(problem):
+    """Stride 1 on every axis and more than one tap: the taps are shifts of the padded input
+    (``conv_grouped_shifted``), no lowering needed."""
+    return all(s == 1 for s in problem.stride) and math.prod(problem.kernel) > 1
+
+
+@functools.lru_cache(maxsize=512)
+def _padded_lines(problem):
+    """(line_d, line_h, line_w, shifts): per axis, the input index of every position of the
+    padded input (-1 for a zero), and the flattened offset of each tap, for stride 1."""
+    geometry = problem.as_3d()
+    lines = []
+    for size, out, k, d, pad in zip(geometry["in_size"], geometry["out_size"],
+                                    geometry["kernel"], geometry["dilation"],
+                                    geometry["pad_before"]):
+        line = np.ascontiguousarray(
+            tap_table(size, out + d * (k - 1), 1, 1, 1, pad, problem.padding_mode)[:, 0])
+        line.flags.writeable = False  # built once per problem, shared by every call
+        lines.append(line)
+    (kd, kh, kw), (dd, dh, dw) = geometry["kernel"], geometry["dilation"]
+    h_pad, w_pad = len(lines[1]), len(lines[2])
+    shifts = (np.arange(kd)[:, None, None] * dd * h_pad * w_pad
+              + np.arange(kh)[None, :, None] * dh * w_pad + np.arange(kw)[None, None, :] * dw)
+    shifts = np.ascontiguousarray(shifts.reshape(-1), dtype=np.int64)
+    shifts.flags.writeable = False
+    return (*lines, shifts)
+
+
 def _run(problem, x, packed, bias, out, n_threads, params):
     from pyconvfast._algorithms import _bias_or_empty, _tap_tables
 
     geometry = problem.as_3d()
+    if _shifts_apply(problem):
+        conv_grouped_shifted(
+            x, packed, _bias_or_empty(bias, x.dtype), out, *_padded_lines(problem),
+            geometry["pad_before"][2], pixel_block(problem, n_threads, **params), n_threads,
+        )
+        return
     conv_grouped(
         x, packed, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
         geometry["stride"][2], geometry["dilation"][2], geometry["pad_before"][2],

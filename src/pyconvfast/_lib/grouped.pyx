@@ -8,8 +8,7 @@ tasks, every group of the layer in the same parallel loop. A task
 1. lowers its block of output pixels for its group into a per-thread buffer,
    ``B[d, p]`` for the ``depth = C_in/groups * KD * KH * KW`` taps ``d`` in (channel, kd, kh, kw)
    order, through the tap tables of :mod:`pyconvfast._padding` (any stride, dilation and padding
-   mode, no padded copy of the input; interior runs of a row are copied without the tables,
-   with ``memcpy`` at unit stride);
+   mode, no padded copy of the input; interior runs of a row are copied without the tables);
 2. multiplies the group's packed weights (``C_out/groups`` rounded up to blocks of 4 output
    channels) by ``B`` with a register-tile micro-kernel (``grouped_simd.h``): 4 output channels x
    3 vectors of pixels (SSE2, AVX2 + FMA) or x 6 vectors (AVX-512F), the whole depth summed in
@@ -27,11 +26,10 @@ from libc.string cimport memset
 
 cdef extern from "grouped_simd.h" nogil:
     enum: GR_MR
-    void pcf_gr_gemm_f32(const float* w, Py_ssize_t k_blocks, Py_ssize_t depth, const float* b,
-                         Py_ssize_t ldb, Py_ssize_t n_pix, float* c, Py_ssize_t ldc)
+    void pcf_gr_gemm_f32(const float* w, Py_ssize_t k_blocks, Py_ssize_t depth,
+                         const float** rows, Py_ssize_t n_pix, float* c, Py_ssize_t ldc)
     void pcf_gr_gemm_f64(const double* w, Py_ssize_t k_blocks, Py_ssize_t depth,
-                         const double* b, Py_ssize_t ldb, Py_ssize_t n_pix, double* c,
-                         Py_ssize_t ldc)
+                         const double** rows, Py_ssize_t n_pix, double* c, Py_ssize_t ldc)
     void pcf_gr_gather_f32(float* dst, const float* x_row, Py_ssize_t x_sw,
                            const Py_ssize_t* taps, Py_ssize_t kw_size, Py_ssize_t kw,
                            Py_ssize_t a, Py_ssize_t b, Py_ssize_t lo, Py_ssize_t hi,
@@ -83,12 +81,12 @@ pcf_gr_set_level(pcf_gr_max_level())
 
 
 cdef inline void _gemm(const floating* w, Py_ssize_t k_blocks, Py_ssize_t depth,
-                       const floating* b, Py_ssize_t ldb, Py_ssize_t n_pix, floating* c,
+                       const floating** rows, Py_ssize_t n_pix, floating* c,
                        Py_ssize_t ldc) noexcept nogil:
     if floating is float:
-        pcf_gr_gemm_f32(w, k_blocks, depth, b, ldb, n_pix, c, ldc)
+        pcf_gr_gemm_f32(w, k_blocks, depth, rows, n_pix, c, ldc)
     else:
-        pcf_gr_gemm_f64(w, k_blocks, depth, b, ldb, n_pix, c, ldc)
+        pcf_gr_gemm_f64(w, k_blocks, depth, rows, n_pix, c, ldc)
 
 
 cdef inline void _gather(floating* dst, const floating* x_row, Py_ssize_t x_sw,
@@ -142,6 +140,151 @@ cdef void _lower(
         p = p + b - a
 
 
+cdef void _padded_segment(
+    floating* seg, Py_ssize_t f0, Py_ssize_t f1, const floating* x_channel,
+    Py_ssize_t x_sd, Py_ssize_t x_sh, Py_ssize_t x_sw,
+    const Py_ssize_t[::1] line_d, const Py_ssize_t[::1] line_h, const Py_ssize_t[::1] line_w,
+    Py_ssize_t w_lo, Py_ssize_t w_hi, Py_ssize_t pad_w,
+) noexcept nogil:
+    """seg[f - f0] for f in [f0, f1): the flattened padded input volume of one channel (the
+    padding mode applied through the lines, which give the input index of every padded position
+    per axis, -1 for a zero), zero past its end."""
+    cdef Py_ssize_t d_pad = line_d.shape[0], h_pad = line_h.shape[0], w_pad = line_w.shape[0]
+    cdef Py_ssize_t f = f0, row, a, b, pd, ph, i_d, i_h
+    while f < f1:
+        row = f // w_pad
+        a = f - row * w_pad
+        b = min(w_pad, a + f1 - f)
+        pd = row // h_pad
+        ph = row - pd * h_pad
+        if pd >= d_pad:
+            memset(seg + f - f0, 0, (f1 - f) * sizeof(floating))
+            return
+        i_d = line_d[pd]
+        i_h = line_h[ph]
+        if i_d < 0 or i_h < 0:
+            memset(seg + f - f0, 0, (b - a) * sizeof(floating))
+        else:
+            _gather(seg + f - f0, x_channel + i_d * x_sd + i_h * x_sh, x_sw, &line_w[0], 1, 0,
+                    a, b, w_lo, w_hi, 1, -pad_w)
+        f = f + b - a
+
+
+def conv_grouped_shifted(
+    const floating[:, :, :, :, :] x,
+    const floating[:, :, :, ::1] w_packed,
+    const floating[::1] bias,
+    floating[:, :, :, :, :] out,
+    const Py_ssize_t[::1] line_d,
+    const Py_ssize_t[::1] line_h,
+    const Py_ssize_t[::1] line_w,
+    const Py_ssize_t[::1] shifts,
+    Py_ssize_t pad_w,
+    Py_ssize_t pixel_block,
+    int n_threads,
+):
+    """Grouped convolution with stride 1, without lowering: the taps are shifts of the padded
+    input.
+
+    With stride 1, output (od, oh, ow) reads the padded input at (od + kd*dd, oh + kh*dh,
+    ow + kw*dw): in the padded volume flattened with its own row lengths, that is position
+    ``q + shift[kd, kh, kw]`` for ``q = (od * H_pad + oh) * W_pad + ow``. A task builds a
+    segment of the padded, flattened input of each channel of its group (about as many elements
+    as the input, not ``KD*KH*KW`` times as many) and the micro-kernel reads each tap's row as a
+    shifted view of it. The positions q whose ow or oh fall in the padding are computed and
+    dropped (``(W_pad - W_out) / W_pad`` of the work: 2 of 58 columns for a 56-wide 3x3 layer).
+
+    Parameters
+    ----------
+    x, w_packed, bias, out, n_threads : as for :func:`conv_grouped`
+    line_d, line_h, line_w : (D_pad,), (H_pad,), (W_pad,) int64
+        Input index of every padded position, -1 for a zero (``D_pad = D_out + dd*(KD-1)``...).
+    shifts : (KD*KH*KW,) int64, the flattened offset of each tap in (kd, kh, kw) order
+    pad_w : int, padding before W (for the interior run of each padded row)
+    pixel_block : int, flattened positions q per task
+    """
+    cdef Py_ssize_t batch = out.shape[0], c_out = out.shape[1]
+    cdef Py_ssize_t d_out = out.shape[2], h_out = out.shape[3], w_out = out.shape[4]
+    cdef Py_ssize_t d_pad = line_d.shape[0], h_pad = line_h.shape[0], w_pad = line_w.shape[0]
+    cdef Py_ssize_t groups = w_packed.shape[0], k_blocks = w_packed.shape[1]
+    cdef Py_ssize_t depth = w_packed.shape[2], n_taps = shifts.shape[0]
+    cdef Py_ssize_t c_per_group = x.shape[1] // groups, k_per_group = c_out // groups
+    cdef Py_ssize_t w_in = x.shape[4]
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef Py_ssize_t x_sn = x.strides[0] // itemsize, x_sc = x.strides[1] // itemsize
+    cdef Py_ssize_t x_sd = x.strides[2] // itemsize, x_sh = x.strides[3] // itemsize
+    cdef Py_ssize_t x_sw = x.strides[4] // itemsize
+    cdef Py_ssize_t o_sn = out.strides[0] // itemsize, o_sc = out.strides[1] // itemsize
+    cdef Py_ssize_t o_sd = out.strides[2] // itemsize, o_sh = out.strides[3] // itemsize
+    cdef Py_ssize_t o_sw = out.strides[4] // itemsize
+    cdef Py_ssize_t n_q = ((d_out - 1) * h_pad + h_out - 1) * w_pad + w_out
+    cdef Py_ssize_t block = max(1, min(pixel_block, n_q))
+    cdef Py_ssize_t ld = (block + PIXEL_PAD - 1) // PIXEL_PAD * PIXEL_PAD
+    cdef Py_ssize_t max_shift = shifts[n_taps - 1]
+    cdef Py_ssize_t seg_len = ld + max_shift + PIXEL_PAD
+    cdef Py_ssize_t n_blocks = (n_q + block - 1) // block  # (cdivision: no -(-a // b))
+    cdef Py_ssize_t n_tasks = batch * groups * n_blocks
+    cdef bint has_bias = bias.shape[0] > 0
+    cdef Py_ssize_t w_lo = min(pad_w, w_pad), w_hi = min(pad_w + w_in, w_pad)
+    cdef Py_ssize_t task, n, g, blk, q0, q1, q, row, od, oh, ow, ow_end, k, j, ci, t
+    cdef floating* sbuf
+    cdef floating* cbuf
+    cdef const floating** rows
+    cdef floating* o_row
+    cdef const floating* c_row
+    cdef floating shift
+    cdef const floating* x_base
+    cdef floating* out_base
+    cdef int out_of_memory[1]
+    out_of_memory[0] = 0
+    if n_tasks == 0 or n_q <= 0:
+        return
+    x_base = &x[0, 0, 0, 0, 0]
+    out_base = &out[0, 0, 0, 0, 0]
+    with nogil, parallel(num_threads=n_threads):
+        sbuf = <floating*> calloc(c_per_group * seg_len, sizeof(floating))
+        cbuf = <floating*> calloc(k_blocks * GR_MR * ld, sizeof(floating))
+        rows = <const floating**> calloc(depth, sizeof(floating*))
+        if sbuf == NULL or cbuf == NULL or rows == NULL:
+            out_of_memory[0] = 1
+        for task in prange(n_tasks, schedule="static"):
+            if sbuf == NULL or cbuf == NULL or rows == NULL:
+                continue
+            n = task // (groups * n_blocks)
+            g = (task // n_blocks) % groups
+            blk = task % n_blocks
+            q0 = blk * block
+            q1 = min(n_q, q0 + block)
+            for ci in range(c_per_group):
+                _padded_segment(sbuf + ci * seg_len, q0, q0 + (q1 - q0) + max_shift,
+                                x_base + n * x_sn + (g * c_per_group + ci) * x_sc,
+                                x_sd, x_sh, x_sw, line_d, line_h, line_w, w_lo, w_hi, pad_w)
+                for t in range(n_taps):
+                    rows[ci * n_taps + t] = sbuf + ci * seg_len + shifts[t]
+            _gemm(&w_packed[g, 0, 0, 0], k_blocks, depth, rows, q1 - q0, cbuf, ld)
+            q = q0
+            while q < q1:
+                row = q // w_pad
+                ow = q - row * w_pad
+                ow_end = min(w_pad, ow + q1 - q)
+                od = row // h_pad
+                oh = row - od * h_pad
+                if oh < h_out and ow < w_out:
+                    for k in range(k_per_group):
+                        shift = bias[g * k_per_group + k] if has_bias else 0
+                        o_row = (out_base + n * o_sn + (g * k_per_group + k) * o_sc
+                                 + od * o_sd + oh * o_sh)
+                        c_row = cbuf + k * ld + q - q0 - ow
+                        for j in range(ow, min(ow_end, w_out)):
+                            o_row[j * o_sw] = c_row[j] + shift
+                q = q + ow_end - ow
+        free(sbuf)
+        free(cbuf)
+        free(rows)
+    if out_of_memory[0]:
+        raise MemoryError("grouped: could not allocate its work buffers")
+
+
 def conv_grouped(
     const floating[:, :, :, :, :] x,
     const floating[:, :, :, ::1] w_packed,
@@ -193,9 +336,10 @@ def conv_grouped(
     cdef Py_ssize_t n_tasks = batch * groups * n_blocks
     cdef bint has_bias = bias.shape[0] > 0
     cdef Py_ssize_t w_lo, w_hi, last
-    cdef Py_ssize_t task, n, g, blk, p0, p1, p, row, a, b, q, od, oh, k, j
+    cdef Py_ssize_t task, n, g, blk, p0, p1, p, row, a, b, q, od, oh, k, j, i_row
     cdef floating* bbuf
     cdef floating* cbuf
+    cdef const floating** rows
     cdef floating* o_row
     cdef const floating* c_row
     cdef floating shift
@@ -217,10 +361,14 @@ def conv_grouped(
         # zeros there keep them ordinary numbers.
         bbuf = <floating*> calloc(depth * ld, sizeof(floating))
         cbuf = <floating*> calloc(k_blocks * GR_MR * ld, sizeof(floating))
-        if bbuf == NULL or cbuf == NULL:
+        rows = <const floating**> calloc(depth, sizeof(floating*))
+        if bbuf == NULL or cbuf == NULL or rows == NULL:
             out_of_memory[0] = 1
+        else:
+            for i_row in range(depth):
+                rows[i_row] = bbuf + i_row * ld
         for task in prange(n_tasks, schedule="static"):
-            if bbuf == NULL or cbuf == NULL:
+            if bbuf == NULL or cbuf == NULL or rows == NULL:
                 continue
             n = task // (groups * n_blocks)
             g = (task // n_blocks) % groups
@@ -230,7 +378,7 @@ def conv_grouped(
             _lower(bbuf, ld, x_base + n * x_sn + g * c_per_group * x_sc, c_per_group,
                    x_sc, x_sd, x_sh, x_sw, taps_d, taps_h, taps_w, p0, p1, w_lo, w_hi,
                    stride_w, dilation_w, pad_w)
-            _gemm(&w_packed[g, 0, 0, 0], k_blocks, depth, bbuf, ld, p1 - p0, cbuf, ld)
+            _gemm(&w_packed[g, 0, 0, 0], k_blocks, depth, rows, p1 - p0, cbuf, ld)
             p = p0
             while p < p1:
                 row = p // w_out
@@ -253,6 +401,7 @@ def conv_grouped(
                 p = p + b - a
         free(bbuf)
         free(cbuf)
+        free(rows)
     if out_of_memory[0]:
         raise MemoryError(
             f"grouped: could not allocate {(depth + k_blocks * GR_MR) * ld} work elements per "

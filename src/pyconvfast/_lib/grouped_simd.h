@@ -7,8 +7,8 @@
    AVX-512F (64-byte, 4 x 6; 32 registers). pcf_gr_set_level picks one instantiation for the
    process (the best the CPU has, at import). Other compilers get the baseline loops only.
 
-   The gather that lowers the input (pcf_gr_gather_*) is plain C at the baseline: it is copies,
-   memcpy for unit-stride interior runs. */
+   The gather that lowers the input (pcf_gr_gather_*) is plain C at the baseline: it is copies:
+   plain loops (short runs: a memcpy call would cost more than the copy). */
 #ifndef PYCONVFAST_GROUPED_SIMD_H
 #define PYCONVFAST_GROUPED_SIMD_H
 
@@ -82,10 +82,10 @@
 #undef GR_NV
 #endif
 
-typedef void (*pcf_gr_gemm_f32_t)(const float*, Py_ssize_t, Py_ssize_t, const float*, Py_ssize_t,
+typedef void (*pcf_gr_gemm_f32_t)(const float*, Py_ssize_t, Py_ssize_t, const float* const*,
                                   Py_ssize_t, float*, Py_ssize_t);
-typedef void (*pcf_gr_gemm_f64_t)(const double*, Py_ssize_t, Py_ssize_t, const double*,
-                                  Py_ssize_t, Py_ssize_t, double*, Py_ssize_t);
+typedef void (*pcf_gr_gemm_f64_t)(const double*, Py_ssize_t, Py_ssize_t, const double* const*,
+                                  Py_ssize_t, double*, Py_ssize_t);
 static pcf_gr_gemm_f32_t pcf_gr_gemm_f32_impl = pcf_gr_gemm_f32_base;
 static pcf_gr_gemm_f64_t pcf_gr_gemm_f64_impl = pcf_gr_gemm_f64_base;
 static int pcf_gr_level = 0;
@@ -125,17 +125,17 @@ static int pcf_gr_set_level(int level)
 
 static int pcf_gr_get_level(void) { return pcf_gr_level; }
 
-static void pcf_gr_gemm_f32(const float* w, Py_ssize_t k_blocks, Py_ssize_t depth, const float* b,
-                            Py_ssize_t ldb, Py_ssize_t n_pix, float* c, Py_ssize_t ldc)
+static void pcf_gr_gemm_f32(const float* w, Py_ssize_t k_blocks, Py_ssize_t depth,
+                            const float* const* rows, Py_ssize_t n_pix, float* c, Py_ssize_t ldc)
 {
-    pcf_gr_gemm_f32_impl(w, k_blocks, depth, b, ldb, n_pix, c, ldc);
+    pcf_gr_gemm_f32_impl(w, k_blocks, depth, rows, n_pix, c, ldc);
 }
 
 static void pcf_gr_gemm_f64(const double* w, Py_ssize_t k_blocks, Py_ssize_t depth,
-                            const double* b, Py_ssize_t ldb, Py_ssize_t n_pix, double* c,
+                            const double* const* rows, Py_ssize_t n_pix, double* c,
                             Py_ssize_t ldc)
 {
-    pcf_gr_gemm_f64_impl(w, k_blocks, depth, b, ldb, n_pix, c, ldc);
+    pcf_gr_gemm_f64_impl(w, k_blocks, depth, rows, n_pix, c, ldc);
 }
 
 /* dst[j] = the input sample output column a + j reads at W tap kw, for j in [0, b - a): through
@@ -143,7 +143,7 @@ static void pcf_gr_gemm_f64(const double* w, Py_ssize_t k_blocks, Py_ssize_t dep
    of stride `step` elements from x_row + (ow * stride - pad + kw * dilation) * x_sw, without
    the table, for the interior columns [lo, hi) (every tap in range). */
 #define GR_GATHER(T, S)                                                                           \
-    static void pcf_gr_gather_##S(T* __restrict dst, const T* __restrict x_row, Py_ssize_t x_sw,  \
+    static inline void pcf_gr_gather_##S(T* __restrict dst, const T* __restrict x_row, Py_ssize_t x_sw,  \
                                   const Py_ssize_t* taps, Py_ssize_t kw_size, Py_ssize_t kw,         \
                                   Py_ssize_t a, Py_ssize_t b, Py_ssize_t lo, Py_ssize_t hi,       \
                                   Py_ssize_t stride, Py_ssize_t offset)                           \
@@ -159,7 +159,7 @@ static void pcf_gr_gemm_f64(const double* w, Py_ssize_t k_blocks, Py_ssize_t dep
             const T* src = x_row + (in_lo * stride + offset) * x_sw;                              \
             T* out = dst + (in_lo - a);                                                           \
             Py_ssize_t step = stride * x_sw;                                                      \
-            if (step == 1) memcpy(out, src, (size_t)n * sizeof(T));                               \
+            if (step == 1) for (j = 0; j < n; j++) out[j] = src[j];                               \
             else if (step == 2) for (j = 0; j < n; j++) out[j] = src[2 * j];                      \
             else for (j = 0; j < n; j++) out[j] = src[j * step];                                  \
         }                                                                                         \

@@ -8,12 +8,12 @@
      GR_VBYTES     bytes of the native vector (16, 32 or 64)
      GR_NV         vectors of pixels per register tile (GR_MR x GR_NV accumulators)
 
-   c[k, p] = sum over d in [0, depth) of w[k, d] * b[d, p], summed in the order of d from +0,
+   c[k, p] = sum over d in [0, depth) of w[k, d] * rows[d][p], summed in the order of d from +0,
    for the GR_MR output channels of each weight block and every pixel p in [0, n_pix). The
    weights are packed block by block, w[kb][d][i] for output channel kb * GR_MR + i, so that the
-   GR_MR broadcasts of one step are adjacent; b's rows are ldb apart and readable up to n_pix
-   rounded up to whole vectors (the caller's buffers are padded: the extra columns are computed
-   and dropped). Where the instruction set has FMA the compiler contracts each multiply-add into
+   GR_MR broadcasts of one step are adjacent; each row rows[d] is readable up to n_pix rounded
+   up to whole vectors (the caller's buffers are padded: the extra columns are computed and
+   dropped). Where the instruction set has FMA the compiler contracts each multiply-add into
    one (the build allows contraction), so results differ between instruction sets in the last
    bits, never between thread counts. */
 
@@ -36,7 +36,7 @@ static inline __attribute__((always_inline)) GR_TARGET void GR_NAME(store)(GR_T*
 /* One GR_MR x (NV vectors) tile: c[i * ldc + j * VL + lane] for the tile at b + p. */
 #define GR_TILE(NV, TILE)                                                                        \
     static inline __attribute__((always_inline)) GR_TARGET void GR_NAME(TILE)(                  \
-        const GR_T* __restrict w, Py_ssize_t depth, const GR_T* __restrict b, Py_ssize_t ldb,   \
+        const GR_T* __restrict w, Py_ssize_t depth, const GR_T* const* rows, Py_ssize_t p,      \
         GR_T* __restrict c, Py_ssize_t ldc)                                                      \
     {                                                                                            \
         GR_NAME(vec) acc[GR_MR][NV];                                                             \
@@ -47,7 +47,7 @@ static inline __attribute__((always_inline)) GR_TARGET void GR_NAME(store)(GR_T*
         for (d = 0; d < depth; d++) {                                                            \
             GR_NAME(vec) x[NV];                                                                  \
             _Pragma("GCC unroll 8") for (j = 0; j < NV; j++)                                     \
-                x[j] = GR_NAME(load)(b + d * ldb + j * GR_VL);                                   \
+                x[j] = GR_NAME(load)(rows[d] + p + j * GR_VL);                                   \
             _Pragma("GCC unroll 8") for (i = 0; i < GR_MR; i++) {                                \
                 GR_T s = w[d * GR_MR + i];                                                       \
                 _Pragma("GCC unroll 8") for (j = 0; j < NV; j++) acc[i][j] += s * x[j];          \
@@ -59,22 +59,53 @@ static inline __attribute__((always_inline)) GR_TARGET void GR_NAME(store)(GR_T*
     }
 GR_TILE(GR_NV, tile_wide)
 GR_TILE(1, tile_1)
+GR_TILE(2, tile_2)
+#if GR_NV > 3
+GR_TILE(3, tile_3)
+GR_TILE(4, tile_4)
+GR_TILE(5, tile_5)
+#endif
 #undef GR_TILE
 
+/* The last pixels of a block (fewer than a wide tile) as one narrower tile, so that short rows
+   (7x7, 14x14 planes) still keep several vectors of accumulators in flight. */
+static inline __attribute__((always_inline)) GR_TARGET void GR_NAME(tile_n)(
+    int nv, const GR_T* w, Py_ssize_t depth, const GR_T* const* rows, Py_ssize_t p, GR_T* c,
+    Py_ssize_t ldc)
+{
+    switch (nv) {
+    case 1: GR_NAME(tile_1)(w, depth, rows, p, c, ldc); break;
+    case 2: GR_NAME(tile_2)(w, depth, rows, p, c, ldc); break;
+#if GR_NV > 3
+    case 3: GR_NAME(tile_3)(w, depth, rows, p, c, ldc); break;
+    case 4: GR_NAME(tile_4)(w, depth, rows, p, c, ldc); break;
+    case 5: GR_NAME(tile_5)(w, depth, rows, p, c, ldc); break;
+#endif
+    default: break;
+    }
+}
+
 static GR_TARGET void GR_NAME(gemm)(const GR_T* w, Py_ssize_t k_blocks, Py_ssize_t depth,
-                                    const GR_T* b, Py_ssize_t ldb, Py_ssize_t n_pix, GR_T* c,
+                                    const GR_T* const* rows, Py_ssize_t n_pix, GR_T* c,
                                     Py_ssize_t ldc)
 {
     const Py_ssize_t wide = GR_NV * GR_VL;
     Py_ssize_t p = 0, kb;
+    int nv;
     for (; p + wide <= n_pix; p += wide)
         for (kb = 0; kb < k_blocks; kb++)
-            GR_NAME(tile_wide)(w + kb * depth * GR_MR, depth, b + p, ldb,
+            GR_NAME(tile_wide)(w + kb * depth * GR_MR, depth, rows, p,
                                c + kb * GR_MR * ldc + p, ldc);
-    for (; p < n_pix; p += GR_VL)
+    nv = (int)((n_pix - p + GR_VL - 1) / GR_VL);
+    if (nv == GR_NV) {  /* a wide tile whose last vector is partial */
         for (kb = 0; kb < k_blocks; kb++)
-            GR_NAME(tile_1)(w + kb * depth * GR_MR, depth, b + p, ldb, c + kb * GR_MR * ldc + p,
-                            ldc);
+            GR_NAME(tile_wide)(w + kb * depth * GR_MR, depth, rows, p,
+                               c + kb * GR_MR * ldc + p, ldc);
+    } else if (nv > 0) {
+        for (kb = 0; kb < k_blocks; kb++)
+            GR_NAME(tile_n)(nv, w + kb * depth * GR_MR, depth, rows, p,
+                            c + kb * GR_MR * ldc + p, ldc);
+    }
 }
 
 #undef GR_VL
