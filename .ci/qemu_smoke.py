@@ -18,10 +18,10 @@ import tempfile
 os.environ.setdefault("PYCONVFAST_TUNE", "estimate")  # no timing under emulation
 os.environ.setdefault("PYCONVFAST_CACHE_DIR", tempfile.mkdtemp(prefix="pcf-qemu-smoke-"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import pyconvfast as pcf  # noqa: E402
-from pyconvfast._lib import depthwise, grouped  # noqa: E402
+import pyconvfast as pcf
+from pyconvfast._lib import depthwise, grouped
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
 

@@ -14,11 +14,10 @@ import math
 import time
 
 import numpy as np
+from compare import onnxruntime_runner, torch_runner
 
 import pyconvfast as pcf
 from pyconvfast._models import Layer, model_layers
-
-from compare import onnxruntime_runner, torch_runner
 
 
 def shufflenet_layers():
@@ -65,7 +64,7 @@ def main(argv=None):
                 plan = pcf.plan(x.shape, weight, n_threads=args.threads, algorithm=algorithm,
                                 **layer.kwargs)
                 out = plan(x)
-                contenders[algorithm] = (lambda plan=plan, out=out: plan(x, out=out))
+                contenders[algorithm] = (lambda plan=plan, out=out, x=x: plan(x, out=out))
                 if algorithm == "auto":
                     auto_name = plan.algorithm
             for name, make in (("torch", torch_runner), ("ort", onnxruntime_runner)):

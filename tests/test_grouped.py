@@ -9,12 +9,12 @@ every thread count and pixel block; at every SIMD level this CPU has.
 
 import numpy as np
 import pytest
+from cases import CONV
+from reference import assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
 from pyconvfast import _algorithms_grouped, _api, _heuristic, _registry
 from pyconvfast._lib import grouped as grouped_lib
-from cases import CONV
-from reference import assert_conv_matches, conv_reference
 
 ALGORITHM = _registry.get("grouped")
 
@@ -100,8 +100,8 @@ def test_integer_data_is_exact(rng):
         x = rng.integers(-3, 4, size=(2, 12) + (size,) * n_spatial).astype(np.float32)
         w = rng.integers(-3, 4, size=(9, 4) + (3,) * n_spatial).astype(np.float32)
         b = rng.integers(-3, 4, size=9).astype(np.float32)
-        kwargs = dict(stride=stride, dilation=dilation, padding="same", groups=3,
-                      padding_mode="reflect" if n_spatial == 1 else "zeros")
+        kwargs = {"stride": stride, "dilation": dilation, "padding": "same", "groups": 3,
+                  "padding_mode": "reflect" if n_spatial == 1 else "zeros"}
         got = CONV[n_spatial](x, w, b, algorithm="grouped", **kwargs)
         np.testing.assert_array_equal(got, conv_reference(x, w, b, **kwargs).astype(np.float32))
 

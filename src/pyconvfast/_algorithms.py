@@ -342,4 +342,4 @@ for _m, _summary in (
 
 
 # --- grouped (its own module) --------------------------------------------------------------------
-import pyconvfast._algorithms_grouped  # noqa: E402, F401  (registers "grouped")
+import pyconvfast._algorithms_grouped  # noqa: F401  (registers "grouped")
