@@ -62,31 +62,47 @@ def _param_space(problem):
 
 
 def _shifts_apply(problem):
-    """Stride 1 on every axis and more than one tap: the taps are shifts of the padded input
-    (``conv_grouped_shifted``), no lowering needed."""
-    return all(s == 1 for s in problem.stride) and math.prod(problem.kernel) > 1
+    """Whether the taps are read as shifts of phases of the padded input
+    (``conv_grouped_shifted``, no lowering): where every phase is read, i.e. no stride exceeds
+    the kernel's extent ``dilation * (k - 1) + 1`` (else most of the input would be copied for
+    nothing, and the lowered path copies only what the taps read)."""
+    return all(s <= d * (k - 1) + 1
+               for s, d, k in zip(problem.stride, problem.dilation, problem.kernel))
 
 
 @functools.lru_cache(maxsize=512)
-def _padded_lines(problem):
-    """(line_d, line_h, line_w, shifts): per axis, the input index of every position of the
-    padded input (-1 for a zero), and the flattened offset of each tap, for stride 1."""
+def _phase_lines(problem):
+    """(line_d, line_h, line_w, shifts, phases) for ``conv_grouped_shifted``.
+
+    Per axis with stride s, ``line[r, j]`` is the input index of padded position ``j * s + r``
+    (-1 for a zero, or past the last position any tap reads); per tap in (kd, kh, kw) order,
+    its offset in the flattened phase volume and its phase number.
+    """
     geometry = problem.as_3d()
-    lines = []
-    for size, out, k, d, pad in zip(geometry["in_size"], geometry["out_size"],
-                                    geometry["kernel"], geometry["dilation"],
-                                    geometry["pad_before"]):
-        line = np.ascontiguousarray(
-            tap_table(size, out + d * (k - 1), 1, 1, 1, pad, problem.padding_mode)[:, 0])
+    lines, offsets, tap_phases = [], [], []
+    for size, out, k, s, d, pad in zip(geometry["in_size"], geometry["out_size"],
+                                       geometry["kernel"], geometry["stride"],
+                                       geometry["dilation"], geometry["pad_before"]):
+        extent = (out - 1) * s + (k - 1) * d + 1
+        length = -(-extent // s)
+        padded = np.full(length * s, -1, dtype=np.int64)
+        padded[:extent] = tap_table(size, extent, 1, 1, 1, pad, problem.padding_mode)[:, 0]
+        line = np.ascontiguousarray(padded.reshape(length, s).T)
         line.flags.writeable = False  # built once per problem, shared by every call
         lines.append(line)
-    (kd, kh, kw), (dd, dh, dw) = geometry["kernel"], geometry["dilation"]
-    h_pad, w_pad = len(lines[1]), len(lines[2])
-    shifts = (np.arange(kd)[:, None, None] * dd * h_pad * w_pad
-              + np.arange(kh)[None, :, None] * dh * w_pad + np.arange(kw)[None, None, :] * dw)
+        taps = np.arange(k) * d
+        offsets.append(taps // s)
+        tap_phases.append(taps % s)
+    (_, h_len), (_, w_len) = lines[1].shape, lines[2].shape
+    (_, s_h, s_w) = geometry["stride"]
+    shifts = (offsets[0][:, None, None] * h_len * w_len + offsets[1][None, :, None] * w_len
+              + offsets[2][None, None, :])
+    phases = ((tap_phases[0][:, None, None] * s_h + tap_phases[1][None, :, None]) * s_w
+              + tap_phases[2][None, None, :])
     shifts = np.ascontiguousarray(shifts.reshape(-1), dtype=np.int64)
-    shifts.flags.writeable = False
-    return (*lines, shifts)
+    phases = np.ascontiguousarray(phases.reshape(-1), dtype=np.int64)
+    shifts.flags.writeable = phases.flags.writeable = False
+    return (*lines, shifts, phases)
 
 
 def _run(problem, x, packed, bias, out, n_threads, params):
@@ -95,7 +111,7 @@ def _run(problem, x, packed, bias, out, n_threads, params):
     geometry = problem.as_3d()
     if _shifts_apply(problem):
         conv_grouped_shifted(
-            x, packed, _bias_or_empty(bias, x.dtype), out, *_padded_lines(problem),
+            x, packed, _bias_or_empty(bias, x.dtype), out, *_phase_lines(problem),
             geometry["pad_before"][2], pixel_block(problem, n_threads, **params), n_threads,
         )
         return

@@ -143,21 +143,21 @@ cdef void _lower(
 cdef void _padded_segment(
     floating* seg, Py_ssize_t f0, Py_ssize_t f1, const floating* x_channel,
     Py_ssize_t x_sd, Py_ssize_t x_sh, Py_ssize_t x_sw,
-    const Py_ssize_t[::1] line_d, const Py_ssize_t[::1] line_h, const Py_ssize_t[::1] line_w,
-    Py_ssize_t w_lo, Py_ssize_t w_hi, Py_ssize_t pad_w,
+    const Py_ssize_t* line_d, Py_ssize_t d_len, const Py_ssize_t* line_h, Py_ssize_t h_len,
+    const Py_ssize_t* line_w, Py_ssize_t w_len,
+    Py_ssize_t w_lo, Py_ssize_t w_hi, Py_ssize_t w_step, Py_ssize_t w_offset,
 ) noexcept nogil:
-    """seg[f - f0] for f in [f0, f1): the flattened padded input volume of one channel (the
-    padding mode applied through the lines, which give the input index of every padded position
-    per axis, -1 for a zero), zero past its end."""
-    cdef Py_ssize_t d_pad = line_d.shape[0], h_pad = line_h.shape[0], w_pad = line_w.shape[0]
+    """seg[f - f0] for f in [f0, f1): one phase of the padded input volume of one channel,
+    flattened (the lines give the input index of each of its positions per axis, -1 for a zero;
+    on W, the positions [w_lo, w_hi) read input ``j * w_step + w_offset``), zero past its end."""
     cdef Py_ssize_t f = f0, row, a, b, pd, ph, i_d, i_h
     while f < f1:
-        row = f // w_pad
-        a = f - row * w_pad
-        b = min(w_pad, a + f1 - f)
-        pd = row // h_pad
-        ph = row - pd * h_pad
-        if pd >= d_pad:
+        row = f // w_len
+        a = f - row * w_len
+        b = min(w_len, a + f1 - f)
+        pd = row // h_len
+        ph = row - pd * h_len
+        if pd >= d_len:
             memset(seg + f - f0, 0, (f1 - f) * sizeof(floating))
             return
         i_d = line_d[pd]
@@ -165,8 +165,8 @@ cdef void _padded_segment(
         if i_d < 0 or i_h < 0:
             memset(seg + f - f0, 0, (b - a) * sizeof(floating))
         else:
-            _gather(seg + f - f0, x_channel + i_d * x_sd + i_h * x_sh, x_sw, &line_w[0], 1, 0,
-                    a, b, w_lo, w_hi, 1, -pad_w)
+            _gather(seg + f - f0, x_channel + i_d * x_sd + i_h * x_sh, x_sw, line_w, 1, 0,
+                    a, b, w_lo, w_hi, w_step, w_offset)
         f = f + b - a
 
 
@@ -175,37 +175,44 @@ def conv_grouped_shifted(
     const floating[:, :, :, ::1] w_packed,
     const floating[::1] bias,
     floating[:, :, :, :, :] out,
-    const Py_ssize_t[::1] line_d,
-    const Py_ssize_t[::1] line_h,
-    const Py_ssize_t[::1] line_w,
+    const Py_ssize_t[:, ::1] line_d,
+    const Py_ssize_t[:, ::1] line_h,
+    const Py_ssize_t[:, ::1] line_w,
     const Py_ssize_t[::1] shifts,
+    const Py_ssize_t[::1] phases,
     Py_ssize_t pad_w,
     Py_ssize_t pixel_block,
     int n_threads,
 ):
-    """Grouped convolution with stride 1, without lowering: the taps are shifts of the padded
-    input.
+    """Grouped convolution without lowering: the taps are shifts of phases of the padded input.
 
     With stride 1, output (od, oh, ow) reads the padded input at (od + kd*dd, oh + kh*dh,
     ow + kw*dw): in the padded volume flattened with its own row lengths, that is position
-    ``q + shift[kd, kh, kw]`` for ``q = (od * H_pad + oh) * W_pad + ow``. A task builds a
-    segment of the padded, flattened input of each channel of its group (about as many elements
-    as the input, not ``KD*KH*KW`` times as many) and the micro-kernel reads each tap's row as a
-    shifted view of it. The positions q whose ow or oh fall in the padding are computed and
-    dropped (``(W_pad - W_out) / W_pad`` of the work: 2 of 58 columns for a 56-wide 3x3 layer).
+    ``q + shift[kd, kh, kw]`` for ``q = (od * H_pad + oh) * W_pad + ow``. With stride s, the
+    padded input is split into s (per axis) *phases*, phase r holding positions r, r + s,
+    r + 2s...; tap t reads phase ``(t * dilation) % s`` shifted by ``(t * dilation) // s``, and
+    the flattening uses the phases' common lengths. A task builds a segment of every phase of
+    each channel of its group (about as many elements as the input, not ``KD*KH*KW`` times as
+    many) and the micro-kernel reads each tap's row as a shifted view of its phase. The
+    positions q whose ow or oh fall past the output are computed and dropped
+    (``(W_len - W_out) / W_len`` of the work: 2 of 58 columns for a 56-wide 3x3 layer).
 
     Parameters
     ----------
     x, w_packed, bias, out, n_threads : as for :func:`conv_grouped`
-    line_d, line_h, line_w : (D_pad,), (H_pad,), (W_pad,) int64
-        Input index of every padded position, -1 for a zero (``D_pad = D_out + dd*(KD-1)``...).
-    shifts : (KD*KH*KW,) int64, the flattened offset of each tap in (kd, kh, kw) order
+    line_d, line_h, line_w : (s, L) int64 per axis
+        ``line[r, j]``: the input index of padded position ``j * s + r`` (phase r), -1 for a
+        zero or past the end; L is the same for every phase of an axis.
+    shifts : (KD*KH*KW,) int64, each tap's flattened offset within its phase, (kd, kh, kw) order
+    phases : (KD*KH*KW,) int64, each tap's phase, ``(r_d * s_h + r_h) * s_w + r_w``
     pad_w : int, padding before W (for the interior run of each padded row)
     pixel_block : int, flattened positions q per task
     """
     cdef Py_ssize_t batch = out.shape[0], c_out = out.shape[1]
     cdef Py_ssize_t d_out = out.shape[2], h_out = out.shape[3], w_out = out.shape[4]
-    cdef Py_ssize_t d_pad = line_d.shape[0], h_pad = line_h.shape[0], w_pad = line_w.shape[0]
+    cdef Py_ssize_t s_d = line_d.shape[0], s_h = line_h.shape[0], s_w = line_w.shape[0]
+    cdef Py_ssize_t d_pad = line_d.shape[1], h_pad = line_h.shape[1], w_pad = line_w.shape[1]
+    cdef Py_ssize_t n_phases = s_d * s_h * s_w
     cdef Py_ssize_t groups = w_packed.shape[0], k_blocks = w_packed.shape[1]
     cdef Py_ssize_t depth = w_packed.shape[2], n_taps = shifts.shape[0]
     cdef Py_ssize_t c_per_group = x.shape[1] // groups, k_per_group = c_out // groups
@@ -220,13 +227,13 @@ def conv_grouped_shifted(
     cdef Py_ssize_t n_q = ((d_out - 1) * h_pad + h_out - 1) * w_pad + w_out
     cdef Py_ssize_t block = max(1, min(pixel_block, n_q))
     cdef Py_ssize_t ld = (block + PIXEL_PAD - 1) // PIXEL_PAD * PIXEL_PAD
-    cdef Py_ssize_t max_shift = shifts[n_taps - 1]
-    cdef Py_ssize_t seg_len = ld + max_shift + PIXEL_PAD
+    cdef Py_ssize_t max_shift = 0
+    cdef Py_ssize_t seg_len
     cdef Py_ssize_t n_blocks = (n_q + block - 1) // block  # (cdivision: no -(-a // b))
     cdef Py_ssize_t n_tasks = batch * groups * n_blocks
     cdef bint has_bias = bias.shape[0] > 0
-    cdef Py_ssize_t w_lo = min(pad_w, w_pad), w_hi = min(pad_w + w_in, w_pad)
     cdef Py_ssize_t task, n, g, blk, q0, q1, q, row, od, oh, ow, ow_end, k, j, ci, t
+    cdef Py_ssize_t phase, r_d, r_h, r_w, w_offset, w_lo_r, w_hi_r
     cdef floating* sbuf
     cdef floating* cbuf
     cdef const floating** rows
@@ -239,10 +246,13 @@ def conv_grouped_shifted(
     out_of_memory[0] = 0
     if n_tasks == 0 or n_q <= 0:
         return
+    for t in range(n_taps):
+        max_shift = max(max_shift, shifts[t])
+    seg_len = ld + max_shift + PIXEL_PAD
     x_base = &x[0, 0, 0, 0, 0]
     out_base = &out[0, 0, 0, 0, 0]
     with nogil, parallel(num_threads=n_threads):
-        sbuf = <floating*> calloc(c_per_group * seg_len, sizeof(floating))
+        sbuf = <floating*> calloc(c_per_group * n_phases * seg_len, sizeof(floating))
         cbuf = <floating*> calloc(k_blocks * GR_MR * ld, sizeof(floating))
         rows = <const floating**> calloc(depth, sizeof(floating*))
         if sbuf == NULL or cbuf == NULL or rows == NULL:
@@ -256,11 +266,23 @@ def conv_grouped_shifted(
             q0 = blk * block
             q1 = min(n_q, q0 + block)
             for ci in range(c_per_group):
-                _padded_segment(sbuf + ci * seg_len, q0, q0 + (q1 - q0) + max_shift,
-                                x_base + n * x_sn + (g * c_per_group + ci) * x_sc,
-                                x_sd, x_sh, x_sw, line_d, line_h, line_w, w_lo, w_hi, pad_w)
+                for phase in range(n_phases):
+                    r_d = phase // (s_h * s_w)
+                    r_h = (phase // s_w) % s_h
+                    r_w = phase % s_w
+                    # Phase r_w of W: position j reads input j * s_w + r_w - pad_w where in range.
+                    w_offset = r_w - pad_w
+                    w_lo_r = min(max(0, (pad_w - r_w + s_w - 1) // s_w), w_pad)
+                    w_hi_r = min(max(w_lo_r, (w_in - 1 - w_offset) // s_w + 1
+                                     if w_in - 1 - w_offset >= 0 else w_lo_r), w_pad)
+                    _padded_segment(
+                        sbuf + (ci * n_phases + phase) * seg_len, q0, q1 + max_shift,
+                        x_base + n * x_sn + (g * c_per_group + ci) * x_sc, x_sd, x_sh, x_sw,
+                        &line_d[r_d, 0], d_pad, &line_h[r_h, 0], h_pad, &line_w[r_w, 0], w_pad,
+                        w_lo_r, w_hi_r, s_w, w_offset)
                 for t in range(n_taps):
-                    rows[ci * n_taps + t] = sbuf + ci * seg_len + shifts[t]
+                    rows[ci * n_taps + t] = (sbuf + (ci * n_phases + phases[t]) * seg_len
+                                             + shifts[t])
             _gemm(&w_packed[g, 0, 0, 0], k_blocks, depth, rows, q1 - q0, cbuf, ld)
             q = q0
             while q < q1:
