@@ -25,18 +25,18 @@ transformed weights outweigh the saved multiplies (512ch 7x7: 0.2x at N=1, 0.9x 
 1.5x to 4x faster than im2col on the ResNet 3x3 layers, except 512ch 7x7 at N=1 (1.0x). In
 float64 the margin is thin or negative beyond 64 channels, so float64 stays with im2col.
 
-Grouped layers with 2 to 64 input channels per group (bench/grouped.py, float32, 1 and 2
-threads, AVX-512 machine, shared and loaded): ``grouped`` beats ``im2col`` 1.2x to 3.2x on the
-ResNeXt-50 3x3 layers (32 groups of 4 to 32 channels, stride 1 and 2) and 1.0x to 1.6x on
-ShuffleNet's grouped 1x1 layers (g = 3, 4, 8, up to 128 channels per group), where the widest
-ones (960 and 1088 channels) are ties within the noise. Where Winograd pays (16+ channels per
+Grouped layers with 2 to 160 input channels per group (bench/grouped.py, float32, 1 and 2
+threads, AVX-512 machine, shared and loaded): ``grouped`` beats ``im2col`` 1.05x to 6x on the
+ResNeXt-50 3x3 layers (32 groups of 4 to 32 channels, stride 1 and 2; least on the 7x7 planes)
+and 1.2x to 2.2x on ShuffleNet's grouped 1x1 layers with 24 to 160 channels per group; from
+192 to 320 channels per group (the widest ShuffleNet layers) they tie within the noise. Where Winograd pays (16+ channels per
 group and enough tiles), it goes first.
 """
 from pyconvfast import _registry
 
-# Input channels per group up to which ``grouped`` goes first (measured up to 128 on 1x1 layers,
-# where it ties with im2col; 4 to 32 on 3x3 layers, where it wins by 1.2x to 3.2x).
-_GROUPED_MAX_PER_GROUP = 64
+# Input channels per group up to which ``grouped`` goes first (measured: wins up to 160, ties
+# from 192 to 320).
+_GROUPED_MAX_PER_GROUP = 160
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
