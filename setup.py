@@ -105,6 +105,7 @@ EXTENSIONS = [_extension(name)
                   "deform",
                   "separable",
                   "col2im",
+                  "grouped",
               )]
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
 

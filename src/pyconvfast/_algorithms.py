@@ -473,3 +473,7 @@ register(Algorithm(
     prepare=_fft.prepare,
     param_space=_fft.param_space,
 ))
+
+
+# --- grouped (its own module) --------------------------------------------------------------------
+import pyconvfast._algorithms_grouped  # noqa: F401  (registers "grouped")

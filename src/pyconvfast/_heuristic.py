@@ -47,6 +47,13 @@ the depthwise kernel is fast). The rule below follows these crossovers, counting
 dilated kernel costs direct and im2col no more) and, for dense layers, only from 16 input and
 16 output channels per group (the channel counts measured); 3-D was not measured, so "estimate"
 leaves it to the others (measure mode times fft there too).
+
+Grouped layers with 2 to 160 input channels per group (bench/grouped.py, float32, 1 and 2
+threads, AVX-512 machine, shared and loaded): ``grouped`` beats ``im2col`` 1.05x to 6x on the
+ResNeXt-50 3x3 layers (32 groups of 4 to 32 channels, stride 1 and 2; least on the 7x7 planes)
+and 1.2x to 2.2x on ShuffleNet's grouped 1x1 layers with 24 to 160 channels per group; from
+192 to 320 channels per group (the widest ShuffleNet layers) they tie within the noise. Where Winograd pays (16+ channels per
+group and enough tiles), it goes first.
 """
 
 import math
@@ -69,6 +76,11 @@ def _fft_pays(problem):
     else:
         threshold = _FFT_MIN_TAPS_DENSE[problem.n_spatial]
     return min(problem.kernel) >= threshold
+
+
+# Input channels per group up to which ``grouped`` goes first (measured: wins up to 160, ties
+# from 192 to 320).
+_GROUPED_MAX_PER_GROUP = 160
 
 # Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
 _WINOGRAD_MIN_TILES = 48
@@ -106,9 +118,11 @@ def _preference(problem):
         return ("depthwise", "direct", "im2col")
     if _winograd_pays(problem):
         return ("winograd_f4x4_3x3", "im2col", "direct")
+    if problem.groups > 1 and problem.c_in // problem.groups <= _GROUPED_MAX_PER_GROUP:
+        return ("grouped", "im2col", "direct")
     if _direct_pays(problem):
         return ("direct", "im2col")
-    return ("im2col", "direct")
+    return ("im2col", "grouped", "direct")
 
 
 def choose(problem):
