@@ -110,7 +110,7 @@ def _from_entry(problem, entry):
     if entry is None:
         return None
     name, params = entry.get("algorithm"), entry.get("params", {})
-    if name not in _registry.names(problem) or not isinstance(params, dict):
+    if not _registry.can_run(name, problem) or not isinstance(params, dict):
         return None
     if params and params not in _registry.get(name).param_space(problem):
         return None

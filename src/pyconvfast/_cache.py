@@ -130,19 +130,12 @@ def _cpu():
 
 
 def _blas():
-    """The BLAS SciPy calls, as threadpoolctl describes it (without the thread count)."""
+    """The BLAS SciPy calls (the libraries ``_threads.blas_threads`` controls), as threadpoolctl
+    describes it, without the thread count."""
     try:
-        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so that threadpoolctl sees it)
-        from threadpoolctl import threadpool_info
+        from pyconvfast._threads import blas_threads
 
-        libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-        # A SciPy wheel bundles its BLAS in scipy.libs/ (or scipy/.dylibs/); NumPy's copy, also
-        # named libscipy_openblas, is not what the kernels call. A SciPy built against a system
-        # BLAS bundles none: then every BLAS loaded is described.
-        scipy_dir = os.path.dirname(os.path.realpath(scipy.__file__))
-        own = [lib for lib in libraries
-               if os.path.realpath(lib.get("filepath", "")).startswith(scipy_dir)]
-        libraries = own or libraries
+        libraries = blas_threads.describe()
     except Exception:  # noqa: BLE001  (an unusual BLAS must not stop convolutions)
         return [{"internal_api": "unknown"}]
     described = [{key: str(lib.get(key)) for key in _BLAS_KEYS} for lib in libraries]

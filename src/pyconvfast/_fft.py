@@ -66,7 +66,7 @@ def supports(problem):
     """None if ``fft`` can run ``problem``, else the reason."""
     if problem.stride != (1,) * problem.n_spatial:
         return f"needs stride 1, got stride={problem.stride}"
-    if _block_plan(problem, _algorithms.workspace_bytes(), None) is None:
+    if not _smallest_blocks_fit(problem, _algorithms.workspace_bytes()):
         return (f"its smallest blocks' weight spectra and buffers do not fit the workspace bound "
                 f"of {_algorithms.workspace_bytes() / 2**20:.3g} MiB (PYCONVFAST_WORKSPACE_MB)")
     return None
@@ -145,6 +145,15 @@ def _cost(problem, sizes, blocks_per_axis, n_samples):
     if _bytes(problem, sizes, 0)[0] > _CACHE_BYTES:
         gemm_flops *= _OUT_OF_CACHE_FACTOR
     return n_blocks * (fft_flops + gemm_flops) + passes * _FIXED_FLOPS_PER_PASS
+
+
+def _smallest_blocks_fit(problem, workspace):
+    """Whether ``_block_plan`` finds a plan, without running its cost model (``supports`` is
+    asked on every cached lookup, so it stays cheap): memory grows with the FFT sizes, so a plan
+    exists exactly when the smallest candidate size on every axis fits."""
+    live = [max(1, stop - start) for start, stop in _live_range(problem)]
+    smallest = tuple(min(_axis_candidates(e, n)) for e, n in zip(_extent(problem), live))
+    return sum(_bytes(problem, smallest, 1)) <= workspace
 
 
 @functools.lru_cache(maxsize=512)

@@ -94,3 +94,11 @@ def names(problem=None, kind=None):
         name for name, algorithm in _ALGORITHMS.items()
         if algorithm.kind == kind and (problem is None or algorithm.supports(problem) is None)
     ]
+
+
+def can_run(name, problem):
+    """Whether ``name`` is a registered algorithm of the problem's kind that can run it (asks
+    only that algorithm, where :func:`names` asks them all)."""
+    algorithm = _ALGORITHMS.get(name) if isinstance(name, str) else None
+    return (algorithm is not None and algorithm.kind == getattr(problem, "kind", "conv")
+            and algorithm.supports(problem) is None)

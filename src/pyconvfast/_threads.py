@@ -72,6 +72,11 @@ class _BlasThreads:
         self._depth = 0
         self._saved = []
 
+    def describe(self):
+        """threadpoolctl's description of each BLAS library :meth:`limit` controls (a list of
+        dicts with ``internal_api``, ``version``, ``architecture``, ``threading_layer``...)."""
+        return [lib.info() for lib in self._libraries]
+
     @contextlib.contextmanager
     def limit(self, n_threads):
         """Context manager running SciPy's BLAS with ``n_threads`` threads inside it.
