@@ -151,8 +151,11 @@ def _smallest_blocks_fit(problem, workspace):
     """Whether ``_block_plan`` finds a plan, without running its cost model (``supports`` is
     asked on every cached lookup, so it stays cheap): memory grows with the FFT sizes, so a plan
     exists exactly when the smallest candidate size on every axis fits."""
+    extent = _extent(problem)
+    if sum(_bytes(problem, extent, 1)) > workspace:  # no FFT size can be smaller than extent
+        return False
     live = [max(1, stop - start) for start, stop in _live_range(problem)]
-    smallest = tuple(min(_axis_candidates(e, n)) for e, n in zip(_extent(problem), live))
+    smallest = tuple(min(_axis_candidates(e, n)) for e, n in zip(extent, live))
     return sum(_bytes(problem, smallest, 1)) <= workspace
 
 
