@@ -22,22 +22,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
-
-cdef inline void _gemm(
-    int m, int n, int k, const floating* a, int lda, const floating* b, int ldb,
-    floating* c, int ldc,
-) noexcept nogil:
-    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``, neither transposed."""
-    cdef char no_transpose = b"N"
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*> a, &lda, <float*> b,
-              &ldb, &zero, c, &ldc)
-    else:
-        dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*> a, &lda, <double*> b,
-              &ldb, &zero, c, &ldc)
+from pyconvfast._lib.gemm cimport gemm
 
 
 cdef inline Py_ssize_t _first_input(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
@@ -211,7 +196,7 @@ def conv_transpose_gemm(
             while row0 < (n0 + n_count) * rows_per_sample:
                 row1 = min(row0 + chunk_rows, (n0 + n_count) * rows_per_sample)
                 n_cols = (row1 - row0) * w_in
-                _gemm(<int> n_cols, <int> (k_count * n_taps), <int> c_per_group,
+                gemm(c'N', c'N', <int> n_cols, <int> (k_count * n_taps), <int> c_per_group,
                       &xpack[g * c_per_group, row0 * w_in], <int> np_in,
                       &wt[g, k0 * n_taps, 0], <int> c_per_group, col, <int> n_cols)
                 for n in range(row0 // rows_per_sample, (row1 - 1) // rows_per_sample + 1):

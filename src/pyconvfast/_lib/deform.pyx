@@ -29,26 +29,11 @@ from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.math cimport NAN, floor
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from pyconvfast._lib.gemm cimport gemm
 
 # The sample-table flag of a point with a NaN coordinate (the four corner bits are 1, 2, 4, 8).
 cdef enum:
     _NAN_POINT = 16
-
-
-cdef inline void _gemm(
-    int m, int n, int k, const floating* a, int lda, const floating* b, int ldb,
-    floating* c, int ldc,
-) noexcept nogil:
-    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``, neither transposed."""
-    cdef char no_transpose = b"N"
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*> a, &lda, <float*> b,
-              &ldb, &zero, c, &ldc)
-    else:
-        dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*> a, &lda, <double*> b,
-              &ldb, &zero, c, &ldc)
 
 
 cdef void _sample_table(
@@ -261,7 +246,7 @@ def deform_conv(
                                     n_taps * p_count, table_index, table_weight, inside,
                                     modulation, has_mask)
             for g in range(groups):
-                _gemm(<int> p_count, <int> k_per_group, <int> (c_per_group * n_taps),
+                gemm(c'N', c'N', <int> p_count, <int> k_per_group, <int> (c_per_group * n_taps),
                       col + g * c_per_group * n_taps * p_count, <int> p_count,
                       &w[g * k_per_group, 0], <int> (c_per_group * n_taps),
                       acc, <int> p_count)

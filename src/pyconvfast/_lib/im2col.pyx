@@ -17,25 +17,10 @@ then runs in our threads, with their flush-to-zero state (``fpstate.h``).
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from pyconvfast._lib.gemm cimport gemm
 
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
-
-
-cdef inline void _gemm(
-    int m, int n, int k, const floating* a, int lda, const floating* b, int ldb,
-    floating* c, int ldc,
-) noexcept nogil:
-    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``, neither transposed."""
-    cdef char no_transpose = b"N"
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <float*> a, &lda, <float*> b,
-              &ldb, &zero, c, &ldc)
-    else:
-        dgemm(&no_transpose, &no_transpose, &m, &n, &k, &one, <double*> a, &lda, <double*> b,
-              &ldb, &zero, c, &ldc)
 
 
 cdef void _lower(
@@ -164,7 +149,7 @@ def conv_im2col(
             g = (task // n_chunks) % groups
             n = task // (n_chunks * groups)
             _lower(col, x, taps_d, taps_h, taps_w, n, g * c_per_group, n_taps, p_first, p_count)
-            _gemm(<int> p_count, <int> k_per_group, <int> n_taps, col, <int> p_count,
+            gemm(c'N', c'N', <int> p_count, <int> k_per_group, <int> n_taps, col, <int> p_count,
                   &w[g * k_per_group, 0], <int> n_taps, col + col_size, <int> p_count)
             _store(out, col + col_size, bias, n, g * k_per_group, k_per_group, p_first, p_count)
         pcf_flush_subnormals_end(fp_saved)
@@ -176,22 +161,6 @@ def work_elements(Py_ssize_t n_taps, Py_ssize_t k_per_group, Py_ssize_t chunk):
 
 
 # --- 1x1, stride 1, no padding: GEMM straight on the arrays, no lowering ------------------------
-
-cdef inline void _gemm_t(
-    int m, int n, int k, const floating* a, int lda, const floating* b, int ldb,
-    floating* c, int ldc,
-) noexcept nogil:
-    """Column-major ``C[m, n] = A^T @ B`` with ``A`` stored ``(k, m)``."""
-    cdef char transpose = b"T"
-    cdef char no_transpose = b"N"
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&transpose, &no_transpose, &m, &n, &k, &one, <float*> a, &lda, <float*> b,
-              &ldb, &zero, c, &ldc)
-    else:
-        dgemm(&transpose, &no_transpose, &m, &n, &k, &one, <double*> a, &lda, <double*> b,
-              &ldb, &zero, c, &ldc)
-
 
 def pointwise_form(x_strides, out_strides, size, Py_ssize_t c_per_group,
                    Py_ssize_t k_per_group, Py_ssize_t itemsize):
@@ -306,7 +275,7 @@ def conv_pointwise_gemm(
                 # out^T[p, k] = x^T[p, c] @ W^T[c, k]: column-major x (P x C, ld x_sc)
                 xt = x0 + n * x_sn + g * c_g * x_sc + p0
                 ot = o0 + n * o_sn + g * k_g * o_sk + p0
-                _gemm(<int> count, <int> k_g, <int> c_g, xt, <int> x_sc, &w[g * k_g, 0],
+                gemm(c'N', c'N', <int> count, <int> k_g, <int> c_g, xt, <int> x_sc, &w[g * k_g, 0],
                       <int> c_g, ot, <int> o_sk)
                 if has_bias:
                     for k in range(k_g):
@@ -317,7 +286,7 @@ def conv_pointwise_gemm(
                 # out[k, p] = W[k, c] @ x[c, p]: column-major x (C x P, ld x_sp), W^T stored
                 xt = x0 + n * x_sn + g * c_g + p0 * x_sp
                 ot = o0 + n * o_sn + g * k_g + p0 * o_sp
-                _gemm_t(<int> k_g, <int> count, <int> c_g, &w[g * k_g, 0], <int> c_g, xt,
+                gemm(c'T', c'N', <int> k_g, <int> count, <int> c_g, &w[g * k_g, 0], <int> c_g, xt,
                         <int> x_sp, ot, <int> o_sp)
                 if has_bias:
                     for p in range(count):

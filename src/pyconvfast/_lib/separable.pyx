@@ -27,7 +27,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from pyconvfast._lib.gemm cimport gemm
 
 cdef extern from "depthwise_simd.h" nogil:
     void pcf_dw_rows_f32(float* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
@@ -53,18 +53,6 @@ cdef extern from "depthwise_simd.h" nogil:
     int pcf_dw_set_level(int level)
 
 pcf_dw_set_level(pcf_dw_max_level())
-
-
-cdef inline void _gemm(char transa, char transb, int m, int n, int k, const floating* a, int lda,
-                       const floating* b, int ldb, floating* c, int ldc) noexcept nogil:
-    """Column-major ``C[m, n] = op(A) @ op(B)``."""
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&transa, &transb, &m, &n, &k, &one, <float*> a, &lda, <float*> b, &ldb, &zero,
-              c, &ldc)
-    else:
-        dgemm(&transa, &transb, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &zero,
-              c, &ldc)
 
 
 cdef inline void _rows(floating* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
@@ -327,14 +315,14 @@ def conv_separable_fused(
                                        multiplier, taps_h, taps_w, x_sh, x_sw, stride_w,
                                        dilation_w, pad_w, w_lo, w_hi, row_ptr, row_tap, xs, wps)
                 if direct_layout == 2:
-                    _gemm(c'T', c'N', <int> c_out, <int> p_count, <int> c_mid, wpp0,
+                    gemm(c'T', c'N', <int> c_out, <int> p_count, <int> c_mid, wpp0,
                           <int> c_mid, mid, <int> c_mid, o, <int> c_out)
                     if has_bias:
                         for p in range(p_count):
                             for k in range(c_out):
                                 o[p * c_out + k] = o[p * c_out + k] + bias[k]
                 else:
-                    _gemm(c'T', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> c_mid,
+                    gemm(c'T', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> c_mid,
                           wpp0, <int> c_mid, staged, <int> p_count)
                     for k in range(c_out):
                         shift = bias[k] if has_bias else 0
@@ -350,7 +338,7 @@ def conv_separable_fused(
                                 w_lo, w_hi, row_ptr, row_tap, xs, ws)
             if direct_layout == 1:
                 # out[k, p] (column-major P x K, ldc = channel stride) = mid^T-free product
-                _gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
+                gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
                       wp0, <int> c_mid, o, <int> o_sc)
                 if has_bias:
                     for k in range(c_out):
@@ -359,14 +347,14 @@ def conv_separable_fused(
                             o[k * o_sc + p] = o[k * o_sc + p] + shift
             elif direct_layout == 2:
                 # out[p, k] (column-major K x P, ldc = K)
-                _gemm(c'T', c'T', <int> c_out, <int> p_count, <int> c_mid, wp0, <int> c_mid,
+                gemm(c'T', c'T', <int> c_out, <int> p_count, <int> c_mid, wp0, <int> c_mid,
                       mid, <int> p_count, o, <int> c_out)
                 if has_bias:
                     for p in range(p_count):
                         for k in range(c_out):
                             o[p * c_out + k] = o[p * c_out + k] + bias[k]
             else:
-                _gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
+                gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
                       wp0, <int> c_mid, staged, <int> p_count)
                 for k in range(c_out):
                     shift = bias[k] if has_bias else 0

@@ -35,7 +35,7 @@ The buffers are slices of a work array the caller passes in and keeps between ca
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stddef cimport ptrdiff_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from pyconvfast._lib.gemm cimport gemm
 
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
@@ -86,17 +86,6 @@ cdef struct Geometry:
     const ptrdiff_t* line_h
     const ptrdiff_t* line_w
     Py_ssize_t col_first, col_stop
-
-
-cdef inline void _gemm(int m, int n, int k, const floating* a, int lda, const floating* b,
-                       int ldb, floating* c, int ldc) noexcept nogil:
-    """Column-major ``C[m, n] = A[m, k] @ B[k, n]``."""
-    cdef char no = b"N"
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(&no, &no, &m, &n, &k, &one, <float*> a, &lda, <float*> b, &ldb, &zero, c, &ldc)
-    else:
-        dgemm(&no, &no, &m, &n, &k, &one, <double*> a, &lda, <double*> b, &ldb, &zero, c, &ldc)
 
 
 cdef inline void _input_channel(const Geometry* geo, floating* v, const floating* x_c,
@@ -150,7 +139,7 @@ cdef void _run_block(
             _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch)
         for xi in range(a2):
-            _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
+            gemm(c'N', c'N', <int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
                   u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
                   <int> block)
         for k in range(k_g):
@@ -168,7 +157,7 @@ cdef void _run_block(
         with parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
             for xi in prange(a2, schedule="static"):
-                _gemm(<int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
+                gemm(c'N', c'N', <int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
                       u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
                       <int> block)
             pcf_flush_subnormals_end(fp_saved)
