@@ -21,7 +21,8 @@ that is then stored with its strides.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.gemm cimport gemm
 
 
@@ -170,7 +171,7 @@ def conv_transpose_gemm(
         pcf_flush_subnormals_end(fp_saved)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
-        col = <floating*> malloc((col_size + (0 if in_place else plane)) * sizeof(floating))
+        col = <floating*> thread_buffer((col_size + (0 if in_place else plane)) * sizeof(floating))
         if col == NULL:
             out_of_memory[0] = 1
         for task in prange(groups * k_blocks * n_blocks, schedule="static"):

@@ -28,7 +28,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.math cimport NAN, floor
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.gemm cimport gemm
 
 # The sample-table flag of a point with a NaN coordinate (the four corner bits are 1, 2, 4, 8).
@@ -222,9 +223,9 @@ def deform_conv(
     cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
-        col = <floating*> malloc(
+        col = <floating*> thread_buffer(
             (col_size + k_per_group * chunk + 5 * n_entries) * sizeof(floating))
-        table_index = <Py_ssize_t*> malloc(4 * n_entries * sizeof(Py_ssize_t) + n_entries)
+        table_index = <Py_ssize_t*> thread_buffer(4 * n_entries * sizeof(Py_ssize_t) + n_entries)
         if col == NULL or table_index == NULL:
             out_of_memory[0] = 1
         for task in prange(batch * n_chunks, schedule="static"):

@@ -27,8 +27,8 @@ every thread count and every instruction set.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
-
+from libc.stdlib cimport free
+from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
 cdef extern from "depthwise_simd.h" nogil:
@@ -499,13 +499,13 @@ def conv_depthwise(
 
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
-        acc = <floating*> malloc(acc_size * sizeof(floating))
-        stage = <floating*> malloc(stage_size * sizeof(floating))
-        ws = <floating*> malloc(n_taps * sizeof(floating))
-        xs = <const floating**> malloc(n_taps * sizeof(floating*))
-        wps = <const floating**> malloc(n_taps * sizeof(floating*))
-        row_ptr = <const floating**> malloc(kd_size * kh_size * sizeof(floating*))
-        row_tap = <Py_ssize_t*> malloc(kd_size * kh_size * sizeof(Py_ssize_t))
+        acc = <floating*> thread_buffer(acc_size * sizeof(floating))
+        stage = <floating*> thread_buffer(stage_size * sizeof(floating))
+        ws = <floating*> thread_buffer(n_taps * sizeof(floating))
+        xs = <const floating**> thread_buffer(n_taps * sizeof(floating*))
+        wps = <const floating**> thread_buffer(n_taps * sizeof(floating*))
+        row_ptr = <const floating**> thread_buffer(kd_size * kh_size * sizeof(floating*))
+        row_tap = <Py_ssize_t*> thread_buffer(kd_size * kh_size * sizeof(Py_ssize_t))
         if (acc == NULL or stage == NULL or ws == NULL or xs == NULL or wps == NULL
                 or row_ptr == NULL or row_tap == NULL):
             out_of_memory[0] = 1

@@ -13,7 +13,8 @@ result is bitwise the same for every thread count.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+from pyconvfast._lib.buffers cimport thread_buffer
 
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
@@ -97,7 +98,7 @@ def conv_direct(
     out_of_memory[0] = 0
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
-        acc = <floating*> malloc(plane * sizeof(floating))
+        acc = <floating*> thread_buffer(plane * sizeof(floating))
         if acc == NULL:
             out_of_memory[0] = 1
         for task in prange(batch * c_out, schedule="static"):

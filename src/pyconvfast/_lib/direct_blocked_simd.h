@@ -185,7 +185,9 @@ typedef struct {
         const T* bias = a->bias ? (const T*)a->bias + g * a->k_g + k0 : NULL;                               \
         const Py_ssize_t pix_step = a->stride_w * a->x_sw, kw_step = a->dilation_w * a->x_sw;     \
         T tmp[DB_TMP_BYTES / sizeof(T)] __attribute__((aligned(64)));                             \
-        Py_ssize_t* rtap = (Py_ssize_t*)malloc(2 * a->kd_n * a->kh_n * sizeof(Py_ssize_t));       \
+        /* own cache lines: two threads' row lists must not share one (false sharing) */     \
+        Py_ssize_t* rtap = (Py_ssize_t*)aligned_alloc(                                            \
+            64, (2 * a->kd_n * a->kh_n * sizeof(Py_ssize_t) + 63) / 64 * 64);                     \
         Py_ssize_t* roff;                                                                         \
         Py_ssize_t row, kd, kh, ow, k, p, np;                                                     \
         if (rtap == NULL)                                                                         \

@@ -26,7 +26,8 @@ padding mode costs nothing but those tables.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.gemm cimport gemm
 
 cdef extern from "depthwise_simd.h" nogil:
@@ -288,15 +289,15 @@ def conv_separable_fused(
     cdef unsigned int fp_saved
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
-        mid = <floating*> malloc(c_mid * tile_max * sizeof(floating))
-        staged = <floating*> malloc((c_out * tile_max
+        mid = <floating*> thread_buffer(c_mid * tile_max * sizeof(floating))
+        staged = <floating*> thread_buffer((c_out * tile_max
                                      if direct_layout == 0 or (pixels and direct_layout != 2)
                                      else 1) * sizeof(floating))
-        ws = <floating*> malloc(kh_size * kw_size * sizeof(floating))
-        xs = <const floating**> malloc(kh_size * kw_size * sizeof(floating*))
-        row_ptr = <const floating**> malloc(kh_size * sizeof(floating*))
-        row_tap = <Py_ssize_t*> malloc(kh_size * sizeof(Py_ssize_t))
-        wps = <const floating**> malloc(kh_size * kw_size * sizeof(floating*))
+        ws = <floating*> thread_buffer(kh_size * kw_size * sizeof(floating))
+        xs = <const floating**> thread_buffer(kh_size * kw_size * sizeof(floating*))
+        row_ptr = <const floating**> thread_buffer(kh_size * sizeof(floating*))
+        row_tap = <Py_ssize_t*> thread_buffer(kh_size * sizeof(Py_ssize_t))
+        wps = <const floating**> thread_buffer(kh_size * kw_size * sizeof(floating*))
         if (wps == NULL or mid == NULL or staged == NULL or ws == NULL or xs == NULL or row_ptr == NULL
                 or row_tap == NULL):
             out_of_memory[0] = 1
