@@ -67,6 +67,7 @@ PROBLEMS = [  # (x shape, weight shape, stride, padding, groups)
     ((1, 4, 5, 6, 7), (6, 2, 3, 3, 3), 1, 1, 2),  # 3-D grouped
     ((1, 3, 6, 5, 7), (4, 3, 3, 3, 3), 2, 1, 1),  # 3-D dense, strided
     ((1, 1, 33, 35), (1, 1, 5, 5), 1, 2, 1),     # single-channel image filter
+    ((1, 3, 33, 35), (3, 1, 7, 7), 1, 3, 3),     # rank-1 kernels: "separable" (two passes)
 ]
 
 
@@ -88,7 +89,11 @@ def main():
     for x_shape, w_shape, stride, padding, groups in PROBLEMS:
         for dtype, tolerance in ((np.float32, 2e-4), (np.float64, 1e-11)):
             x = rng.standard_normal(x_shape).astype(dtype)
-            w = rng.standard_normal(w_shape).astype(dtype)
+            if w_shape[-2:] == (7, 7):  # an outer product per slice: rank-1, as a blur
+                column, row = rng.random(w_shape[:-1]), rng.random(w_shape[:-2] + (7,))
+                w = (column[..., :, None] * row[..., None, :]).astype(dtype)
+            else:
+                w = rng.standard_normal(w_shape).astype(dtype)
             kwargs = {"stride": stride, "padding": padding, "groups": groups}
             ref = reference(x, w, **kwargs)
             scale = reference(np.abs(x), np.abs(w), **kwargs)
