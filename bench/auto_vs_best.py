@@ -3,27 +3,27 @@
     python bench/auto_vs_best.py --models resnet50,mobilenet_v2 --threads 2
 
 For each layer, plans every usable algorithm and ``auto`` (tuned on first use, so run it on a
-warm cache to see the steady state, or on a cold one to include tuning), times each plan call
-(best of several runs) and prints ``auto``'s time over the best explicit one. Prints the
-worst ratio at the end.
+warm cache to see the steady state, or on a cold one to include tuning), then times the plans
+in interleaved rounds (one call of each per round in a shuffled order, ``--rounds`` rounds,
+each plan's best call kept), so that a burst of load on the machine hits every contender alike, and prints ``auto``'s
+time over the best explicit one. Prints the worst ratio at the end.
 """
 
 import argparse
 import os
+import time
 
 import numpy as np
 
 import pyconvfast as pcf
 from pyconvfast._models import MODELS, model_layers
 
-from compare import best_time
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     worst = 0.0
@@ -32,12 +32,21 @@ def main(argv=None):
         for layer in model_layers(model):
             x = rng.standard_normal(layer.x_shape).astype(np.float32)
             w = rng.standard_normal(layer.w_shape).astype(np.float32)
-            times = {}
+            plans = {}
             for name in pcf.list_algorithms(x, w, **layer.kwargs) + ["auto"]:
                 plan = pcf.plan(x.shape, w, algorithm=name, n_threads=args.threads,
                                 **layer.kwargs)
-                out = plan(x)
-                times[name] = (best_time(lambda: plan(x, out=out), args.repeats), plan.algorithm)
+                plans[name] = (plan, plan(x))
+            best_of = dict.fromkeys(plans, float("inf"))
+            names = list(plans)
+            for _ in range(args.rounds):
+                rng.shuffle(names)  # no contender always runs right after the same other one
+                for name in names:
+                    plan, out = plans[name]
+                    start = time.perf_counter()
+                    plan(x, out=out)
+                    best_of[name] = min(best_of[name], time.perf_counter() - start)
+            times = {name: (best_of[name], plan.algorithm) for name, (plan, _) in plans.items()}
             auto_time, picked = times.pop("auto")
             best = min(times, key=lambda name: times[name][0])
             ratio = auto_time / times[best][0]
