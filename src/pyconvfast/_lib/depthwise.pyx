@@ -31,29 +31,11 @@ from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
-cdef extern from "depthwise_simd.h" nogil:
-    void pcf_dw_rows_f32(float* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                         Py_ssize_t x_row, Py_ssize_t n_taps, const float** xs, const float* ws,
-                         const float* bias)
-    void pcf_dw_rows_f64(double* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                         Py_ssize_t x_row, Py_ssize_t n_taps, const double** xs,
-                         const double* ws, const double* bias)
-    void pcf_dw_rows_strided_f32(float* acc, Py_ssize_t n, Py_ssize_t n_taps, const float** xs,
-                                 const float* ws, Py_ssize_t offset, Py_ssize_t step)
-    void pcf_dw_rows_strided_f64(double* acc, Py_ssize_t n, Py_ssize_t n_taps,
-                                 const double** xs, const double* ws, Py_ssize_t offset,
-                                 Py_ssize_t step)
-    void pcf_dw_pixels_f32(float* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const float** xs,
-                           const float** ws, const float* bias)
-    void pcf_dw_pixels_f64(double* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const double** xs,
-                           const double** ws, const double* bias)
-    int pcf_dw_max_level()
-    int pcf_dw_set_level(int level)
-    int pcf_dw_get_level()
+from pyconvfast._lib.depthwise_kernels cimport (
+    dw_pixels, dw_rows, dw_rows_strided, interior_outputs, pcf_dw_get_level, pcf_dw_max_level,
+    pcf_dw_set_level,
+)
+
 
 
 SIMD_LEVELS = ("baseline", "avx2", "avx512f")
@@ -111,46 +93,6 @@ cdef struct Geometry:
                                          # the output rows: a run of rows is one 1-D stretch
 
 
-cdef inline void _rows(floating* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                       Py_ssize_t x_row, Py_ssize_t n_taps, const floating** xs,
-                       const floating* ws, const floating* bias) noexcept nogil:
-    if floating is float:
-        pcf_dw_rows_f32(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, bias)
-    else:
-        pcf_dw_rows_f64(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, bias)
-
-
-cdef inline void _rows_strided(floating* acc, Py_ssize_t n, Py_ssize_t n_taps, const floating** xs,
-                               const floating* ws, Py_ssize_t offset,
-                               Py_ssize_t step) noexcept nogil:
-    if floating is float:
-        pcf_dw_rows_strided_f32(acc, n, n_taps, xs, ws, offset, step)
-    else:
-        pcf_dw_rows_strided_f64(acc, n, n_taps, xs, ws, offset, step)
-
-
-cdef inline void _pixels(floating* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                         Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                         Py_ssize_t w_pitch, Py_ssize_t n_taps, const floating** xs,
-                         const floating** ws, const floating* bias) noexcept nogil:
-    if floating is float:
-        pcf_dw_pixels_f32(acc, acc_step, n_pixels, x_step, channels, multiplier, w_pitch, n_taps,
-                          xs, ws, bias)
-    else:
-        pcf_dw_pixels_f64(acc, acc_step, n_pixels, x_step, channels, multiplier, w_pitch, n_taps,
-                          xs, ws, bias)
-
-
-cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, Py_ssize_t stride,
-                    Py_ssize_t dilation, Py_ssize_t pad, Py_ssize_t* lo,
-                    Py_ssize_t* hi) noexcept nogil:
-    """[lo, hi): the outputs of one axis whose taps o*stride - pad + t*dilation are all inside
-    [0, size_in), so that every padding mode reads them unchanged (hi == lo if none)."""
-    cdef Py_ssize_t last = size_in - 1 + pad - (kernel - 1) * dilation
-    lo[0] = min((pad + stride - 1) // stride, size_out)
-    hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
-
-
 cdef Py_ssize_t _input_rows(
     const floating** row_ptr, Py_ssize_t* row_tap, const floating* x_base,
     const Py_ssize_t[:, ::1] taps_d, const Py_ssize_t[:, ::1] taps_h, Py_ssize_t kw_size,
@@ -205,7 +147,7 @@ cdef void _border_columns(
                         xs[n_taps] = row_ptr[r] + i_w * g.x_sw
                         ws[n_taps] = w_taps[k, row_tap[r] + kw]
                         n_taps = n_taps + 1
-            _rows(acc + ow - lo, pitch, 1, run, x_row, n_taps, xs, ws, bias)
+            dw_rows(acc + ow - lo, pitch, 1, run, x_row, n_taps, xs, ws, bias)
         return
     for rr in range(run):
         for ow in range(lo, hi):
@@ -266,13 +208,15 @@ cdef void _rows_task(
                 # is one stretch from its first interior output to its last, each tap at a
                 # fixed offset. The border columns inside the stretch get values that wrap
                 # across rows; the border pass below overwrites them.
-                _rows(row_acc + lo, 0, (run - 1) * pitch + hi - lo, 1, 0, n_taps, xs, ws, bias)
+                dw_rows(row_acc + lo, 0, (run - 1) * pitch + hi - lo, 1, 0, n_taps, xs, ws,
+                        bias)
             elif g.unit:
-                _rows(row_acc + (lo - seg_lo), pitch, hi - lo, run, x_row, n_taps, xs, ws, bias)
+                dw_rows(row_acc + (lo - seg_lo), pitch, hi - lo, run, x_row, n_taps, xs, ws,
+                        bias)
             else:
                 for r in range(run):
-                    _rows_strided(row_acc + r * pitch + (lo - seg_lo), hi - lo, n_taps, xs, ws,
-                                  r * x_row, g.stride_w * g.x_sw)
+                    dw_rows_strided(row_acc + r * pitch + (lo - seg_lo), hi - lo, n_taps, xs, ws,
+                                    r * x_row, g.stride_w * g.x_sw)
                     if bias != NULL:
                         for ow in range(lo, hi):
                             row_acc[r * pitch + ow - seg_lo] = (
@@ -306,8 +250,8 @@ cdef void _pixels_task(
                 xs[n_taps] = row_ptr[r] + (first + kw * g.dilation_w) * g.x_sw
                 ws[n_taps] = w_base + (row_tap[r] + kw) * w_row
                 n_taps = n_taps + 1
-        _pixels(acc + (lo - seg_lo) * acc_step, acc_step, hi - lo, g.stride_w * g.x_sw,
-                g.channels, g.multiplier, g.w_pitch, n_taps, xs, ws, bias)
+        dw_pixels(acc + (lo - seg_lo) * acc_step, acc_step, hi - lo, g.stride_w * g.x_sw,
+                  g.channels, g.multiplier, g.w_pitch, n_taps, xs, ws, bias)
     for ow in range(seg_lo, seg_hi):
         if lo <= ow < hi:
             continue
@@ -319,8 +263,8 @@ cdef void _pixels_task(
                     xs[n_taps] = row_ptr[r] + i_w * g.x_sw
                     ws[n_taps] = w_base + (row_tap[r] + kw) * w_row
                     n_taps = n_taps + 1
-        _pixels(acc + (ow - seg_lo) * acc_step, acc_step, 1, 0, g.channels, g.multiplier,
-                g.w_pitch, n_taps, xs, ws, bias)
+        dw_pixels(acc + (ow - seg_lo) * acc_step, acc_step, 1, 0, g.channels, g.multiplier,
+                  g.w_pitch, n_taps, xs, ws, bias)
 
 
 cdef void _blocked_task(
@@ -462,8 +406,10 @@ def conv_depthwise(
     g.unit = g.stride_w * g.x_sw == 1
     g.flat = (g.unit and g.x_sw == 1 and g.stride_h == 1 and g.x_sh == w_in and w_out == w_in
               and w_in > 1)
-    _interior(h_in, h_out, kh_size, stride[1], dilation[1], pad_before[1], &g.h_lo, &g.h_hi)
-    _interior(w_in, w_out, kw_size, stride[2], dilation[2], pad_before[2], &g.w_lo, &g.w_hi)
+    interior_outputs(h_in, h_out, kh_size, stride[1], dilation[1], pad_before[1],
+                     &g.h_lo, &g.h_hi)
+    interior_outputs(w_in, w_out, kw_size, stride[2], dilation[2], pad_before[2],
+                     &g.w_lo, &g.w_hi)
 
     # Tasks: enough of them to keep every thread busy. The split never changes a result: each
     # output is summed by one task in the fixed tap order.

@@ -30,70 +30,11 @@ from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.gemm cimport gemm
 
-cdef extern from "depthwise_simd.h" nogil:
-    void pcf_dw_rows_f32(float* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                         Py_ssize_t x_row, Py_ssize_t n_taps, const float** xs, const float* ws,
-                         const float* bias)
-    void pcf_dw_rows_f64(double* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                         Py_ssize_t x_row, Py_ssize_t n_taps, const double** xs,
-                         const double* ws, const double* bias)
-    void pcf_dw_rows_strided_f32(float* acc, Py_ssize_t n, Py_ssize_t n_taps, const float** xs,
-                                 const float* ws, Py_ssize_t offset, Py_ssize_t step)
-    void pcf_dw_rows_strided_f64(double* acc, Py_ssize_t n, Py_ssize_t n_taps,
-                                 const double** xs, const double* ws, Py_ssize_t offset,
-                                 Py_ssize_t step)
-    void pcf_dw_pixels_f32(float* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const float** xs,
-                           const float** ws, const float* bias)
-    void pcf_dw_pixels_f64(double* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                           Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                           Py_ssize_t w_pitch, Py_ssize_t n_taps, const double** xs,
-                           const double** ws, const double* bias)
-    int pcf_dw_max_level()
-    int pcf_dw_set_level(int level)
+from pyconvfast._lib.depthwise_kernels cimport (
+    dw_pixels, dw_rows, dw_rows_strided, interior_outputs, pcf_dw_max_level, pcf_dw_set_level,
+)
 
 pcf_dw_set_level(pcf_dw_max_level())
-
-
-cdef inline void _rows(floating* acc, Py_ssize_t acc_row, Py_ssize_t n, Py_ssize_t n_rows,
-                       Py_ssize_t x_row, Py_ssize_t n_taps, const floating** xs,
-                       const floating* ws) noexcept nogil:
-    if floating is float:
-        pcf_dw_rows_f32(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, NULL)
-    else:
-        pcf_dw_rows_f64(acc, acc_row, n, n_rows, x_row, n_taps, xs, ws, NULL)
-
-
-cdef inline void _rows_strided(floating* acc, Py_ssize_t n, Py_ssize_t n_taps,
-                               const floating** xs, const floating* ws, Py_ssize_t offset,
-                               Py_ssize_t step) noexcept nogil:
-    if floating is float:
-        pcf_dw_rows_strided_f32(acc, n, n_taps, xs, ws, offset, step)
-    else:
-        pcf_dw_rows_strided_f64(acc, n, n_taps, xs, ws, offset, step)
-
-
-cdef inline void _pixels(floating* acc, Py_ssize_t acc_step, Py_ssize_t n_pixels,
-                         Py_ssize_t x_step, Py_ssize_t channels, Py_ssize_t multiplier,
-                         Py_ssize_t n_taps, const floating** xs,
-                         const floating** ws) noexcept nogil:
-    if floating is float:
-        pcf_dw_pixels_f32(acc, acc_step, n_pixels, x_step, channels, multiplier, channels,
-                          n_taps, xs, ws, NULL)
-    else:
-        pcf_dw_pixels_f64(acc, acc_step, n_pixels, x_step, channels, multiplier, channels,
-                          n_taps, xs, ws, NULL)
-
-
-cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, Py_ssize_t stride,
-                    Py_ssize_t dilation, Py_ssize_t pad, Py_ssize_t* lo,
-                    Py_ssize_t* hi) noexcept nogil:
-    """[lo, hi): the outputs of one axis whose taps o*stride - pad + t*dilation all lie in
-    [0, size_in) (hi == lo if none)."""
-    cdef Py_ssize_t last = size_in - 1 + pad - (kernel - 1) * dilation
-    lo[0] = min((pad + stride - 1) // stride, size_out)
-    hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
 
 
 cdef void _depthwise_tile(
@@ -132,11 +73,11 @@ cdef void _depthwise_tile(
                     ws[n_taps] = w[row_tap[r] + kw]
                     n_taps = n_taps + 1
             if stride_w * x_sw == 1:
-                _rows(line + w_lo, w_out, w_hi - w_lo, run, x_row, n_taps, xs, ws)
+                dw_rows(line + w_lo, w_out, w_hi - w_lo, run, x_row, n_taps, xs, ws, NULL)
             else:
                 for rr in range(run):
-                    _rows_strided(line + rr * w_out + w_lo, w_hi - w_lo, n_taps, xs, ws,
-                                  rr * x_row, stride_w * x_sw)
+                    dw_rows_strided(line + rr * w_out + w_lo, w_hi - w_lo, n_taps, xs, ws,
+                                    rr * x_row, stride_w * x_sw)
         for rr in range(run):
             for ow in range(w_out):
                 if w_lo <= ow < w_hi:
@@ -183,8 +124,8 @@ cdef void _depthwise_tile_pixels(
                     xs[n_taps] = row_ptr[r] + (first + kw * dilation_w) * x_sw
                     wps[n_taps] = w_packed + (row_tap[r] + kw) * c_mid
                     n_taps = n_taps + 1
-            _pixels(line + w_lo * c_mid, c_mid, w_hi - w_lo, stride_w * x_sw, channels,
-                    multiplier, n_taps, xs, wps)
+            dw_pixels(line + w_lo * c_mid, c_mid, w_hi - w_lo, stride_w * x_sw, channels,
+                      multiplier, channels, n_taps, xs, wps, NULL)
         for ow in range(w_out):
             if w_lo <= ow < w_hi:
                 continue
@@ -196,7 +137,8 @@ cdef void _depthwise_tile_pixels(
                         xs[n_taps] = row_ptr[r] + i_w * x_sw
                         wps[n_taps] = w_packed + (row_tap[r] + kw) * c_mid
                         n_taps = n_taps + 1
-            _pixels(line + ow * c_mid, c_mid, 1, 0, channels, multiplier, n_taps, xs, wps)
+            dw_pixels(line + ow * c_mid, c_mid, 1, 0, channels, multiplier, channels, n_taps, xs,
+                      wps, NULL)
 
 
 def conv_separable_fused(
@@ -281,8 +223,8 @@ def conv_separable_fused(
         direct_layout = 2
     else:
         direct_layout = 0
-    _interior(h_in, h_out, kh_size, stride_h, dilation_h, pad_h, &h_lo, &h_hi)
-    _interior(w_in, w_out, kw_size, stride_w, dilation_w, pad_w, &w_lo, &w_hi)
+    interior_outputs(h_in, h_out, kh_size, stride_h, dilation_h, pad_h, &h_lo, &h_hi)
+    interior_outputs(w_in, w_out, kw_size, stride_w, dilation_w, pad_w, &w_lo, &w_hi)
     n_tiles = (h_out + rows_per_tile - 1) // rows_per_tile
     n_tasks = batch * n_tiles
 
