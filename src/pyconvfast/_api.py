@@ -120,20 +120,22 @@ def n_spatial_of(weight_shape):
 
 # --- problem construction ----------------------------------------------------------------------
 
-def make_problem(
-    x_shape, weight_shape, *, n_spatial, stride=1, padding=0, dilation=1, groups=1,
-    padding_mode="zeros", layout=None, flip=False, has_bias=False, dtype=np.float32,
-):
-    """Validate the geometry of a convolution and return its :class:`ConvProblem`.
+def activation_geometry(x_shape, weight_shape, n_spatial, layout, function, weight_axes):
+    """Check the layout and the two shapes' ranks, and read the activation's geometry.
 
-    Raises ValueError or TypeError naming the offending argument; allocates nothing.
+    Shared by the convolution and transposed-convolution problems; ``function`` and
+    ``weight_axes`` (e.g. ``"C_out, C_in // groups"``) only word the messages.
+
+    Returns
+    -------
+    (layout, channels_last, unbatched, batch, c_in, in_size)
     """
     if layout is None:
         layout = CHANNELS_FIRST[n_spatial]
     allowed_layouts = (CHANNELS_FIRST[n_spatial], CHANNELS_LAST[n_spatial])
     if not isinstance(layout, str) or layout not in allowed_layouts:
         raise ValueError(
-            f"layout must be {allowed_layouts[0]!r} or {allowed_layouts[1]!r} for conv{n_spatial}d, "
+            f"layout must be {allowed_layouts[0]!r} or {allowed_layouts[1]!r} for {function}, "
             f"got layout={layout!r}"
         )
     channels_last = layout == CHANNELS_LAST[n_spatial]
@@ -145,19 +147,33 @@ def make_problem(
         )
     if len(weight_shape) != n_spatial + 2:
         raise ValueError(
-            f"weight must be {n_spatial + 2}-D (C_out, C_in // groups, *kernel), "
+            f"weight must be {n_spatial + 2}-D ({weight_axes}, *kernel), "
             f"got weight.shape={weight_shape}"
         )
     unbatched = len(x_shape) == n_spatial + 1
     batched_shape = (1,) + x_shape if unbatched else x_shape
-    batch = batched_shape[0]
     if channels_last:
         c_in, in_size = batched_shape[-1], batched_shape[1:-1]
     else:
         c_in, in_size = batched_shape[1], batched_shape[2:]
-    c_out, c_in_per_group, kernel = weight_shape[0], weight_shape[1], weight_shape[2:]
     if c_in < 1 or min(in_size) < 1:
-        raise ValueError(f"x must have at least one channel and one sample per axis, got x.shape={x_shape}")
+        raise ValueError(
+            f"x must have at least one channel and one sample per axis, got x.shape={x_shape}")
+    return layout, channels_last, unbatched, batched_shape[0], c_in, in_size
+
+
+def make_problem(
+    x_shape, weight_shape, *, n_spatial, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", layout=None, flip=False, has_bias=False, dtype=np.float32,
+):
+    """Validate the geometry of a convolution and return its :class:`ConvProblem`.
+
+    Raises ValueError or TypeError naming the offending argument; allocates nothing.
+    """
+    layout, _, unbatched, batch, c_in, in_size = activation_geometry(
+        x_shape, weight_shape, n_spatial, layout, f"conv{n_spatial}d", "C_out, C_in // groups")
+    x_shape, weight_shape = tuple(x_shape), tuple(weight_shape)
+    c_out, c_in_per_group, kernel = weight_shape[0], weight_shape[1], weight_shape[2:]
     if c_out < 1 or c_in_per_group < 1 or min(kernel) < 1:
         raise ValueError(f"weight must have no empty axis, got weight.shape={weight_shape}")
 

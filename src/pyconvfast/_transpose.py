@@ -157,34 +157,11 @@ def make_problem(
 
     Raises ValueError or TypeError naming the offending argument; allocates nothing.
     """
-    if layout is None:
-        layout = CHANNELS_FIRST[n_spatial]
-    allowed = (CHANNELS_FIRST[n_spatial], CHANNELS_LAST[n_spatial])
-    if not isinstance(layout, str) or layout not in allowed:
-        raise ValueError(
-            f"layout must be {allowed[0]!r} or {allowed[1]!r} for conv_transpose{n_spatial}d, "
-            f"got layout={layout!r}"
-        )
-    channels_last = layout == CHANNELS_LAST[n_spatial]
+    layout, channels_last, unbatched, batch, c_in, in_size = _api.activation_geometry(
+        x_shape, weight_shape, n_spatial, layout, f"conv_transpose{n_spatial}d",
+        "C_in, C_out // groups")
     x_shape, weight_shape = tuple(x_shape), tuple(weight_shape)
-    if len(x_shape) not in (n_spatial + 1, n_spatial + 2):
-        raise ValueError(
-            f"x must be {n_spatial + 2}-D ({layout}) or {n_spatial + 1}-D (unbatched), "
-            f"got x.shape={x_shape}"
-        )
-    if len(weight_shape) != n_spatial + 2:
-        raise ValueError(
-            f"weight must be {n_spatial + 2}-D (C_in, C_out // groups, *kernel), "
-            f"got weight.shape={weight_shape}"
-        )
-    unbatched = len(x_shape) == n_spatial + 1
-    batched = (1,) + x_shape if unbatched else x_shape
-    batch = batched[0]
-    c_in, in_size = (batched[-1], batched[1:-1]) if channels_last else (batched[1], batched[2:])
     w_c_in, k_per_group, kernel = weight_shape[0], weight_shape[1], weight_shape[2:]
-    if c_in < 1 or min(in_size) < 1:
-        raise ValueError(
-            f"x must have at least one channel and one sample per axis, got x.shape={x_shape}")
     if w_c_in < 1 or k_per_group < 1 or min(kernel) < 1:
         raise ValueError(f"weight must have no empty axis, got weight.shape={weight_shape}")
     groups = _api._as_int("groups", groups, 1)
