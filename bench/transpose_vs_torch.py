@@ -8,7 +8,8 @@ The layers are a DCGAN generator's (batch 16, 4x4 kernels; the first maps the 10
 4x4) and FCN's upsampling layers (21 classes; kernel 4 stride 2, kernel 16 stride 8, kernel 64
 stride 32, as in FCN-8s/32s). Each pyconvfast algorithm, ``auto`` (tuned once before timing)
 and torch are timed in turn, round after round, so that load from other processes hits them
-alike; the best round of each counts. Every call is the public function on the raw weight
+alike; the best round of each counts. Each timed call follows an untimed one of the same
+contender, so that the previous library's spinning worker threads are not counted against it. Every call is the public function on the raw weight
 (weight preparation included, as torch's). The table gives milliseconds and the ratio
 torch / ours (> 1: pyconvfast faster), for ``auto`` and for the best algorithm, and their
 geometric means. Results are checked against torch.
@@ -74,6 +75,9 @@ def bench(threads, dtype, rounds, min_seconds, layers, skip, clock=time.perf_cou
         done = 0
         while done < rounds or time.perf_counter() < deadline:
             for label, call in calls.items():
+                # The previous library's worker threads spin a while after its call (each
+                # library has its own OpenMP pool): an untimed call lets them go to sleep first.
+                call()
                 start = clock()
                 call()
                 times[label].append(clock() - start)

@@ -179,6 +179,28 @@ def test_nearest_does_not_materialize_the_upsampled_image(rng):
     assert peak < upsampled_bytes / 4, peak
 
 
+def test_auto_times_both_kernels_once_and_caches_the_faster(rng, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYCONVFAST_TUNE", "measure")
+    pcf._autotune.forget()
+    x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    check(pcf.resize_conv2d(x, w, padding=1), x, w, None, scale=(2, 2), mode="nearest",
+          padding=1)
+    (entry,) = pcf.tuning.report()
+    assert entry["key"].startswith("resize_conv2d|scale2x2|conv2d|n2|c3|k4|")
+    assert set(entry["timings"]) == {"im2col", "direct"}
+    assert entry["algorithm"] == min(entry["timings"], key=entry["timings"].get)
+    # The next call reads the choice (a second entry would mean it was timed again).
+    check(pcf.resize_conv2d(x, w, padding=1), x, w, None, scale=(2, 2), mode="nearest",
+          padding=1)
+    assert len(pcf.tuning.report()) == 1
+    monkeypatch.setenv("PYCONVFAST_TUNE", "off")
+    pcf.resize_conv2d(x, w, padding=1, scale_factor=3)
+    assert len(pcf.tuning.report()) == 1
+    pcf._autotune.forget()
+
+
 def test_collapsed_kernel_is_smaller():
     # 3x3 kernel, factor 2, "same" padding: every phase collapses to 2 taps per axis.
     phases = _resize.axis_phases(8, 16, 3, 1, 1, 1, 2, "zeros")

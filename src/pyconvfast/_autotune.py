@@ -11,12 +11,25 @@ choice and hands it new ones. What it does on a miss follows ``PYCONVFAST_TUNE``
 Timing runs the real kernels on the caller's arrays, writing into the caller's output (the call
 then overwrites it). The heuristic's pick runs first, so that a clearly losing candidate (first
 run more than :data:`CLEARLY_LOSING` times the best so far) is dropped after one run; the others
-get up to :data:`REPEATS` runs within :data:`BUDGET_S` seconds, and the minimum counts.
+get up to :data:`REPEATS` runs within :data:`BUDGET_S` seconds, and the minimum counts. Then the
+finalists (the two fastest runs, and the fastest call with its weight preparation) are timed
+again in :data:`CONFIRM_ROUNDS` rounds within another half budget, each round after flushing the
+caches and in alternating order, and these times decide. Timed back to back, a candidate keeps
+its prepared weight in cache, which a layer inside a network does not (see :class:`_CacheFlush`);
+and close contenders differ by less than a burst of load lasts, so one moment must not decide.
+
+Two choices come out of one measurement. A plain call prepares the weight (Winograd transform,
+packing, sub-pixel kernels) on every call, so its choice minimizes run + prepare time; a
+:func:`pyconvfast.plan` prepares once, so its choice minimizes the run alone. They differ where
+a preparation is expensive (FCN-32s' transposed layer: sub-pixel runs in 35 ms but prepares its
+1024 phase kernels in 260 ms; GEMM + col2im runs in 68 ms and prepares nothing).
 """
 
 import os
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pyconvfast import _heuristic, _registry
 
@@ -24,6 +37,7 @@ MODES = ("measure", "estimate", "exhaustive", "off")
 REPEATS = 5
 BUDGET_S = 1.0
 CLEARLY_LOSING = 2.0
+CONFIRM_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -36,14 +50,34 @@ class Choice:
     params : dict
         The kernel parameters (``{}``: its defaults).
     timings : dict of str to float
-        Best seconds per candidate timed (empty when nothing was timed).
+        Best seconds per run of each candidate timed, weight already prepared (empty when
+        nothing was timed).
     source : {"measured", "cache", "heuristic", "requested"}
+    prepare_timings : dict of str to float
+        Seconds each timed algorithm took to prepare the weight.
+    plan_algorithm, plan_params : str and dict, or None
+        The choice for a plan, which prepares the weight once (None: the same as for a call).
+    cold_timings : dict of str to float
+        Best seconds per run of the finalists with the caches flushed before each run, which
+        decided the choice.
     """
 
     algorithm: str
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     source: str = "heuristic"
+    prepare_timings: dict = field(default_factory=dict)
+    plan_algorithm: str = None
+    plan_params: dict = None
+    cold_timings: dict = field(default_factory=dict)
+
+    def for_plan(self):
+        """The Choice a plan runs: the fastest run, its weight prepared once."""
+        if self.plan_algorithm is None or (self.plan_algorithm, self.plan_params) == (
+                self.algorithm, self.params):
+            return self
+        return Choice(self.plan_algorithm, dict(self.plan_params or {}), self.timings,
+                      self.source, self.prepare_timings, cold_timings=self.cold_timings)
 
 
 def tune_mode():
@@ -95,7 +129,11 @@ def choose(problem, n_threads, x, weight, bias, out):
             choice = measure(problem, n_threads, x, weight, bias, out,
                              exhaustive=mode == "exhaustive")
             cache.store(key, {"algorithm": choice.algorithm, "params": choice.params,
-                              "timings": choice.timings})
+                              "timings": choice.timings,
+                              "prepare_timings": choice.prepare_timings,
+                              "plan_algorithm": choice.plan_algorithm,
+                              "plan_params": choice.plan_params,
+                              "cold_timings": choice.cold_timings})
     _CHOICES[(problem, n_threads, mode)] = choice
     return choice
 
@@ -109,12 +147,21 @@ def _from_entry(problem, entry):
     """A cached entry as a Choice, or None if it cannot be trusted for this problem."""
     if entry is None:
         return None
-    name, params = entry.get("algorithm"), entry.get("params", {})
-    if not _registry.can_run(name, problem) or not isinstance(params, dict):
-        return None
-    if params and params not in _registry.get(name).param_space(problem):
-        return None
-    return Choice(name, dict(params), dict(entry.get("timings", {})), "cache")
+    picks = []
+    for name_key, params_key in (("algorithm", "params"), ("plan_algorithm", "plan_params")):
+        name, params = entry.get(name_key), entry.get(params_key) or {}
+        if name is None and name_key == "plan_algorithm":  # an entry from before plans had own
+            picks.append((None, None))
+            continue
+        if not _registry.can_run(name, problem) or not isinstance(params, dict):
+            return None
+        if params and params not in _registry.get(name).param_space(problem):
+            return None
+        picks.append((name, dict(params)))
+    (name, params), (plan_name, plan_params) = picks
+    return Choice(name, params, dict(entry.get("timings", {})), "cache",
+                  dict(entry.get("prepare_timings", {})), plan_name, plan_params,
+                  dict(entry.get("cold_timings", {})))
 
 
 def _candidates(problem, exhaustive):
@@ -127,36 +174,179 @@ def _candidates(problem, exhaustive):
 
 
 def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
-    """Time the candidates on the given arrays; the fastest becomes the Choice.
+    """Time the candidates on the given arrays; the fastest become the Choice.
 
     Returns
     -------
     Choice
-        With ``source="measured"`` and the best time of every candidate timed.
+        With ``source="measured"``, the best run time of every candidate timed, each
+        algorithm's preparation time, the fastest call (run + prepare) as ``algorithm`` and the
+        fastest run as ``plan_algorithm``.
     """
-    timings = {}
-    best_time, best = float("inf"), None
-    deadline = time.perf_counter() + BUDGET_S * (4 if exhaustive else 1)
-    prepared_weights = {}
-    for name, params in _candidates(problem, exhaustive):
-        algorithm = _registry.get(name)
+    candidates = {candidate_label(name, params): (name, params)
+                  for name, params in _candidates(problem, exhaustive)}
+    prepared_weights, prepare_timings = {}, {}
+    for name, _ in candidates.values():
         if name not in prepared_weights:
-            prepared_weights[name] = algorithm.prepare(problem, weight)
-        label = candidate_label(name, params)
+            prepared_weights[name], prepare_timings[name] = _timed_prepare(
+                _registry.get(name), problem, weight)
+
+    def run(label):
+        name, params = candidates[label]
+        _registry.get(name).run(problem, x, prepared_weights[name], bias, out, n_threads, params)
+
+    def prepare_time(label):
+        return prepare_timings[candidates[label][0]]
+
+    warm, cold = time_candidates(list(candidates), run, BUDGET_S * (4 if exhaustive else 1),
+                                 prepare_time)
+    decisive = cold or warm
+    plan_pick = candidates[min(decisive, key=decisive.get)]
+    call_pick = candidates[min(decisive, key=lambda label: decisive[label] + prepare_time(label))]
+    return Choice(call_pick[0], dict(call_pick[1]), warm, "measured", prepare_timings,
+                  plan_pick[0], dict(plan_pick[1]), cold)
+
+
+def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None):
+    """Time ``run(label)`` for each label, as the module docstring says.
+
+    Parameters
+    ----------
+    labels : list of str
+        The candidates, the most promising first.
+    run : callable
+        ``run(label)`` runs one candidate once.
+    budget_s : float
+        Seconds for the first pass; the confirmation rounds get half as much again.
+    extra_cost : callable, optional
+        ``extra_cost(label)``: seconds a call of the candidate costs beyond its run (weight
+        preparation); the fastest run plus extra cost joins the finalists.
+
+    Returns
+    -------
+    warm : dict of str to float
+        Best seconds of each candidate run back to back (its data in cache).
+    cold : dict of str to float
+        Best seconds of each finalist in the confirmation rounds, caches flushed before each
+        round (empty when there was a single candidate). The choice is made on these.
+    """
+    warm, cold = {}, {}
+    best_time = float("inf")
+    deadline = time.perf_counter() + budget_s
+
+    def timed(label, timings):
+        start = time.perf_counter()
+        run(label)
+        timings[label] = min(timings.get(label, float("inf")), time.perf_counter() - start)
+
+    for label in labels:
         # Warm-up, untimed: a kernel's first run in a process pays one-time costs (page faults on
         # fresh buffers, lazily built tables) that would otherwise drop a fast candidate as
         # "clearly losing" after one cold run (measured: depthwise 8 ms cold, 0.3 ms warm).
         # Past the budget, one timed run per candidate is all there is.
         if time.perf_counter() < deadline:
-            algorithm.run(problem, x, prepared_weights[name], bias, out, n_threads, params)
-        fastest = float("inf")
+            run(label)
         for repeat in range(REPEATS):
-            start = time.perf_counter()
-            algorithm.run(problem, x, prepared_weights[name], bias, out, n_threads, params)
-            fastest = min(fastest, time.perf_counter() - start)
-            if fastest > CLEARLY_LOSING * best_time or time.perf_counter() > deadline:
+            timed(label, warm)
+            if warm[label] > CLEARLY_LOSING * best_time or time.perf_counter() > deadline:
                 break
-        timings[label] = fastest
-        if fastest < best_time:
-            best_time, best = fastest, (name, params)
-    return Choice(best[0], dict(best[1]), timings, "measured")
+        best_time = min(best_time, warm[label])
+    finalists = sorted(warm, key=warm.get)[:2]
+    if extra_cost is not None:
+        fastest_call = min(warm, key=lambda label: warm[label] + extra_cost(label))
+        if fastest_call not in finalists:
+            finalists.append(fastest_call)
+    if len(finalists) > 1:
+        flush = _CacheFlush()
+        confirm_deadline = time.perf_counter() + budget_s / 2
+        for round_index in range(CONFIRM_ROUNDS):
+            flush()
+            # Alternate the order, so that neither finalist always runs right after the other.
+            for label in finalists[::-1] if round_index % 2 else finalists:
+                timed(label, cold)
+            if time.perf_counter() > confirm_deadline:
+                break
+    return warm, cold
+
+
+class _CacheFlush:
+    """Writes over a buffer the size of the last-level cache, so that the next run finds its
+    weights and activations in memory, as a layer of a network does after the other layers ran.
+
+    Timed back to back, an algorithm with a large prepared weight keeps it in cache and looks
+    faster than it is inside a network: ResNet-50's layer3 3x3 (256 channels, 14x14) ran
+    Winograd F(4x4) in 0.68-0.85 ms and F(2x2) in 0.87 ms back to back, but F(2x2) was 1.2x
+    faster once other layers' data passed through the cache between calls (F(4x4)'s transformed
+    weight is 9.4 MB, F(2x2)'s 4.2 MB).
+    """
+
+    def __init__(self):
+        self.buffer = np.empty(_last_level_cache_bytes() // 8, dtype=np.float64)
+
+    def __call__(self):
+        self.buffer.fill(1.0)
+
+
+def _last_level_cache_bytes():
+    """The largest data cache's size (32 MiB when the system does not say; 256 MiB at most)."""
+    try:
+        size = os.sysconf("SC_LEVEL3_CACHE_SIZE") or os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        size = 0
+    return min(size, 256 << 20) if size and size > 0 else 32 << 20
+
+
+def choose_among(key, names, run):
+    """Tune an operation outside the registry: the fastest of ``names``, cached under ``key``.
+
+    Used by :func:`pyconvfast.resize_conv2d`, whose phase convolutions run on one of a few
+    kernels. ``PYCONVFAST_TUNE`` applies as for ``conv2d``: ``off`` and ``estimate`` take
+    ``names[0]`` without timing or touching the cache.
+
+    Parameters
+    ----------
+    key : str
+        The cache key: the operation and its exact geometry, dtype, layout and threads.
+    names : sequence of str
+        The candidates, the default first.
+    run : callable
+        ``run(name)`` runs the whole operation once with that candidate.
+
+    Returns
+    -------
+    str
+        The chosen name.
+    """
+    mode = tune_mode()
+    remembered = _CHOICES.get((key, mode))
+    if remembered is not None:
+        return remembered
+    if mode in ("off", "estimate"):
+        name = names[0]
+    else:
+        from pyconvfast._cache import get_cache
+
+        cache = get_cache()
+        entry = cache.lookup(key)
+        name = entry.get("algorithm") if entry else None
+        if name not in names:
+            warm, cold = time_candidates(list(names), run)
+            decisive = cold or warm
+            name = min(decisive, key=decisive.get)
+            cache.store(key, {"algorithm": name, "params": {}, "timings": warm,
+                              "cold_timings": cold})
+    _CHOICES[(key, mode)] = name
+    return name
+
+
+def _timed_prepare(algorithm, problem, weight):
+    """The prepared weight and the seconds preparing takes (the faster of two tries when the
+    first is quick: a first call may build lazily cached tables)."""
+    start = time.perf_counter()
+    prepared = algorithm.prepare(problem, weight)
+    seconds = time.perf_counter() - start
+    if seconds < 0.01:
+        start = time.perf_counter()
+        prepared = algorithm.prepare(problem, weight)
+        seconds = min(seconds, time.perf_counter() - start)
+    return prepared, seconds

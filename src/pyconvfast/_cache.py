@@ -13,6 +13,10 @@ File format (``schema`` 1)::
                                            "algorithm": str,
                                            "params": {str: int | float | str | bool},
                                            "timings": {str: float},
+                                           "prepare_timings": {str: float},
+                                           "cold_timings": {str: float},
+                                           "plan_algorithm": str,
+                                           "plan_params": {...},
                                            "created": ISO 8601 str}}}}}
 
 Design, in short:
@@ -202,6 +206,29 @@ def _is_number(value):
             and math.isfinite(value))
 
 
+def _checked_params(entry, key):
+    params = entry.get(key) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"an entry's {key} must be an object, got {type(params).__name__}")
+    for name, value in params.items():
+        if not isinstance(name, str) or not (
+                isinstance(value, (str, bool)) or _is_number(value)):
+            raise ValueError(f"{key} must map strings to int, float, str or bool, got "
+                             f"{name!r}: {value!r}")
+    return dict(params)
+
+
+def _checked_timings(entry, key):
+    timings = entry.get(key, {})
+    if not isinstance(timings, dict):
+        raise ValueError(f"an entry's {key} must be an object, got {type(timings).__name__}")
+    for name, value in timings.items():
+        if not isinstance(name, str) or not _is_number(value) or value < 0:
+            raise ValueError(f"{key} must map strings to finite seconds >= 0, got "
+                             f"{name!r}: {value!r}")
+    return {name: float(value) for name, value in timings.items()}
+
+
 def validate_entry(entry):
     """The entry in canonical form, or a ValueError saying what is wrong with it.
 
@@ -210,8 +237,10 @@ def validate_entry(entry):
     entry : dict
         ``algorithm`` (non-empty str), ``params`` (dict of str to int, float, str or bool;
         optional, ``{}``), ``timings`` (dict of str to a finite float >= 0; optional, ``{}``),
-        ``created`` (ISO 8601 str; optional, now), and any other keys whose values are str, int,
-        float, bool or None.
+        ``created`` (ISO 8601 str; optional, now); optionally ``plan_algorithm`` (str or None)
+        with ``plan_params`` (as ``params``), ``prepare_timings`` and ``cold_timings`` (as
+        ``timings``); and any
+        other keys whose values are str, int, float, bool or None.
 
     Returns
     -------
@@ -223,21 +252,11 @@ def validate_entry(entry):
     algorithm = entry.get("algorithm")
     if not isinstance(algorithm, str) or not algorithm:
         raise ValueError(f"an entry's algorithm must be a non-empty string, got {algorithm!r}")
-    params = entry.get("params", {})
-    if not isinstance(params, dict):
-        raise ValueError(f"an entry's params must be an object, got {type(params).__name__}")
-    for name, value in params.items():
-        if not isinstance(name, str) or not (
-                isinstance(value, (str, bool)) or _is_number(value)):
-            raise ValueError(f"params must map strings to int, float, str or bool, got "
-                             f"{name!r}: {value!r}")
-    timings = entry.get("timings", {})
-    if not isinstance(timings, dict):
-        raise ValueError(f"an entry's timings must be an object, got {type(timings).__name__}")
-    for name, value in timings.items():
-        if not isinstance(name, str) or not _is_number(value) or value < 0:
-            raise ValueError(f"timings must map strings to finite seconds >= 0, got "
-                             f"{name!r}: {value!r}")
+    plan_algorithm = entry.get("plan_algorithm")
+    if plan_algorithm is not None and (not isinstance(plan_algorithm, str) or not plan_algorithm):
+        raise ValueError(
+            f"an entry's plan_algorithm must be a non-empty string or null, got "
+            f"{plan_algorithm!r}")
     created = entry.get("created")
     if created is None:
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -248,11 +267,16 @@ def validate_entry(entry):
             datetime.datetime.fromisoformat(created)
         except ValueError:
             raise ValueError(f"an entry's created is not an ISO 8601 date: {created!r}") from None
-    clean = {"algorithm": algorithm, "params": dict(params),
-             "timings": {name: float(value) for name, value in timings.items()},
-             "created": created}
+    clean = {"algorithm": algorithm, "params": _checked_params(entry, "params"),
+             "timings": _checked_timings(entry, "timings"), "created": created}
+    if plan_algorithm is not None:
+        clean["plan_algorithm"] = plan_algorithm
+        clean["plan_params"] = _checked_params(entry, "plan_params")
+    for key in ("prepare_timings", "cold_timings"):
+        if key in entry:
+            clean[key] = _checked_timings(entry, key)
     for name, value in entry.items():
-        if name in clean:
+        if name in clean or name == "plan_params":  # plan_params only with a plan_algorithm
             continue
         if not isinstance(name, str) or not (
                 value is None or isinstance(value, (str, bool)) or _is_number(value)):
@@ -486,7 +510,8 @@ class TuningCache:
     def entries(self):
         """All entries of this machine, the file re-read if it changed: ``{key: entry}``."""
         self._refresh()
-        return {key: {**entry, "params": dict(entry["params"]), "timings": dict(entry["timings"])}
+        return {key: {name: dict(value) if isinstance(value, dict) else value
+                      for name, value in entry.items()}
                 for key, entry in self._entries.items()}
 
     def _refresh(self):

@@ -8,7 +8,7 @@ into a zero-filled buffer (the zero padding is never materialized beyond the seg
 FFT of size ``n`` (``scipy.fft.rfftn``, ``workers=n_threads``, one for small blocks) is
 contracted with the weight spectra over the input channels of each group, one batched complex
 GEMM over all frequency bins (``numpy.matmul``: ``(C_out/g x C_in/g) @ (C_in/g x N)`` per bin
-and group), and the inverse FFT gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
+and group; single-threaded BLAS, the bins split among Python threads), and the inverse FFT gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
 the first ``K_eff - 1`` are wrapped around and discarded). Cross-correlation is the convolution
 with the flipped, dilated kernel.
 
@@ -38,6 +38,7 @@ the bias (they are not transformed). See docs/guide/algorithms.rst for the measu
 
 import functools
 import math
+import threading
 
 import numpy as np
 import scipy.fft
@@ -343,10 +344,41 @@ _numpy_blas = _NumpyBlasThreads()
 
 
 def _contract(spectra, x_spectrum, n_threads):
-    """(g, *bins, K/g, C/g) x (g, *bins, C/g, N) -> (g, *bins, K/g, N), per bin and group."""
+    """(g, *bins, K/g, C/g) x (g, *bins, C/g, N) -> (g, *bins, K/g, N), per bin and group.
+
+    NumPy's BLAS runs single-threaded; the bins are split among ``n_threads`` Python threads
+    (``matmul`` releases the GIL). A multi-threaded OpenBLAS call leaves its worker threads
+    spinning for about 0.1 s afterwards, which on 2 cores halved the speed of the next
+    convolution's OpenMP threads (measured: DeepLab's aspp_d6 on ``direct``, 8.5 ms alone,
+    13-47 ms in the three calls after an ``fft`` call).
+    """
     if spectra.shape[-1] == 1:  # one input channel per group: an elementwise product
         return spectra * x_spectrum
-    return _numpy_blas.run(n_threads, np.matmul, spectra, x_spectrum)
+    groups, k, c, n = spectra.shape[0], spectra.shape[-2], spectra.shape[-1], x_spectrum.shape[-1]
+    bins = spectra.shape[1:-2]
+    a = spectra.reshape(groups, -1, k, c)
+    b = x_spectrum.reshape(groups, -1, c, n)
+    result = np.empty((groups, a.shape[1], k, n), dtype=np.result_type(a, b))
+    bounds = np.linspace(0, a.shape[1], min(n_threads, a.shape[1]) + 1).astype(int)
+
+    def part(lo, hi):
+        np.matmul(a[:, lo:hi], b[:, lo:hi], out=result[:, lo:hi])
+
+    workers = [threading.Thread(target=part, args=(lo, hi))
+               for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    _numpy_blas.run(1, _run_parts, workers, part, bounds[0], bounds[1])
+    return result.reshape((groups, *bins, k, n))
+
+
+def _run_parts(workers, part, lo, hi):
+    """Start the worker threads, do the first part here, wait for the workers."""
+    for worker in workers:
+        worker.start()
+    try:
+        part(lo, hi)
+    finally:
+        for worker in workers:
+            worker.join()
 
 
 def run(problem, x, prepared, bias, out, n_threads, params):

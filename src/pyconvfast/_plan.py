@@ -47,8 +47,8 @@ class Plan:
     def __init__(self, problem, choice, weight, bias, n_threads):
         self.problem = problem
         self.n_threads = n_threads
-        self._choice = choice
-        self._algorithm = _registry.get(choice.algorithm)
+        self._choice = choice.for_plan()
+        self._algorithm = _registry.get(self._choice.algorithm)
         self._prepared = self._algorithm.prepare(problem, _api.weight_5d(weight, problem))
         self._weight = weight
         self._bias = bias
@@ -106,9 +106,11 @@ class Plan:
                  f"algorithm: {_autotune.candidate_label(self.algorithm, self.params)} "
                  f"({self._choice.source})"]
         if self._choice.timings:
-            lines.append("candidates (best time):")
+            cold = self._choice.cold_timings
+            lines.append("candidates (best run back to back; caches flushed, which decides):")
             for label, seconds in sorted(self._choice.timings.items(), key=lambda kv: kv[1]):
-                lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms")
+                flushed = f"{cold[label] * 1e3:10.3f} ms" if label in cold else ""
+                lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms {flushed}".rstrip())
         usable = _registry.names(self.problem)
         lines.append(f"usable algorithms: {', '.join(usable)}")
         return "\n".join(lines)

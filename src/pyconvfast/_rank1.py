@@ -76,6 +76,8 @@ def _could_be_rank1(slices):
     residual is at most about ``(1 + sqrt(R) + sqrt(S)) * rtol`` of its norm, so the test
     never rejects what the default tolerance accepts; a dense weight fails it at once."""
     work = slices.astype(np.float64)
+    if not np.isfinite(work).all():  # NaN or inf weights are not rank-1, and warn in the math
+        return False
     column, row = _pivot_factors(work)
     residual = work - column[:, :, None] * row[:, None, :]
     return bool(np.all(np.sum(residual**2, axis=(1, 2))

@@ -32,7 +32,7 @@ then convolved by ``conv2d``.
 
 import numpy as np
 
-from pyconvfast import _api
+from pyconvfast import _api, _autotune
 from pyconvfast._algorithms import _bias_or_empty, lowered_gemm, positions_chunk
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._padding import tap_table
@@ -140,8 +140,10 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
         Padding of the upsampled image, as for :func:`conv2d`.
     algorithm : {"auto", "im2col", "direct"}, default "auto"
         The kernel running each phase (nearest) or the convolution (bilinear, where any
-        :func:`conv2d` algorithm name is accepted); "auto" uses im2col, or direct for one input
-        channel per group.
+        :func:`conv2d` algorithm name is accepted). "auto" times both kernels on the first call
+        of each geometry and keeps the faster in the tuning cache, as :func:`conv2d` does
+        (``PYCONVFAST_TUNE=off`` or ``estimate``: im2col, or direct for one input channel per
+        group, untimed).
 
     Returns
     -------
@@ -213,8 +215,6 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
     out = _api.output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
     if problem.batch == 0:
         return out
-    if algorithm == "auto":
-        algorithm = "direct" if problem.c_in // problem.groups == 1 else "im2col"
     # The kernels read x itself: a problem whose in_size is x's, for the 5-D views.
     x5 = _api._channels_first_5d(x, problem)
     out5 = _api._channels_first_5d(out, problem)
@@ -224,24 +224,39 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
                        problem.dilation[0], problem.pad_before[0], scale_h, padding_mode)
     cols = axis_phases(in_w, problem.out_size[1], problem.kernel[1], problem.stride[1],
                        problem.dilation[1], problem.pad_before[1], scale_w, padding_mode)
+    phases = []
+    for r_h, step_h, table_h, collapse_h in rows:
+        for r_w, step_w, table_w, collapse_w in cols:
+            sub = np.einsum("kcrs,ri,sj->kcij", w, collapse_h.astype(w.dtype),
+                            collapse_w.astype(w.dtype))
+            phases.append((out5[:, :, :, r_h::step_h, r_w::step_w], np.ascontiguousarray(sub),
+                           table_h, table_w))
     bias_arg = _bias_or_empty(bias, x.dtype)
+
+    def run(kernel):
+        _run_phases(kernel, problem, x5, phases, bias_arg, n_threads)
+
+    if algorithm == "auto":
+        first = "direct" if problem.c_in // problem.groups == 1 else "im2col"
+        names = (first, "im2col" if first == "direct" else "direct")
+        algorithm = _autotune.choose_among(
+            f"resize_conv2d|scale{scale_h}x{scale_w}|{problem.key}|threads{n_threads}", names, run)
+    run(algorithm)
+    return out
+
+
+def _run_phases(kernel, problem, x5, phases, bias, n_threads):
+    """Each phase's collapsed convolution of ``x5`` into its strided view of the output."""
     depth_table = np.zeros((1, 1), dtype=np.int64)
     k_g = problem.c_out // problem.groups
     with blas_threads.limit(1):
-        for r_h, step_h, table_h, collapse_h in rows:
-            for r_w, step_w, table_w, collapse_w in cols:
-                sub = np.einsum("kcrs,ri,sj->kcij", w, collapse_h.astype(w.dtype),
-                                collapse_w.astype(w.dtype))
-                view = out5[:, :, :, r_h::step_h, r_w::step_w]
-                if algorithm == "im2col":
-                    matrix = np.ascontiguousarray(sub).reshape(problem.c_out, -1)
-                    chunk = positions_chunk(view.shape[3] * view.shape[4], matrix.shape[1],
-                                            k_g, problem.batch * problem.groups, n_threads,
-                                            x.itemsize)
-                    lowered_gemm(x5, matrix, bias_arg, view, (depth_table, table_h, table_w),
-                                 problem.groups, chunk, n_threads)
-                else:
-                    conv_direct(x5, np.ascontiguousarray(sub)[:, :, None], bias_arg, view,
-                                depth_table, table_h, table_w, n_threads)
-    return out
-
+        for view, sub, table_h, table_w in phases:
+            if kernel == "im2col":
+                matrix = sub.reshape(problem.c_out, -1)
+                chunk = positions_chunk(view.shape[3] * view.shape[4], matrix.shape[1], k_g,
+                                        problem.batch * problem.groups, n_threads, x5.itemsize)
+                lowered_gemm(x5, matrix, bias, view, (depth_table, table_h, table_w),
+                             problem.groups, chunk, n_threads)
+            else:
+                conv_direct(x5, sub[:, :, None], bias, view, depth_table, table_h, table_w,
+                            n_threads)
