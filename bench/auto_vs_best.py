@@ -8,7 +8,8 @@ in interleaved rounds (one call of each per round in a shuffled order, ``--round
 each plan's best call kept), so that a burst of load on the machine hits every contender alike,
 and prints ``auto``'s time over the best explicit one. A contender more than
 :data:`OUT_OF_THE_RACE` times slower than the fastest on a first timed call stays out of the
-rounds. Prints the worst ratio at the end.
+rounds. With ``--passes``, the sweep is repeated and each plan keeps its best call over all
+passes. Prints the worst ratio at the end.
 """
 
 import argparse
@@ -24,49 +25,64 @@ from pyconvfast._models import MODELS, model_layers
 OUT_OF_THE_RACE = 3.0
 
 
+def time_layer(layer, threads, rounds, rng, best_of):
+    """Plan every usable algorithm and ``auto`` for ``layer``, time them in shuffled interleaved
+    rounds and lower ``best_of[name]`` to each plan's best call; the names' algorithms."""
+    x = rng.standard_normal(layer.x_shape).astype(np.float32)
+    w = rng.standard_normal(layer.w_shape).astype(np.float32)
+    plans = {}
+    for name in pcf.list_algorithms(x, w, **layer.kwargs) + ["auto"]:
+        plan = pcf.plan(x.shape, w, algorithm=name, n_threads=threads, **layer.kwargs)
+        plans[name] = (plan, plan(x))
+    first = {}
+    for name, (plan, out) in plans.items():  # one timed call each, to find the race
+        start = time.perf_counter()
+        plan(x, out=out)
+        first[name] = time.perf_counter() - start
+        best_of[name] = min(best_of.get(name, float("inf")), first[name])
+    # A contender several times slower than the fastest cannot be the best, and some disturb the
+    # others for a while after each call (fft on a small dilated layer took 70x direct's time,
+    # and NumPy's BLAS threads then spun for 0.1 s: the next direct calls ran 2x slow): it keeps
+    # its first time and stays out of the rounds.
+    fastest = min(first.values())
+    names = [name for name in plans if name == "auto" or first[name] <= OUT_OF_THE_RACE * fastest]
+    for _ in range(rounds):
+        rng.shuffle(names)  # no contender always runs right after the same other one
+        for name in names:
+            plan, out = plans[name]
+            start = time.perf_counter()
+            plan(x, out=out)
+            best_of[name] = min(best_of[name], time.perf_counter() - start)
+    return {name: plan.algorithm for name, (plan, _) in plans.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--passes", type=int, default=1,
+                        help="sweep all layers this many times, keeping each plan's best call "
+                             "over all passes (a machine whose speed drifts for seconds at a "
+                             "time then meets every layer in more than one state)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
+    layers = [(model, layer) for model in args.models.split(",") for layer in model_layers(model)]
+    best_of = {index: {} for index in range(len(layers))}
+    picks = {}
+    for _ in range(args.passes):
+        for index, (model, layer) in enumerate(layers):
+            picks[index] = time_layer(layer, args.threads, args.rounds, rng, best_of[index])
     worst = 0.0
     print(f"{'model:layer':<36} {'auto picks':>18} {'best explicit':>18} {'auto/best':>9}")
-    for model in args.models.split(","):
-        for layer in model_layers(model):
-            x = rng.standard_normal(layer.x_shape).astype(np.float32)
-            w = rng.standard_normal(layer.w_shape).astype(np.float32)
-            plans = {}
-            for name in pcf.list_algorithms(x, w, **layer.kwargs) + ["auto"]:
-                plan = pcf.plan(x.shape, w, algorithm=name, n_threads=args.threads,
-                                **layer.kwargs)
-                plans[name] = (plan, plan(x))
-            best_of = dict.fromkeys(plans, float("inf"))
-            for name, (plan, out) in plans.items():  # one timed call each, to find the race
-                start = time.perf_counter()
-                plan(x, out=out)
-                best_of[name] = time.perf_counter() - start
-            # A contender several times slower than the fastest cannot be the best, and some
-            # disturb the others for a while after each call (fft on a small dilated layer
-            # takes 70x direct's time and frees hundreds of MB: the next direct calls ran 2x
-            # slow): it keeps its single time and stays out of the rounds.
-            fastest = min(best_of.values())
-            names = [name for name in plans if name == "auto"
-                     or best_of[name] <= OUT_OF_THE_RACE * fastest]
-            for _ in range(args.rounds):
-                rng.shuffle(names)  # no contender always runs right after the same other one
-                for name in names:
-                    plan, out = plans[name]
-                    start = time.perf_counter()
-                    plan(x, out=out)
-                    best_of[name] = min(best_of[name], time.perf_counter() - start)
-            times = {name: (best_of[name], plan.algorithm) for name, (plan, _) in plans.items()}
-            auto_time, picked = times.pop("auto")
-            best = min(times, key=lambda name: times[name][0])
-            ratio = auto_time / times[best][0]
-            worst = max(worst, ratio)
-            print(f"{model + ':' + layer.name:<36} {picked:>18} {best:>18} {ratio:>9.2f}")
+    for index, (model, layer) in enumerate(layers):
+        times = dict(best_of[index])
+        auto_time = times.pop("auto")
+        best = min(times, key=times.get)
+        ratio = auto_time / times[best]
+        worst = max(worst, ratio)
+        print(f"{model + ':' + layer.name:<36} {picks[index]['auto']:>18} {best:>18} "
+              f"{ratio:>9.2f}")
     print(f"worst auto/best: {worst:.2f}")
 
 

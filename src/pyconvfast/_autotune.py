@@ -14,9 +14,12 @@ run more than :data:`CLEARLY_LOSING` times the best so far) is dropped after one
 get up to :data:`REPEATS` runs within :data:`BUDGET_S` seconds, and the minimum counts. Then the
 finalists (the two fastest runs, and the fastest call with its weight preparation) are timed
 again in :data:`CONFIRM_ROUNDS` rounds within another half budget, each round after flushing the
-caches and in alternating order, and these times decide. Timed back to back, a candidate keeps
-its prepared weight in cache, which a layer inside a network does not (see :class:`_CacheFlush`);
-and close contenders differ by less than a burst of load lasts, so one moment must not decide.
+caches and reading the input back (a network's previous layer has just written it), in
+alternating order, each finalist once with its weight flushed and once more at once;
+the geometric mean of the two best times decides (:func:`decisive_times`). Timed back to back
+only, a candidate keeps its prepared weight in cache, which a layer inside a network may not
+(see :class:`_CacheFlush`); and close contenders differ by less than a burst of load lasts, so
+one moment must not decide.
 
 Two choices come out of one measurement. A plain call prepares the weight (Winograd transform,
 packing, sub-pixel kernels) on every call, so its choice minimizes run + prepare time; a
@@ -25,6 +28,7 @@ a preparation is expensive (FCN-32s' transposed layer: sub-pixel runs in 35 ms b
 1024 phase kernels in 260 ms; GEMM + col2im runs in 68 ms and prepares nothing).
 """
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -199,15 +203,15 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
         return prepare_timings[candidates[label][0]]
 
     warm, cold = time_candidates(list(candidates), run, BUDGET_S * (4 if exhaustive else 1),
-                                 prepare_time)
-    decisive = cold or warm
+                                 prepare_time, prime=lambda: np.add.reduce(x, axis=None))
+    decisive = decisive_times(warm, cold)
     plan_pick = candidates[min(decisive, key=decisive.get)]
     call_pick = candidates[min(decisive, key=lambda label: decisive[label] + prepare_time(label))]
     return Choice(call_pick[0], dict(call_pick[1]), warm, "measured", prepare_timings,
                   plan_pick[0], dict(plan_pick[1]), cold)
 
 
-def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None):
+def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None, prime=None):
     """Time ``run(label)`` for each label, as the module docstring says.
 
     Parameters
@@ -221,6 +225,9 @@ def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None):
     extra_cost : callable, optional
         ``extra_cost(label)``: seconds a call of the candidate costs beyond its run (weight
         preparation); the fastest run plus extra cost joins the finalists.
+    prime : callable, optional
+        Called after each flush to bring back what a network would have in cache: the input,
+        which the previous layer has just written.
 
     Returns
     -------
@@ -228,7 +235,8 @@ def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None):
         Best seconds of each candidate run back to back (its data in cache).
     cold : dict of str to float
         Best seconds of each finalist in the confirmation rounds, caches flushed before each
-        round (empty when there was a single candidate). The choice is made on these.
+        round (empty when there was a single candidate). The choice is made on these and the
+        warm times together (:func:`decisive_times`).
     """
     warm, cold = {}, {}
     best_time = float("inf")
@@ -261,17 +269,35 @@ def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None):
         confirm_deadline = time.perf_counter() + budget_s / 2
         for round_index in range(CONFIRM_ROUNDS):
             flush()
+            if prime is not None:
+                prime()
             # Alternate the order, so that neither finalist always runs right after the other.
             for label in finalists[::-1] if round_index % 2 else finalists:
-                timed(label, cold)
+                timed(label, cold)  # its data flushed (the other finalist's runs do not reload it)
+                timed(label, warm)  # at once again: its data in cache
             if time.perf_counter() > confirm_deadline:
                 break
     return warm, cold
 
 
+def decisive_times(warm, cold):
+    """What the choice minimizes: for each finalist, the geometric mean of its best time with
+    its data in cache and with the caches flushed; the warm times when nothing was flushed.
+
+    Neither alone predicts a layer in a network. Back to back, Winograd F(4x4) beat F(2x2) by 11%
+    on ResNet-50's layer3 3x3 (its 9.4 MB transformed weight stays in cache), but F(2x2) was 1.2x
+    faster among other work; flushed, direct and im2col tie on MobileNetV2's small 1x1 layers,
+    where im2col is 10-25% faster whenever the layer's few hundred KB stay cached.
+    """
+    if not cold:
+        return dict(warm)
+    return {label: math.sqrt(warm[label] * cold[label]) for label in cold}
+
+
 class _CacheFlush:
     """Writes over a buffer the size of the last-level cache, so that the next run finds its
-    weights and activations in memory, as a layer of a network does after the other layers ran.
+    weights in memory, as a layer of a network does after the other layers ran (the tuner then
+    reads the input back into cache: the previous layer has just written it).
 
     Timed back to back, an algorithm with a large prepared weight keeps it in cache and looks
     faster than it is inside a network: ResNet-50's layer3 3x3 (256 channels, 14x14) ran
@@ -296,7 +322,7 @@ def _last_level_cache_bytes():
     return min(size, 256 << 20) if size and size > 0 else 32 << 20
 
 
-def choose_among(key, names, run):
+def choose_among(key, names, run, prime=None):
     """Tune an operation outside the registry: the fastest of ``names``, cached under ``key``.
 
     Used by :func:`pyconvfast.resize_conv2d`, whose phase convolutions run on one of a few
@@ -311,6 +337,8 @@ def choose_among(key, names, run):
         The candidates, the default first.
     run : callable
         ``run(name)`` runs the whole operation once with that candidate.
+    prime : callable, optional
+        Reads the operation's input back into cache (see :func:`time_candidates`).
 
     Returns
     -------
@@ -330,8 +358,8 @@ def choose_among(key, names, run):
         entry = cache.lookup(key)
         name = entry.get("algorithm") if entry else None
         if name not in names:
-            warm, cold = time_candidates(list(names), run)
-            decisive = cold or warm
+            warm, cold = time_candidates(list(names), run, prime=prime)
+            decisive = decisive_times(warm, cold)
             name = min(decisive, key=decisive.get)
             cache.store(key, {"algorithm": name, "params": {}, "timings": warm,
                               "cold_timings": cold})
