@@ -209,6 +209,9 @@ def test_huge_geometry_is_refused_quickly():
 def test_estimate_picks_fft_beyond_the_crossover():
     """The heuristic's rule (docs/guide/algorithms.rst, bench/fft_crossover.py)."""
     assert _heuristic.choose(problem_of((1, 16, 4096), (16, 16, 127), padding="same")) == "fft"
+    assert _heuristic.choose(problem_of((1, 16, 4096), (16, 16, 31), padding="same")) != "fft"
+    assert _heuristic.choose(problem_of((1, 64, 4096), (64, 64, 63), padding="same")) != "fft"
+    assert _heuristic.choose(problem_of((1, 16, 64, 64), (16, 16, 9, 9), padding="same")) != "fft"
     assert _heuristic.choose(problem_of((1, 16, 128, 128), (16, 16, 31, 31),
                                         padding="same")) == "fft"
     assert _heuristic.choose(problem_of((1, 16, 4096), (16, 16, 3), padding="same")) != "fft"

@@ -38,15 +38,16 @@ kernel larger than 1x1 measured on ResNet-50, DeepLab and the TCN: conv1 7x7 str
 layers it is as often slower (0.8x to 1.7x), so those stay with im2col; groups of fewer than 16
 output channels (ResNeXt) were not measured and stay with im2col too.
 
-FFT (``bench/fft_crossover.py``, float32, one thread, N=1, padding "same"; the shared 2-core
-machine, best of 3 interleaved passes): ``fft`` beats every other algorithm from a kernel of
-9 taps in 1-D with 16 and 64 channels (4096 samples), of 5x5 in 2-D with 16 channels (64x64)
-and 64 channels (32x32), from 15x15 in 2-D with one channel (256x256), and, with one input
-channel per group, from 127 taps in 1-D (64 channels, depthwise) and 511 (a single channel;
-the depthwise kernel is fast). The rule below follows these crossovers, counting taps (a
-dilated kernel costs direct and im2col no more) and, for dense layers, only from 16 input and
-16 output channels per group (the channel counts measured); 3-D was not measured, so "estimate"
-leaves it to the others (measure mode times fft there too).
+FFT (``env -u OPENBLAS_CORETYPE python bench/fft_crossover.py --threads 2 --passes 2``,
+float32, N=1, padding "same"; AMD EPYC, 2 threads, against the channel-blocked ``direct``):
+``fft`` beats every other algorithm from a kernel of 63 taps in 1-D with 16 channels (4096
+samples; with 64 channels direct was still 1.6x faster at 63), of 21x21 in 2-D with 16
+channels (64x64) and 15x15 with 64 channels (32x32), of 21x21 in 2-D with one channel
+(256x256), and, with one input channel per group, from 255 taps in 1-D (64 channels,
+depthwise) and 511 (a single channel). The rule below follows these crossovers, counting taps
+(a dilated kernel costs direct no more) and, for dense layers, only from 16 input and 16
+output channels per group (the channel counts measured), in 1-D only up to 32; 3-D was not
+measured, so "estimate" leaves it to the others (measure mode times fft there too).
 
 Grouped layers with 2 to 160 input channels per group (bench/grouped.py, float32, 1 and 2
 threads, AVX-512 machine, shared and loaded): ``grouped`` beats ``im2col`` 1.05x to 6x on the
@@ -62,8 +63,8 @@ from pyconvfast import _rank1, _registry
 
 # Taps per axis from which fft wins (see above): (1-D, 2-D) for dense layers; with one input
 # channel per group, (1-D single channel, 1-D several channels, 2-D).
-_FFT_MIN_TAPS_DENSE = {1: 9, 2: 5}
-_FFT_MIN_TAPS_ONE_CHANNEL = {(1, True): 511, (1, False): 127, (2, True): 15, (2, False): 15}
+_FFT_MIN_TAPS_DENSE = {1: 63, 2: 21}
+_FFT_MIN_TAPS_ONE_CHANNEL = {(1, True): 511, (1, False): 255, (2, True): 21, (2, False): 21}
 
 
 def _fft_pays(problem):
@@ -73,6 +74,8 @@ def _fft_pays(problem):
         threshold = _FFT_MIN_TAPS_ONE_CHANNEL[problem.n_spatial, problem.c_in == 1]
     elif min(problem.c_in, problem.c_out) // problem.groups < 16:
         return False  # measured with 16 and 64 channels (in and out) only
+    elif problem.n_spatial == 1 and problem.c_in // problem.groups > 32:
+        return False  # 64 channels: direct still 1.6x faster at 63 taps
     else:
         threshold = _FFT_MIN_TAPS_DENSE[problem.n_spatial]
     return min(problem.kernel) >= threshold
