@@ -5,7 +5,8 @@
 On a problem so small that the kernel takes a few microseconds, times (best of 7 rounds of
 20,000 calls) the registered kernel called directly with prepared arguments, ``pcf.conv2d`` with
 ``algorithm="auto"`` after its choice is made, and a :func:`pyconvfast.plan` call, and prints the
-overhead of each over the kernel, per algorithm.
+overhead of each over the kernel, per algorithm (a dense random weight), and the time of an
+``auto`` call with a rank-1 weight (a box filter), which is recognized on every call.
 """
 
 import time
@@ -28,8 +29,9 @@ def per_call(call, calls=20_000, rounds=7):
 
 
 def main():
-    x = np.ones((1, 4, 8, 8), np.float32)
-    w = np.ones((4, 4, 3, 3), np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)  # dense: np.ones would be rank-1
     out = np.empty((1, 4, 8, 8), np.float32)
     problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
     x5, out5 = _api._channels_first_5d(x, problem), _api._channels_first_5d(out, problem)
@@ -52,6 +54,11 @@ def main():
     auto = per_call(lambda: pcf.conv2d(x, w, padding=1, out=out, n_threads=1))
     print(f"{'auto -> ' + chosen:<20} {kernels[chosen] * 1e6:>10.2f} {auto * 1e6:>10.2f} "
           f"{(auto - kernels[chosen]) * 1e6:>9.2f}")
+    # A rank-1 kernel (a box filter) is recognized on every call, from a cache by content.
+    box = np.ones_like(w)
+    chosen = pcf.plan(x.shape, box, padding=1, n_threads=1).algorithm
+    auto = per_call(lambda: pcf.conv2d(x, box, padding=1, out=out, n_threads=1))
+    print(f"{'rank-1 auto -> ' + chosen:<20} {'':>10} {auto * 1e6:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def _direct_prepare(problem, weight):
     return packed, weight
 
 
-def _item_strides(*arrays):
-    return all(s % a.itemsize == 0 for a in arrays for s in a.strides)
+def _item_strides(x, out):
+    """Whether every stride of both arrays (of one dtype) is a whole number of items."""
+    return not any(s % x.itemsize for s in x.strides + out.strides)
 
 
 def _run_direct(problem, x, prepared, bias, out, n_threads, params):

@@ -236,17 +236,24 @@ def make_problem(
 
 _PROBLEMS = {}
 _PROBLEMS_MAX = 4096
+_SCALAR_TYPES = (int, str, bool, type(None))
 
 
 def cached_problem(x_shape, weight_shape, **geometry):
     """:func:`make_problem`, remembered per distinct call.
 
-    The key holds the ``repr`` of the geometry arguments, not the values: ``2`` and ``2.0``, or
-    ``1`` and ``True``, compare equal but only one of each pair is valid, so a key made of the
-    values would let a cached valid call vouch for an invalid one.
+    The key holds the geometry arguments with their types (or, for anything but ints, strings,
+    bools and None, their ``repr``), not the bare values: ``2`` and ``2.0``, or ``1`` and
+    ``True``, compare equal but only one of each pair is valid, so a key made of the values
+    would let a cached valid call vouch for an invalid one.
     """
     dtype = np.dtype(geometry.pop("dtype", np.float32))
-    key = (x_shape, weight_shape, dtype, repr(sorted(geometry.items())))
+    items = sorted(geometry.items())
+    if all(type(value) in _SCALAR_TYPES for _, value in items):
+        # The common call (ints, strings, bools): the values with their types, cheaper than repr.
+        key = (x_shape, weight_shape, dtype, tuple((k, type(v), v) for k, v in items))
+    else:
+        key = (x_shape, weight_shape, dtype, repr(items))
     problem = _PROBLEMS.get(key)
     if problem is None:
         problem = make_problem(x_shape, weight_shape, dtype=dtype, **geometry)

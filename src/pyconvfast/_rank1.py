@@ -26,6 +26,8 @@ s]``, which differs from the given weight by at most ``rtol`` times each slice's
 """
 
 import collections
+import dataclasses
+import functools
 import hashlib
 import threading
 
@@ -232,24 +234,25 @@ def mark(problem, weight):
         return problem
     if problem.c_out * (problem.c_in // problem.groups) > MAX_SLICES:
         return problem
+    # One 2x2 minor of the first slice, in Python floats (well under a microsecond): a rank-1
+    # slice has every minor zero up to rounding, and almost every dense weight stops here.
+    (a, b), (c, d) = weight[0, 0, :2, :2].tolist()
+    if not abs(a * d - b * c) <= _PREFILTER_RTOL * (abs(a * d) + abs(b * c)):
+        return problem
     if not weight.any():
         # rank 0, but almost surely a placeholder (a plan made from shapes): keep the problem,
         # and its cache key, of a dense weight of this shape
         return problem
-    # One 2x2 minor of the first slice, in Python floats (well under a microsecond): a rank-1
-    # slice has every minor zero up to rounding, and almost every dense weight stops here.
-    corner = weight[0, 0]
-    a, b, c, d = (float(corner[0, 0]), float(corner[0, 1]), float(corner[1, 0]),
-                  float(corner[1, 1]))
-    if not abs(a * d - b * c) <= _PREFILTER_RTOL * (abs(a * d) + abs(b * c)):
-        return problem
-    if not _could_be_rank1(weight[0, :1]):  # the whole first slice
-        return problem
+    # Remembered by content: a rank-1 weight used again costs a hash and a lookup (checking it
+    # again on every call cost 74 us, most of a small call's time).
     if _cached_factor(weight, default_rtol(weight.dtype), prefilter=True) is None:
         return problem
-    from dataclasses import replace
+    return _marked(problem)
 
-    return replace(problem, rank1_kernel=True)
+
+@functools.lru_cache(maxsize=256)
+def _marked(problem):
+    return dataclasses.replace(problem, rank1_kernel=True)
 
 
 def _supports(problem):
