@@ -372,6 +372,7 @@ def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, **geometr
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
     problem = _rank1.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)
+    _algorithms.warm_blas_in_threads(n_threads)
     chosen = None if algorithm == "auto" else explicit_algorithm(algorithm, problem)
     out = output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
     if problem.batch == 0:
