@@ -9,8 +9,9 @@ The layers are a DCGAN generator's (batch 16, 4x4 kernels; the first maps the 10
 stride 32, as in FCN-8s/32s). Each pyconvfast algorithm, ``auto`` (tuned once before timing)
 and torch are timed in turn, round after round, so that load from other processes hits them
 alike; the best round of each counts. Each timed call follows an untimed one of the same
-contender, so that the previous library's spinning worker threads are not counted against it. Every call is the public function on the raw weight
-(weight preparation included, as torch's). The table gives milliseconds and the ratio
+contender, so that the previous library's spinning worker threads are not counted against
+it. Every call is the public function on the raw weight (weight preparation included, as
+torch's). The table gives milliseconds and the ratio
 torch / ours (> 1: pyconvfast faster), for ``auto`` and for the best algorithm, and their
 geometric means. Results are checked against torch.
 """

@@ -191,6 +191,29 @@ def test_a_cached_entry_with_foreign_params_is_ignored(fresh_cache, rng):
                                            "timings": {}}).algorithm == "im2col"
 
 
+def test_four_processes_tuning_different_problems_at_once_lose_nothing(fresh_cache, tmp_path):
+    """Four ``python -m pyconvfast tune`` processes, started together on different shapes: every
+    choice ends up in the one file, which stays valid JSON."""
+    commands = []
+    for worker in range(4):
+        shapes = [{"x_shape": [1, 4 + worker, 6 + size, 6 + size],
+                   "w_shape": [4, 4 + worker, 3, 3], "padding": 1} for size in range(3)]
+        path = tmp_path / f"shapes{worker}.json"
+        path.write_text(json.dumps(shapes))
+        commands.append([sys.executable, "-m", "pyconvfast", "tune", str(path), "--threads", "1"])
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for command in commands]
+    results = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (_, err) in zip(workers, results):
+        assert worker.returncode == 0, err
+        assert "Warning" not in err, err
+    document = json.loads((fresh_cache / "tuning.json").read_text())
+    (section,) = document["machines"].values()
+    keys = set(section["entries"])
+    assert len(keys) == 12, keys
+    assert {key.split("|")[2] for key in keys} == {"c4", "c5", "c6", "c7"}
+
+
 def test_plan_reuses_its_prepared_weight(fresh_cache, rng):
     x, w = _problem_arrays(rng)
     bias = rng.standard_normal(8).astype(np.float32)

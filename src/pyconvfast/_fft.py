@@ -8,7 +8,8 @@ into a zero-filled buffer (the zero padding is never materialized beyond the seg
 FFT of size ``n`` (``scipy.fft.rfftn``, ``workers=n_threads``, one for small blocks) is
 contracted with the weight spectra over the input channels of each group, one batched complex
 GEMM over all frequency bins (``numpy.matmul``: ``(C_out/g x C_in/g) @ (C_in/g x N)`` per bin
-and group; single-threaded BLAS, the bins split among Python threads), and the inverse FFT gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
+and group; single-threaded BLAS, the bins split among Python threads), and the inverse FFT
+gives ``n`` circular results of which the last ``B`` are the block's outputs (overlap-save:
 the first ``K_eff - 1`` are wrapped around and discarded). Cross-correlation is the convolution
 with the flipped, dilated kernel.
 

@@ -109,7 +109,8 @@ def _gemm_prepare(problem, weight):
     """
     c_g = problem.c_in // problem.groups
     k_g = problem.c_out // problem.groups
-    return np.ascontiguousarray(weight).reshape(problem.groups, c_g, k_g * math.prod(weight.shape[2:]))
+    n_taps = math.prod(weight.shape[2:])
+    return np.ascontiguousarray(weight).reshape(problem.groups, c_g, k_g * n_taps)
 
 
 def gemm_blocks(problem, n_threads, itemsize, k_block=None):

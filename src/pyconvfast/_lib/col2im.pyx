@@ -6,9 +6,9 @@ on each axis. Per group, the products for all taps are one matrix product,
 
     col[(k, t), (n, i)] = sum_c  w[c, (k, t)] * xpack[c, (n, i)]
 
-(``w`` the group's weight as a matrix, read transposed by the GEMM, ``xpack`` the group's input channels
-packed as rows holding all samples of a task side by side, so one GEMM covers many samples),
-followed by ``col2im``: each row ``(k, t)`` of ``col`` is added into output plane ``k`` at the
+(``w`` the group's weight as a matrix, read transposed by the GEMM; ``xpack`` the group's
+input channels packed as rows holding all samples of a task side by side, so one GEMM covers
+many samples), followed by ``col2im``: each row ``(k, t)`` of ``col`` is added into output plane ``k`` at the
 positions ``o(i, t)``. No input is zero-inserted and no product is computed twice or wasted.
 
 A task is (group, block of output channels, block of samples): it owns the output planes
