@@ -207,7 +207,7 @@ def _is_number(value):
 
 
 def _checked_params(entry, key):
-    params = entry.get(key) or {}
+    params = entry.get(key, {})
     if not isinstance(params, dict):
         raise ValueError(f"an entry's {key} must be an object, got {type(params).__name__}")
     for name, value in params.items():
