@@ -151,21 +151,22 @@ def _from_entry(problem, entry):
     """A cached entry as a Choice, or None if it cannot be trusted for this problem."""
     if entry is None:
         return None
-    picks = []
-    for name_key, params_key in (("algorithm", "params"), ("plan_algorithm", "plan_params")):
-        name, params = entry.get(name_key), entry.get(params_key) or {}
-        if name is None and name_key == "plan_algorithm":  # an entry from before plans had own
-            picks.append((None, None))
-            continue
-        if not _registry.can_run(name, problem) or not isinstance(params, dict):
-            return None
-        if params and params not in _registry.get(name).param_space(problem):
-            return None
-        picks.append((name, dict(params)))
-    (name, params), (plan_name, plan_params) = picks
-    return Choice(name, params, dict(entry.get("timings", {})), "cache",
-                  dict(entry.get("prepare_timings", {})), plan_name, plan_params,
+    name, params = entry.get("algorithm"), entry.get("params", {})
+    plan_name, plan_params = entry.get("plan_algorithm"), entry.get("plan_params", {})
+    if not _can_run(problem, name, params):
+        return None
+    if plan_name is not None and not _can_run(problem, plan_name, plan_params):
+        return None  # (an entry from before plans had their own choice has no plan_algorithm)
+    return Choice(name, dict(params), dict(entry.get("timings", {})), "cache",
+                  dict(entry.get("prepare_timings", {})), plan_name,
+                  None if plan_name is None else dict(plan_params),
                   dict(entry.get("cold_timings", {})))
+
+
+def _can_run(problem, name, params):
+    """Whether algorithm ``name`` with kernel parameters ``params`` can run ``problem``."""
+    return (_registry.can_run(name, problem) and isinstance(params, dict)
+            and (not params or params in _registry.get(name).param_space(problem)))
 
 
 def _candidates(problem, exhaustive):
