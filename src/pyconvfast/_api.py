@@ -107,13 +107,13 @@ def _shape_of(name, value):
     return np.shape(value)
 
 
-def n_spatial_of(weight_shape):
-    """Spatial axes of a convolution, from its weight shape ``(C_out, C_in // groups, *kernel)``."""
+def n_spatial_of(weight_shape, layout="(C_out, C_in // groups, *kernel)"):
+    """Spatial axes of a convolution, from its weight shape (``layout`` names its axes in the
+    error message: a transposed convolution's weight is ``(C_in, C_out // groups, *kernel)``)."""
     n_spatial = len(weight_shape) - 2
     if n_spatial not in (1, 2, 3):
         raise ValueError(
-            f"weight must be 3-, 4- or 5-D (C_out, C_in // groups, *kernel), "
-            f"got weight shape {tuple(weight_shape)}"
+            f"weight must be 3-, 4- or 5-D {layout}, got weight shape {tuple(weight_shape)}"
         )
     return n_spatial
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from pyconvfast import _api, _autotune, _registry
 from pyconvfast import _transpose_algorithms  # noqa: F401 (registers the algorithms)
-from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST
+from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
 from pyconvfast._threads import resolve_n_threads
 
 KIND = _transpose_algorithms.KIND
@@ -110,19 +110,9 @@ class ConvTransposeProblem:
         )
 
 
-def _axes(values):
-    return "x".join(str(v) for v in values)
-
-
 def n_spatial_of(weight_shape):
     """Spatial axes of a transposed convolution, from ``(C_in, C_out // groups, *kernel)``."""
-    n_spatial = len(weight_shape) - 2
-    if n_spatial not in (1, 2, 3):
-        raise ValueError(
-            f"weight must be 3-, 4- or 5-D (C_in, C_out // groups, *kernel), "
-            f"got weight shape {tuple(weight_shape)}"
-        )
-    return n_spatial
+    return _api.n_spatial_of(weight_shape, "(C_in, C_out // groups, *kernel)")
 
 
 def _padding(padding, n_spatial):
