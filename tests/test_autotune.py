@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _autotune, _registry
+from pyconvfast import _api, _autotune, _registry
 from reference import assert_conv_matches
 
 
@@ -41,7 +41,10 @@ def test_measure_times_every_usable_algorithm_and_stores_the_winner(fresh_cache,
     # The finalists' times, with their data in cache and flushed, decide together.
     warm, cold, prepare = entry["timings"], entry["cold_timings"], entry["prepare_timings"]
     assert 2 <= len(cold) <= 3 and set(cold) <= set(warm)
-    decisive = {name: (warm[name] * cold[name]) ** 0.5 for name in cold}
+    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+    weight_bytes = {name: _autotune.prepared_bytes(
+        _registry.get(name).prepare(problem, _api.weight_5d(w, problem))) for name in cold}
+    decisive = _autotune.decisive_times(warm, cold, weight_bytes)
     assert entry["plan_algorithm"] == min(decisive, key=decisive.get)
     assert entry["algorithm"] == min(decisive, key=lambda name: decisive[name] + prepare[name])
     assert all(seconds > 0 for seconds in entry["timings"].values())
@@ -119,6 +122,33 @@ def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, m
     entry = pcf.tuning.report()[0]
     assert entry["algorithm"] == entry["plan_algorithm"] == "test_unlucky", entry
     assert len(runs) > 1 + _autotune.REPEATS
+
+
+def test_the_flushed_time_weighs_more_the_larger_the_prepared_weight(monkeypatch):
+    """ResNet-50 layer4's 3x3: Winograd F(2x2) is faster back to back, ``direct`` once other
+    work has evicted the 16.8 MB transformed weight; for a small weight both count."""
+    monkeypatch.setattr(_autotune, "_last_level_cache_bytes", lambda: 32 << 20)
+    warm = {"winograd": 1.20, "direct": 1.57}
+    cold = {"winograd": 1.88, "direct": 1.70}
+    large = {"winograd": 16_800_000, "direct": 9_400_000}  # over a quarter of the cache
+    assert _autotune.decisive_times(warm, cold, large) == pytest.approx(cold)
+    small = dict.fromkeys(warm, 0)  # the geometric mean
+    assert _autotune.decisive_times(warm, cold, small) == pytest.approx(
+        {name: (warm[name] * cold[name]) ** 0.5 for name in warm})
+    eighth = dict.fromkeys(warm, 4 << 20)  # half of a quarter: the flushed time weighs 3/4
+    assert _autotune.decisive_times(warm, cold, eighth) == pytest.approx(
+        {name: warm[name] ** 0.25 * cold[name] ** 0.75 for name in warm})
+    assert _autotune.decisive_times(warm, {}, large) == warm  # nothing flushed: warm decides
+
+
+def test_prepared_bytes_counts_the_largest_array_of_a_prepared_weight(rng):
+    packed, weight = np.empty(100, np.float32), np.empty(50, np.float32)
+    assert _autotune.prepared_bytes((packed, weight)) == 400
+    assert _autotune.prepared_bytes(weight) == 200
+    w = rng.standard_normal((4, 3, 5, 5))
+    problem = _api.make_problem((1, 3, 16, 16), w.shape, n_spatial=2, dtype=np.float64)
+    spectra = _registry.get("fft").prepare(problem, _api.weight_5d(w, problem))
+    assert _autotune.prepared_bytes(spectra) == spectra.nbytes > w.nbytes
 
 
 def test_exhaustive_also_times_kernel_parameters(fresh_cache, rng, monkeypatch):
@@ -226,6 +256,103 @@ def test_plan_reuses_its_prepared_weight(fresh_cache, rng):
     assert plan(x, out=out) is out
     text = plan.explain()
     assert plan.algorithm in text and "candidates" in text
+
+
+def _plan_with_finalists(monkeypatch, x, w, doubles, chosen, warm, cold, **kwargs):
+    """A plan whose tuner (replaced) picked ``chosen`` among the registered ``doubles`` with
+    these timings."""
+    from pyconvfast import _plan
+
+    for name, algorithm in doubles.items():
+        monkeypatch.setitem(_registry._ALGORITHMS, name, algorithm)
+    choice = _autotune.Choice(chosen, timings=warm, source="measured", cold_timings=cold)
+    monkeypatch.setattr(_plan._autotune, "choose", lambda *args: choice)
+    return pcf.plan(x.shape, w, **kwargs)
+
+
+def test_a_plan_times_close_finalists_on_its_first_calls_and_keeps_the_fastest(
+        fresh_cache, rng, monkeypatch):
+    """The tuner picked the slower of two close finalists (another process, other work around
+    it): the plan's own first calls find the faster one, and every call's result is right."""
+    from pyconvfast._plan import TRIAL_CALLS
+
+    ran = []
+    doubles = {"test_slow": _slowed("test_slow", _registry.get("direct"), 0.02, 0.0, ran),
+               "test_fast": _slowed("test_fast", _registry.get("im2col"), 0.0, 0.0, ran)}
+    x, w = _problem_arrays(rng)
+    bias = rng.standard_normal(8).astype(np.float32)
+    times = {"test_slow": 0.010, "test_fast": 0.012}  # within the margin: both are timed
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_slow", times, times,
+                                bias=bias, padding=1)
+    assert not plan.settled and plan.algorithm == "test_slow"
+    assert "timed on this plan's first calls: test_slow, test_fast" in plan.explain()
+    for call in range(2 * TRIAL_CALLS + 3):
+        x = rng.standard_normal(x.shape).astype(np.float32)
+        assert_conv_matches(plan(x), x, w, bias, padding=1, context=f"call {call}")
+    assert ran == ["test_slow", "test_fast"] * TRIAL_CALLS + ["test_fast"] * 3
+    assert plan.settled and plan.algorithm == "test_fast"
+    assert plan._runners is None  # the loser's prepared weight is dropped
+    assert "best of this plan's first calls" in plan.explain()
+
+
+def test_a_plan_whose_finalists_are_far_apart_runs_its_pick_at_once(fresh_cache, rng,
+                                                                   monkeypatch):
+    from pyconvfast._plan import TRIAL_MARGIN
+
+    ran = []
+    doubles = {"test_pick": _slowed("test_pick", _registry.get("direct"), 0.0, 0.0, ran),
+               "test_far": _slowed("test_far", _registry.get("im2col"), 0.0, 0.0, ran)}
+    x, w = _problem_arrays(rng)
+    warm = {"test_pick": 0.010, "test_far": 0.010 * TRIAL_MARGIN * 1.01}
+    cold = {"test_pick": 0.020, "test_far": 0.020 * TRIAL_MARGIN * 1.01}
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", warm, cold, padding=1)
+    assert plan.settled
+    plan(x)
+    assert ran == ["test_pick"]
+
+
+@pytest.mark.parametrize("other_seconds, kept", [(0.97, "test_pick"), (0.90, "test_other")])
+def test_a_finalist_must_beat_the_tuners_pick_clearly_to_replace_it(
+        fresh_cache, rng, monkeypatch, other_seconds, kept):
+    """A few calls are noisy: 3% faster keeps the tuner's pick, 10% faster replaces it."""
+    from types import SimpleNamespace
+
+    from pyconvfast import _plan
+
+    clock = [0.0]
+    monkeypatch.setattr(_plan, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def taking(seconds, base):
+        def run(*args):
+            base.run(*args)
+            clock[0] += seconds
+        return _registry.Algorithm(name="test", summary="test double", supports=base.supports,
+                                   run=run, prepare=base.prepare)
+
+    doubles = {"test_pick": taking(1.0, _registry.get("direct")),
+               "test_other": taking(other_seconds, _registry.get("im2col"))}
+    x, w = _problem_arrays(rng)
+    times = {"test_pick": 0.010, "test_other": 0.011}
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
+    for _ in range(2 * _plan.TRIAL_CALLS):
+        plan(x)
+    assert plan.settled and plan.algorithm == kept
+
+
+def test_a_plan_in_its_trial_is_safe_from_several_threads(fresh_cache, rng, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    doubles = {"test_a": _slowed("test_a", _registry.get("direct"), 0.001, 0.0),
+               "test_b": _slowed("test_b", _registry.get("im2col"), 0.0, 0.0)}
+    x, w = _problem_arrays(rng)
+    times = {"test_a": 0.010, "test_b": 0.010}
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_a", times, times, padding=1)
+    inputs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(24)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(plan, inputs))
+    for x_i, got in zip(inputs, results):
+        assert_conv_matches(got, x_i, w, padding=1)
+    assert plan.settled
 
 
 EXPLICIT_KWARGS = dict(groups=2, padding="same", padding_mode="circular", layout="NLC")

@@ -24,6 +24,7 @@ from pyconvfast._lib.winograd import work_layout as winograd_work_layout
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
+from pyconvfast._workspace import aligned_empty
 from pyconvfast._workspace import pool as workspace_pool
 
 
@@ -63,8 +64,8 @@ def _direct_blocked_applies(problem):
 def _direct_prepare(problem, weight):
     """(packed, weight): the weight packed in channel blocks where the blocked kernel applies
     (else None), and the weight itself for the generic loop."""
-    packed = direct_pack_weights(weight, problem.groups) if _direct_blocked_applies(problem) \
-        else None
+    packed = direct_pack_weights(weight, problem.groups, aligned_empty) \
+        if _direct_blocked_applies(problem) else None
     return packed, weight
 
 
@@ -371,7 +372,7 @@ def _winograd_prepare(m):
         """(U, weight): U[xi, k, c] = (G g_kc G^T)[xi], (alpha^2, C_out, C_in // groups)
         C-contiguous, computed in a wider type and rounded once; the weight itself is kept for
         the outputs computed directly."""
-        u = np.empty(((m + 2) ** 2,) + weight.shape[:2], dtype=weight.dtype)
+        u = aligned_empty(((m + 2) ** 2,) + weight.shape[:2], weight.dtype)
         winograd_weights(m, weight[:, :, 0], u, 1)
         return u, np.ascontiguousarray(weight)
     return prepare

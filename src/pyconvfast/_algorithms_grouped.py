@@ -12,6 +12,7 @@ import numpy as np
 from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
+from pyconvfast._workspace import aligned_empty
 
 # Elements of one task's lowered input block (taps x pixels) aimed at: 64 KiB of float32, so
 # that the block stays in L2 while every output-channel block of the group sweeps over it.
@@ -51,8 +52,10 @@ def _prepare(problem, weight):
     depth = problem.c_in // groups * math.prod(weight.shape[2:])
     rows = np.zeros((groups, k_blocks * K_BLOCK, depth), dtype=weight.dtype)
     rows[:, :k_per_group] = weight.reshape(groups, k_per_group, depth)
-    return np.ascontiguousarray(
-        rows.reshape(groups, k_blocks, K_BLOCK, depth).transpose(0, 1, 3, 2))
+    blocked = rows.reshape(groups, k_blocks, K_BLOCK, depth).transpose(0, 1, 3, 2)
+    packed = aligned_empty(blocked.shape, weight.dtype)
+    packed[...] = blocked
+    return packed
 
 
 def _param_space(problem):

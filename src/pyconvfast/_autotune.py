@@ -16,10 +16,11 @@ finalists (the two fastest runs, and the fastest call with its weight preparatio
 again in :data:`CONFIRM_ROUNDS` rounds within another half budget, each round after flushing the
 caches and reading the input back (a network's previous layer has just written it), in
 alternating order, each finalist once with its weight flushed and once more at once;
-the geometric mean of the two best times decides (:func:`decisive_times`). Timed back to back
-only, a candidate keeps its prepared weight in cache, which a layer inside a network may not
-(see :class:`_CacheFlush`); and close contenders differ by less than a burst of load lasts, so
-one moment must not decide.
+a weighted geometric mean of the two best times decides, the flushed time weighing more the
+larger the candidate's prepared weight (:func:`decisive_times`). Timed back to back only, a
+candidate keeps its prepared weight in cache, which a layer inside a network may not (see
+:class:`_CacheFlush`); and close contenders differ by less than a burst of load lasts, so one
+moment must not decide.
 
 Two choices come out of one measurement. A plain call prepares the weight (Winograd transform,
 packing, sub-pixel kernels) on every call, so its choice minimizes run + prepare time; a
@@ -28,7 +29,6 @@ a preparation is expensive (FCN-32s' transposed layer: sub-pixel runs in 35 ms b
 1024 phase kernels in 260 ms; GEMM + col2im runs in 68 ms and prepares nothing).
 """
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -205,7 +205,8 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
 
     warm, cold = time_candidates(list(candidates), run, BUDGET_S * (4 if exhaustive else 1),
                                  prepare_time, prime=lambda: np.add.reduce(x, axis=None))
-    decisive = decisive_times(warm, cold)
+    decisive = decisive_times(warm, cold, {
+        label: prepared_bytes(prepared_weights[name]) for label, (name, _) in candidates.items()})
     plan_pick = candidates[min(decisive, key=decisive.get)]
     call_pick = candidates[min(decisive, key=lambda label: decisive[label] + prepare_time(label))]
     return Choice(call_pick[0], dict(call_pick[1]), warm, "measured", prepare_timings,
@@ -281,18 +282,60 @@ def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None, prime=None)
     return warm, cold
 
 
-def decisive_times(warm, cold):
-    """What the choice minimizes: for each finalist, the geometric mean of its best time with
-    its data in cache and with the caches flushed; the warm times when nothing was flushed.
+def decisive_times(warm, cold, weight_bytes):
+    """What the choice minimizes: for each finalist, ``warm ** (1 - s) * cold ** s``, its best
+    times with its data in cache and with the caches flushed, weighed by the share ``s`` of
+    runs likely to find its data gone; the warm times when nothing was flushed.
 
-    Neither alone predicts a layer in a network. Back to back, Winograd F(4x4) beat F(2x2) by 11%
-    on ResNet-50's layer3 3x3 (its 9.4 MB transformed weight stays in cache), but F(2x2) was 1.2x
-    faster among other work; flushed, direct and im2col tie on MobileNetV2's small 1x1 layers,
-    where im2col is 10-25% faster whenever the layer's few hundred KB stay cached.
+    ``s = 0.5 + 0.5 * min(1, weight_bytes / (LLC / 4))``, with ``weight_bytes`` the size of
+    the candidate's prepared weight (:func:`prepared_bytes`) and ``LLC`` the last-level cache.
+    Both timings find the input in cache (the previous layer has just written it) and write
+    the output afresh; what differs is the weight. Other work between two calls evicts any
+    layer's weight from the cores' own caches, so the flushed time counts at least as much as
+    the warm one; a weight of a quarter of the last-level cache or more is gone from it too,
+    since a few such arrays fill it. Back to back, Winograd F(2x2) beat ``direct`` by 24% on
+    ResNet-50's layer4 3x3 (512 channels, 7x7: its 16.8 MB transformed weight stays in a
+    32 MB cache), yet ``direct`` (9.4 MB) was 10-18% faster interleaved with other work. On
+    MobileNetV2's small 1x1 layers neither time alone picks the faster among other work.
+
+    Parameters
+    ----------
+    warm, cold : dict of str to float
+        As :func:`time_candidates` returns them.
+    weight_bytes : dict of str to int
+        The size of each candidate's prepared weight.
+
+    Returns
+    -------
+    dict of str to float
+        Seconds per finalist (per candidate when ``cold`` is empty).
     """
     if not cold:
         return dict(warm)
-    return {label: math.sqrt(warm[label] * cold[label]) for label in cold}
+    quarter_cache = _last_level_cache_bytes() / 4
+    decisive = {}
+    for label in cold:
+        share = 0.5 + 0.5 * min(1.0, weight_bytes[label] / quarter_cache)
+        decisive[label] = warm[label] ** (1.0 - share) * cold[label] ** share
+    return decisive
+
+
+def prepared_bytes(prepared):
+    """The bytes of the largest array of a prepared weight (a tuple may keep the plain weight
+    too, read only for a few edge outputs).
+
+    Parameters
+    ----------
+    prepared : ndarray, tuple of ndarray, or an object with ``nbytes``
+        What the algorithm's ``prepare`` returned.
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(prepared, (tuple, list)):
+        return max((prepared_bytes(part) for part in prepared), default=0)
+    return getattr(prepared, "nbytes", 0)
 
 
 class _CacheFlush:
@@ -323,7 +366,7 @@ def _last_level_cache_bytes():
     return min(size, 256 << 20) if size and size > 0 else 32 << 20
 
 
-def choose_among(key, names, run, prime=None):
+def choose_among(key, names, run, weight_bytes, prime=None):
     """Tune an operation outside the registry: the fastest of ``names``, cached under ``key``.
 
     Used by :func:`pyconvfast.resize_conv2d`, whose phase convolutions run on one of a few
@@ -338,6 +381,9 @@ def choose_among(key, names, run, prime=None):
         The candidates, the default first.
     run : callable
         ``run(name)`` runs the whole operation once with that candidate.
+    weight_bytes : int
+        The size of the weights one run reads, whichever the candidate (see
+        :func:`decisive_times`).
     prime : callable, optional
         Reads the operation's input back into cache (see :func:`time_candidates`).
 
@@ -360,7 +406,7 @@ def choose_among(key, names, run, prime=None):
         name = entry.get("algorithm") if entry else None
         if name not in names:
             warm, cold = time_candidates(list(names), run, prime=prime)
-            decisive = decisive_times(warm, cold)
+            decisive = decisive_times(warm, cold, dict.fromkeys(names, weight_bytes))
             name = min(decisive, key=decisive.get)
             cache.store(key, {"algorithm": name, "params": {}, "timings": warm,
                               "cold_timings": cold})

@@ -262,6 +262,11 @@ class Prepared:
             scipy.fft.irfftn(spectrum, s=sizes, axes=axes)
         return self._spectra[sizes]
 
+    @property
+    def nbytes(self):
+        """Bytes of the spectra made so far (what a run streams in place of the weight)."""
+        return sum(spectrum.nbytes for spectrum in self._spectra.values())
+
 
 def prepare(problem, weight):
     """The weight spectra for the problem's default block sizes (see :class:`Prepared`)."""

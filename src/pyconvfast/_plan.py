@@ -1,9 +1,19 @@
 """``pcf.plan``: choose the algorithm and prepare the weight once, then convolve many inputs."""
 
+import time
+
 import numpy as np
 
 from pyconvfast import _api, _autotune, _heuristic, _rank1, _registry
 from pyconvfast._threads import resolve_n_threads
+
+# An auto plan times again, on its own first calls, the tuner's finalists that came within this
+# factor of its pick (back to back or with the caches flushed) ...
+TRIAL_MARGIN = 1.25
+# ... each this many times (the first untimed), and keeps the fastest if it beat the tuner's
+# pick by this fraction.
+TRIAL_CALLS = 6
+TRIAL_SWITCH = 0.05
 
 
 class Plan:
@@ -24,12 +34,26 @@ class Plan:
     Attributes
     ----------
     algorithm : str
-        The algorithm every call runs.
+        The algorithm the calls run.
     params : dict
         Its kernel parameters (``{}``: defaults).
+    settled : bool
+        False while the plan still compares close finalists on its own calls (see below).
     problem : ConvProblem
         The geometry, dtype and layout the plan was made for.
     n_threads : int
+
+    Notes
+    -----
+    When the tuner's finalists came within ``TRIAL_MARGIN`` (25%) of each other (warm or with
+    the caches flushed), an ``auto`` plan prepares each of them and runs them in turn on its
+    first calls, ``TRIAL_CALLS`` (6) per finalist, timing all but the first; then it keeps the
+    fastest, if it beat the tuner's pick by 5%, and drops the others' prepared weights. Those
+    calls run where the plan is used, among the rest of the program's work and in this
+    process, which the tuner's separate measurement can only approximate (on MobileNetV2's
+    expanding 1x1 layers, the tuner picked ``direct`` in one process where ``im2col`` was 24%
+    faster in the next). Until it is :attr:`settled`, a plan's results may come from either
+    algorithm, each within the usual rounding.
 
     Examples
     --------
@@ -47,21 +71,36 @@ class Plan:
     def __init__(self, problem, choice, weight, bias, n_threads):
         self.problem = problem
         self.n_threads = n_threads
-        self._choice = choice.for_plan()
-        self._algorithm = _registry.get(self._choice.algorithm)
-        self._prepared = self._algorithm.prepare(problem, _api.weight_5d(weight, problem))
         self._weight = weight
         self._bias = bias
+        choice = choice.for_plan()
+        weight_5d = _api.weight_5d(weight, problem)
+        # A runner is one tuple (choice, algorithm, prepared weight), replaced whole, so that a
+        # call from another thread never mixes one algorithm with another's prepared weight.
+        self._runners = []
+        for candidate in [choice] + _close_finalists(problem, choice):
+            algorithm = _registry.get(candidate.algorithm)
+            self._runners.append((candidate, algorithm, algorithm.prepare(problem, weight_5d)))
+        self._runner = self._runners[0]
+        self._trial_times = [float("inf")] * len(self._runners)
+        self._trial_calls = 0
+        if len(self._runners) == 1:
+            self._runners = None
 
     @property
     def algorithm(self):
-        """The name of the algorithm every call runs."""
-        return self._choice.algorithm
+        """The name of the algorithm the calls run (until :attr:`settled`, the tuner's pick)."""
+        return self._runner[0].algorithm
 
     @property
     def params(self):
         """The algorithm's kernel parameters (``{}``: its defaults)."""
-        return dict(self._choice.params)
+        return dict(self._runner[0].params)
+
+    @property
+    def settled(self):
+        """Whether every call now runs :attr:`algorithm` (no close finalists left to time)."""
+        return self._runners is None
 
     @property
     def x_shape(self):
@@ -93,30 +132,90 @@ class Plan:
         out = _api.output_array(out, self.problem, x.dtype,
                                 {"x": x, "weight": self._weight, "bias": self._bias})
         if self.problem.batch:
-            self._algorithm.run(
-                self.problem, _api._channels_first_5d(x, self.problem), self._prepared,
-                self._bias, _api._channels_first_5d(out, self.problem), self.n_threads,
-                self._choice.params,
-            )
+            x5 = _api._channels_first_5d(x, self.problem)
+            out5 = _api._channels_first_5d(out, self.problem)
+            if self._runners is None:
+                self._run(self._runner, x5, out5)
+            else:
+                self._trial_call(x5, out5)
         return out
+
+    def _run(self, runner, x5, out5):
+        choice, algorithm, prepared = runner
+        algorithm.run(self.problem, x5, prepared, self._bias, out5, self.n_threads,
+                      choice.params)
+
+    def _trial_call(self, x5, out5):
+        """Run the next close finalist in turn and time it; after :data:`TRIAL_CALLS` runs of
+        each, keep the fastest (its first run, which may fault in fresh work buffers, does not
+        count)."""
+        runners = self._runners
+        if runners is None:  # settled by another thread meanwhile
+            self._run(self._runner, x5, out5)
+            return
+        index = self._trial_calls % len(runners)
+        self._trial_calls += 1
+        start = time.perf_counter()
+        self._run(runners[index], x5, out5)
+        seconds = time.perf_counter() - start
+        if self._trial_calls > len(runners):  # each one's first run pays one-time costs
+            self._trial_times[index] = min(self._trial_times[index], seconds)
+        if self._trial_calls >= TRIAL_CALLS * len(runners):
+            times = self._trial_times
+            fastest = min(range(len(runners)), key=times.__getitem__)
+            if times[fastest] * (1 + TRIAL_SWITCH) > times[0]:
+                fastest = 0  # not clearly faster than the tuner's pick: a few calls are noisy
+            self._runner = runners[fastest]
+            self._trial_labels = [_autotune.candidate_label(choice.algorithm, choice.params)
+                                  for choice, _, _ in runners]
+            self._runners = None
 
     def explain(self):
         """A few lines on the problem, how the algorithm was chosen, and the timings."""
+        choice = self._runner[0]
         lines = [f"problem: {self.problem.key}", f"threads: {self.n_threads}",
                  f"algorithm: {_autotune.candidate_label(self.algorithm, self.params)} "
-                 f"({self._choice.source})"]
-        if self._choice.timings:
-            cold = self._choice.cold_timings
+                 f"({choice.source})"]
+        if choice.timings:
+            cold = choice.cold_timings
             lines.append("candidates (best run back to back; caches flushed, which decides):")
-            for label, seconds in sorted(self._choice.timings.items(), key=lambda kv: kv[1]):
+            for label, seconds in sorted(choice.timings.items(), key=lambda kv: kv[1]):
                 flushed = f"{cold[label] * 1e3:10.3f} ms" if label in cold else ""
                 lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms {flushed}".rstrip())
+        if self._runners is not None:
+            labels = [_autotune.candidate_label(c.algorithm, c.params) for c, _, _ in self._runners]
+            lines.append(f"close finalists, timed on this plan's first calls: {', '.join(labels)}")
+        elif self._trial_calls:
+            lines.append("close finalists, best of this plan's first calls:")
+            for label, seconds in zip(self._trial_labels, self._trial_times):
+                lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms")
         usable = _registry.names(self.problem)
         lines.append(f"usable algorithms: {', '.join(usable)}")
         return "\n".join(lines)
 
     def __repr__(self):
         return f"<pyconvfast.Plan {self.algorithm} for x.shape={self.x_shape}>"
+
+
+def _close_finalists(problem, choice):
+    """The tuner's other finalists within :data:`TRIAL_MARGIN` of ``choice``, with the caches
+    flushed or back to back, as Choices (none unless ``choice`` was measured or cached)."""
+    cold, warm = choice.cold_timings, choice.timings
+    chosen = _autotune.candidate_label(choice.algorithm, choice.params)
+    if choice.source not in ("measured", "cache") or chosen not in cold or chosen not in warm:
+        return []
+    labelled = {_autotune.candidate_label(name, params): (name, params)
+                for name in _registry.names(problem)
+                for params in [{}] + list(_registry.get(name).param_space(problem))}
+    close = []
+    for label in cold:
+        if label == chosen or label not in labelled or label not in warm:
+            continue
+        if min(cold[label] / cold[chosen], warm[label] / warm[chosen]) <= TRIAL_MARGIN:
+            name, params = labelled[label]
+            close.append(_autotune.Choice(name, dict(params), warm, choice.source,
+                                          choice.prepare_timings, cold_timings=cold))
+    return close
 
 
 def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,

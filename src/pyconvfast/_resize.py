@@ -241,6 +241,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
         names = (first, "im2col" if first == "direct" else "direct")
         algorithm = _autotune.choose_among(
             f"resize_conv2d|scale{scale_h}x{scale_w}|{problem.key}|threads{n_threads}", names, run,
+            sum(sub.nbytes for _, sub, _, _ in phases),
             prime=lambda: np.add.reduce(x5, axis=None))
     run(algorithm)
     return out

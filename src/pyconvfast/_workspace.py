@@ -68,8 +68,7 @@ class WorkspacePool:
                 self._remove(max(self._free, key=lambda b: b.nbytes))
         if buffer is None:
             buffer = np.empty(n_bytes + _ALIGN_BYTES, dtype=np.uint8)
-        offset = -buffer.ctypes.data % _ALIGN_BYTES
-        return buffer, buffer[offset:offset + n_bytes].view(dtype)
+        return buffer, _aligned_view(buffer, n_bytes, dtype)
 
     def give_back(self, buffer):
         """Return a buffer from :meth:`borrow` to the pool (the smallest goes when it is full)."""
@@ -97,3 +96,34 @@ class WorkspacePool:
 
 
 pool = WorkspacePool()
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialized C-contiguous array whose data starts on a cache line, for prepared
+    weights: a kernel's vector loads from an array that starts mid-line straddle two lines
+    (``direct`` on ResNet-50's layer4 3x3 ran 6% slower from a weight 16 bytes off a line).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : dtype
+
+    Returns
+    -------
+    ndarray of ``dtype``, shape ``shape``
+
+    Examples
+    --------
+    >>> a = aligned_empty((3, 5), np.float32)
+    >>> a.shape, a.flags.c_contiguous, a.ctypes.data % 64
+    ((3, 5), True, 0)
+    """
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    buffer = np.empty(n_bytes + _ALIGN_BYTES, dtype=np.uint8)
+    return _aligned_view(buffer, n_bytes, dtype).reshape(shape)
+
+
+def _aligned_view(buffer, n_bytes, dtype):
+    """The first ``n_bytes`` of ``buffer`` from its first cache-line boundary, as ``dtype``."""
+    offset = -buffer.ctypes.data % _ALIGN_BYTES
+    return buffer[offset:offset + n_bytes].view(dtype)

@@ -93,13 +93,15 @@ def channel_block(dtype):
     return 64 // np.dtype(dtype).itemsize
 
 
-def pack_weights(weight, Py_ssize_t groups):
+def pack_weights(weight, Py_ssize_t groups, empty=np.empty):
     """The weight packed for the kernel.
 
     Parameters
     ----------
     weight : (C_out, C_in // groups, KD, KH, KW) float32 or float64 array, any strides
     groups : int
+    empty : callable, default np.empty
+        ``empty(shape, dtype)`` allocates the result (the caller's aligned allocator).
 
     Returns
     -------
@@ -114,8 +116,10 @@ def pack_weights(weight, Py_ssize_t groups):
     taps = weight.reshape(groups, k_g, c_g, -1)
     padded = np.zeros((groups, n_blocks * block, c_g, taps.shape[3]), dtype=weight.dtype)
     padded[:, :k_g] = taps
-    return np.ascontiguousarray(
-        padded.reshape(groups, n_blocks, block, c_g, -1).transpose(0, 1, 3, 4, 2))
+    blocked = padded.reshape(groups, n_blocks, block, c_g, -1).transpose(0, 1, 3, 4, 2)
+    packed = empty(blocked.shape, weight.dtype)
+    packed[...] = blocked
+    return packed
 
 
 cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, Py_ssize_t stride,
