@@ -169,6 +169,14 @@ def _can_run(problem, name, params):
             and (not params or params in _registry.get(name).param_space(problem)))
 
 
+def labelled_candidates(problem, exhaustive):
+    """``{label: (name, params)}`` for every candidate the tuner times in this mode (the
+    heuristic's pick first; with ``exhaustive``, every parameter set too, each space starting
+    with the defaults ``{}``)."""
+    return {candidate_label(name, params): (name, params)
+            for name, params in _candidates(problem, exhaustive)}
+
+
 def _candidates(problem, exhaustive):
     first = _heuristic.choose(problem)
     names = [first] + [name for name in _registry.names(problem) if name != first]
@@ -188,8 +196,7 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
         algorithm's preparation time, the fastest call (run + prepare) as ``algorithm`` and the
         fastest run as ``plan_algorithm``.
     """
-    candidates = {candidate_label(name, params): (name, params)
-                  for name, params in _candidates(problem, exhaustive)}
+    candidates = labelled_candidates(problem, exhaustive)
     prepared_weights, prepare_timings = {}, {}
     for name, _ in candidates.values():
         if name not in prepared_weights:

@@ -204,9 +204,7 @@ def _close_finalists(problem, choice):
     chosen = _autotune.candidate_label(choice.algorithm, choice.params)
     if choice.source not in ("measured", "cache") or chosen not in cold or chosen not in warm:
         return []
-    labelled = {_autotune.candidate_label(name, params): (name, params)
-                for name in _registry.names(problem)
-                for params in [{}] + list(_registry.get(name).param_space(problem))}
+    labelled = _autotune.labelled_candidates(problem, exhaustive=True)
     close = []
     for label in cold:
         if label == chosen or label not in labelled or label not in warm:
