@@ -274,7 +274,7 @@ def test_a_plan_times_close_finalists_on_its_first_calls_and_keeps_the_fastest(
         fresh_cache, rng, monkeypatch):
     """The tuner picked the slower of two close finalists (another process, other work around
     it): the plan's own first calls find the faster one, and every call's result is right."""
-    from pyconvfast._plan import TRIAL_CALLS
+    from pyconvfast._plan import TRIAL_ROUNDS
 
     ran = []
     doubles = {"test_slow": _slowed("test_slow", _registry.get("direct"), 0.02, 0.0, ran),
@@ -286,13 +286,15 @@ def test_a_plan_times_close_finalists_on_its_first_calls_and_keeps_the_fastest(
                                 bias=bias, padding=1)
     assert not plan.settled and plan.algorithm == "test_slow"
     assert "timed on this plan's first calls: test_slow, test_fast" in plan.explain()
-    for call in range(2 * TRIAL_CALLS + 3):
+    for call in range(2 * TRIAL_ROUNDS + 3):
         x = rng.standard_normal(x.shape).astype(np.float32)
         assert_conv_matches(plan(x), x, w, bias, padding=1, context=f"call {call}")
-    assert ran == ["test_slow", "test_fast"] * TRIAL_CALLS + ["test_fast"] * 3
+    # one call of each per round, the order rotating from round to round
+    assert ran == (["test_slow", "test_fast", "test_fast", "test_slow"] * TRIAL_ROUNDS)[
+        :2 * TRIAL_ROUNDS] + ["test_fast"] * 3
     assert plan.settled and plan.algorithm == "test_fast"
     assert plan._runners is None  # the loser's prepared weight is dropped
-    assert "best of this plan's first calls" in plan.explain()
+    assert "close finalists on this plan's first calls" in plan.explain()
 
 
 def test_a_plan_whose_finalists_are_far_apart_runs_its_pick_at_once(fresh_cache, rng,
@@ -334,9 +336,47 @@ def test_a_finalist_must_beat_the_tuners_pick_clearly_to_replace_it(
     x, w = _problem_arrays(rng)
     times = {"test_pick": 0.010, "test_other": 0.011}
     plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
-    for _ in range(2 * _plan.TRIAL_CALLS):
+    for _ in range(2 * _plan.TRIAL_ROUNDS):
         plan(x)
     assert plan.settled and plan.algorithm == kept
+
+
+def test_a_plan_compares_its_finalists_call_by_call_and_by_the_median(fresh_cache, rng,
+                                                                      monkeypatch):
+    """On a machine whose speed drifts from round to round, and where the pick once had a
+    lucky call far faster than its usual, the finalist 10% faster in every round wins: the
+    best call of each (the pick's lucky one) would have kept the pick."""
+    from types import SimpleNamespace
+
+    from pyconvfast import _plan
+
+    clock = [0.0]
+    calls = [0]
+    monkeypatch.setattr(_plan, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    drift = [1.0, 2.5, 0.7, 1.3, 3.0, 0.8, 1.1, 2.0, 0.9, 1.6]  # the machine's speed per round
+    lucky_round = 5
+
+    def taking(relative, base, lucky=1.0):
+        def run(*args):
+            base.run(*args)
+            round_index = calls[0] // 2
+            calls[0] += 1
+            luck = lucky if round_index == lucky_round else 1.0
+            clock[0] += relative * drift[round_index % len(drift)] * luck
+        return _registry.Algorithm(name="test", summary="test double", supports=base.supports,
+                                   run=run, prepare=base.prepare)
+
+    doubles = {"test_pick": taking(1.0, _registry.get("direct"), lucky=0.5),
+               "test_other": taking(0.9, _registry.get("im2col"))}
+    x, w = _problem_arrays(rng)
+    times = {"test_pick": 0.010, "test_other": 0.011}
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
+    for _ in range(2 * _plan.TRIAL_ROUNDS):
+        plan(x)
+    assert plan.settled and plan.algorithm == "test_other"
+    text = plan.explain()
+    assert "median time over test_pick's in the same round" in text
+    assert "test_other                            0.900" in text
 
 
 def test_a_plan_in_its_trial_is_safe_from_several_threads(fresh_cache, rng, monkeypatch):

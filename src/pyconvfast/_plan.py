@@ -9,10 +9,11 @@ from pyconvfast._threads import resolve_n_threads
 
 # An auto plan times again, on its own first calls, the tuner's finalists that came within this
 # factor of its pick (back to back or with the caches flushed) ...
-TRIAL_MARGIN = 1.25
-# ... each this many times (the first untimed), and keeps the fastest if it beat the tuner's
-# pick by this fraction.
-TRIAL_CALLS = 6
+TRIAL_MARGIN = 1.5
+# ... in this many rounds of one call each (the first round untimed), and keeps the finalist
+# whose median time over the pick's in the same round is lowest, if that beats the pick by
+# this fraction.
+TRIAL_ROUNDS = 10
 TRIAL_SWITCH = 0.05
 
 
@@ -45,10 +46,13 @@ class Plan:
 
     Notes
     -----
-    When the tuner's finalists came within ``TRIAL_MARGIN`` (25%) of each other (warm or with
+    When the tuner's finalists came within ``TRIAL_MARGIN`` (50%) of each other (warm or with
     the caches flushed), an ``auto`` plan prepares each of them and runs them in turn on its
-    first calls, ``TRIAL_CALLS`` (6) per finalist, timing all but the first; then it keeps the
-    fastest, if it beat the tuner's pick by 5%, and drops the others' prepared weights. Those
+    first calls: ``TRIAL_ROUNDS`` (10) rounds of one call each, in an order that rotates from
+    round to round, the first round untimed. Each finalist's time is divided by the pick's in
+    the same round, milliseconds apart, so that a machine whose speed drifts from second to
+    second meets both alike; the finalist with the lowest median ratio replaces the pick if
+    that median is 5% or more below 1, and the others' prepared weights are dropped. Those
     calls run where the plan is used, among the rest of the program's work and in this
     process, which the tuner's separate measurement can only approximate (on MobileNetV2's
     expanding 1x1 layers, the tuner picked ``direct`` in one process where ``im2col`` was 24%
@@ -82,7 +86,9 @@ class Plan:
             algorithm = _registry.get(candidate.algorithm)
             self._runners.append((candidate, algorithm, algorithm.prepare(problem, weight_5d)))
         self._runner = self._runners[0]
-        self._trial_times = [float("inf")] * len(self._runners)
+        # seconds[round][finalist]; the medians of the finalists' ratios to the pick, once done
+        self._trial_seconds = np.full((TRIAL_ROUNDS, len(self._runners)), np.nan)
+        self._trial_ratios = None
         self._trial_calls = 0
         if len(self._runners) == 1:
             self._runners = None
@@ -146,28 +152,33 @@ class Plan:
                       choice.params)
 
     def _trial_call(self, x5, out5):
-        """Run the next close finalist in turn and time it; after :data:`TRIAL_CALLS` runs of
-        each, keep the fastest (its first run, which may fault in fresh work buffers, does not
-        count)."""
+        """Run the next close finalist of the current round and time it; after
+        :data:`TRIAL_ROUNDS` rounds, keep the finalist with the lowest median time over the
+        pick's (the first round, which may fault in fresh work buffers, does not count)."""
         runners = self._runners
         if runners is None:  # settled by another thread meanwhile
             self._run(self._runner, x5, out5)
             return
-        index = self._trial_calls % len(runners)
+        call = self._trial_calls
         self._trial_calls += 1
+        round_index, position = divmod(call, len(runners))
+        # The order rotates so that no finalist always runs right after the same other one.
+        index = (position + round_index) % len(runners)
         start = time.perf_counter()
         self._run(runners[index], x5, out5)
         seconds = time.perf_counter() - start
-        if self._trial_calls > len(runners):  # each one's first run pays one-time costs
-            self._trial_times[index] = min(self._trial_times[index], seconds)
-        if self._trial_calls >= TRIAL_CALLS * len(runners):
-            times = self._trial_times
-            fastest = min(range(len(runners)), key=times.__getitem__)
-            if times[fastest] * (1 + TRIAL_SWITCH) > times[0]:
+        if round_index < TRIAL_ROUNDS:
+            self._trial_seconds[round_index, index] = seconds
+        if call + 1 == TRIAL_ROUNDS * len(runners):
+            timed = self._trial_seconds[1:]
+            ratios = np.nanmedian(timed / timed[:, :1], axis=0)
+            fastest = int(np.argmin(ratios))
+            if ratios[fastest] * (1 + TRIAL_SWITCH) > 1:
                 fastest = 0  # not clearly faster than the tuner's pick: a few calls are noisy
-            self._runner = runners[fastest]
+            self._trial_ratios = ratios
             self._trial_labels = [_autotune.candidate_label(choice.algorithm, choice.params)
                                   for choice, _, _ in runners]
+            self._runner = runners[fastest]
             self._runners = None
 
     def explain(self):
@@ -185,10 +196,11 @@ class Plan:
         if self._runners is not None:
             labels = [_autotune.candidate_label(c.algorithm, c.params) for c, _, _ in self._runners]
             lines.append(f"close finalists, timed on this plan's first calls: {', '.join(labels)}")
-        elif self._trial_calls:
-            lines.append("close finalists, best of this plan's first calls:")
-            for label, seconds in zip(self._trial_labels, self._trial_times):
-                lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms")
+        elif self._trial_ratios is not None:
+            lines.append("close finalists on this plan's first calls, median time over "
+                         f"{self._trial_labels[0]}'s in the same round:")
+            for label, ratio in zip(self._trial_labels, self._trial_ratios):
+                lines.append(f"  {label:<32} {ratio:10.3f}")
         usable = _registry.names(self.problem)
         lines.append(f"usable algorithms: {', '.join(usable)}")
         return "\n".join(lines)
