@@ -12,6 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -87,7 +88,7 @@ def _extension(name):
     return Extension(
         f"pyconvfast._lib.{name}",
         [str(LIB / f"{name}.pyx")],
-        include_dirs=[str(LIB)],
+        include_dirs=[str(LIB), numpy.get_include()],  # memory.pyx cimports numpy
         # C headers included by the .pyx: a change to one must rebuild the extension.
         depends=[str(path) for path in sorted(LIB.glob("*.h"))],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
@@ -97,6 +98,7 @@ def _extension(name):
 EXTENSIONS = [_extension(name)
               for name in (
                   "openmp_info",
+                  "memory",
                   "direct",
                   "direct_blocked",
                   "im2col",

@@ -2,6 +2,7 @@
 list_algorithms, and inputs of every memory layout numpy can produce."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -258,6 +259,19 @@ def test_list_algorithms_with_problem(rng):
     assert "direct" in pcf.list_algorithms((1, 8, 32, 32), dw.shape, groups=8)
     assert "direct" in pcf.list_algorithms((1, 8, 32, 32), (8, 1, 3, 3), groups=8,
                                            dtype=np.float64)
+
+
+def test_problem_hash_is_kept_and_a_pickled_copy_makes_its_own():
+    from pyconvfast._api import make_problem
+
+    first = make_problem((2, 3, 9, 9), (4, 3, 3, 3), n_spatial=2, padding=1)
+    twin = make_problem((2, 3, 9, 9), (4, 3, 3, 3), n_spatial=2, padding=1)
+    other = make_problem((2, 3, 9, 9), (4, 3, 3, 3), n_spatial=2, padding=0)
+    assert first is not twin and first == twin and hash(first) == hash(twin) == hash(first)
+    assert first != other and len({first, twin, other}) == 2
+    copy = pickle.loads(pickle.dumps(first))
+    # the kept hash is of this process's string hashes: it must not travel with the copy
+    assert "_hash" not in copy.__dict__ and copy == first and hash(copy) == hash(first)
 
 
 # --- inputs of every memory layout ---------------------------------------------------------------

@@ -120,6 +120,20 @@ def test_float_or_other_where_int_needed(x2, w2, name, value, type_name):
         pcf.conv2d(x2, w2, **{name: value})
 
 
+@pytest.mark.parametrize("function", [pcf.conv2d, pcf.conv_transpose2d])
+@pytest.mark.parametrize("name, valid, invalid, type_name", [
+    ("stride", 1, 1.0, "float"), ("stride", 1, True, "bool"), ("dilation", 1, True, "bool"),
+    ("padding", (1, 1), (1, 1.0), "float"), ("groups", 1, True, "bool"),
+])
+def test_a_remembered_valid_call_does_not_vouch_for_an_equal_invalid_one(
+        x2, function, name, valid, invalid, type_name):
+    """1 == 1.0 == True: the problems remembered per call must tell them apart."""
+    w = np.zeros((4, 4, 3, 3), F32)  # (C_out, C_in, ...) and (C_in, C_out, ...) alike
+    function(x2, w, **{name: valid})
+    with pytest.raises(TypeError, match=esc(f"{name} must be an int, got {type_name}")):
+        function(x2, w, **{name: invalid})
+
+
 @pytest.mark.parametrize("name, value", [
     ("stride", True), ("dilation", False), ("padding", True), ("groups", True),
     ("stride", (1, True)), ("padding", ((0, np.True_), (0, 0))),

@@ -6,7 +6,8 @@ import numpy as np
 from reference import assert_conv_matches
 
 import pyconvfast as pcf
-from pyconvfast._workspace import WorkspacePool, pool
+from pyconvfast._lib.memory import bytes_to_boundary
+from pyconvfast._workspace import WorkspacePool, aligned_empty, pool
 
 
 def test_borrow_gives_aligned_slices_of_the_requested_size():
@@ -18,6 +19,22 @@ def test_borrow_gives_aligned_slices_of_the_requested_size():
         assert work.ctypes.data % 64 == 0
         assert np.shares_memory(work, buffer)
         p.give_back(buffer)
+
+
+def test_bytes_to_boundary_from_every_start_within_a_line():
+    base = np.empty(256, np.uint8)
+    for start in range(64):
+        view = base[start:]
+        gap = bytes_to_boundary(view, 64)
+        assert 0 <= gap < 64 and (view.ctypes.data + gap) % 64 == 0
+
+
+def test_aligned_empty_starts_on_a_cache_line():
+    for shape, dtype in (((3, 5), np.float32), ((2, 1, 7), np.float64), ((0, 4), np.float32)):
+        array = aligned_empty(shape, dtype)
+        assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
+        # an empty array holds no data, and NumPy may point it anywhere
+        assert array.size == 0 or array.ctypes.data % 64 == 0
 
 
 def test_a_buffer_is_reused_and_never_shared():

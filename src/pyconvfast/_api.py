@@ -234,33 +234,45 @@ def make_problem(
     return problem
 
 
-_PROBLEMS = {}
 _PROBLEMS_MAX = 4096
-_SCALAR_TYPES = (int, str, bool, type(None))
+_SCALAR_TYPES = frozenset((int, str, bool, type(None)))
 
 
-def cached_problem(x_shape, weight_shape, **geometry):
-    """:func:`make_problem`, remembered per distinct call.
+def remembered(make):
+    """``make(x_shape, weight_shape, dtype=..., **geometry)``, remembered per distinct call.
 
     The key holds the geometry arguments with their types (or, for anything but ints, strings,
     bools and None, their ``repr``), not the bare values: ``2`` and ``2.0``, or ``1`` and
     ``True``, compare equal but only one of each pair is valid, so a key made of the values
-    would let a cached valid call vouch for an invalid one.
+    would let a cached valid call vouch for an invalid one. At most :data:`_PROBLEMS_MAX`
+    problems are kept.
     """
-    dtype = np.dtype(geometry.pop("dtype", np.float32))
-    items = sorted(geometry.items())
-    if all(type(value) in _SCALAR_TYPES for _, value in items):
-        # The common call (ints, strings, bools): the values with their types, cheaper than repr.
-        key = (x_shape, weight_shape, dtype, tuple((k, type(v), v) for k, v in items))
-    else:
-        key = (x_shape, weight_shape, dtype, repr(items))
-    problem = _PROBLEMS.get(key)
-    if problem is None:
-        problem = make_problem(x_shape, weight_shape, dtype=dtype, **geometry)
-        if len(_PROBLEMS) >= _PROBLEMS_MAX:
-            _PROBLEMS.clear()
-        _PROBLEMS[key] = problem
-    return problem
+    problems = {}
+
+    def cached(x_shape, weight_shape, dtype=np.float32, **geometry):
+        dtype = np.dtype(dtype)
+        values = tuple(geometry.values())
+        types = tuple(map(type, values))
+        if _SCALAR_TYPES.issuperset(types):
+            # The common call (ints, strings, bools): names, values and types in the caller's
+            # order, unsorted (sorting and pairing them cost 2 us of a small call's 20 us
+            # budget); the same arguments in another order only make a second entry.
+            key = (x_shape, weight_shape, dtype, tuple(geometry), values, types)
+        else:
+            key = (x_shape, weight_shape, dtype, repr(sorted(geometry.items())))
+        problem = problems.get(key)
+        if problem is None:
+            problem = make(x_shape, weight_shape, dtype=dtype, **geometry)
+            if len(problems) >= _PROBLEMS_MAX:
+                problems.clear()
+            problems[key] = problem
+        return problem
+
+    cached.__doc__ = f":func:`{make.__name__}`, remembered per distinct call (:func:`remembered`)."
+    return cached
+
+
+cached_problem = remembered(make_problem)
 
 
 # --- arrays ------------------------------------------------------------------------------------

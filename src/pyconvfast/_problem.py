@@ -1,6 +1,6 @@
 """The frozen description of one convolution problem: geometry, dtype and layout."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
@@ -35,6 +35,23 @@ class ConvProblem:
     # The weight was found rank-1 in every slice (pyconvfast._rank1.mark): the "separable"
     # algorithm may run it.
     rank1_kernel: bool = False
+
+    def __hash__(self):
+        # Hashed several times a call (the tuner's choices and the kernels' tables are keyed by
+        # the problem): the generated hash rebuilt a tuple of all the fields each time, 1 us of
+        # a small call's 20 us budget. Kept in __dict__, like the cached properties.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = self.__dict__["_hash"] = hash(tuple(
+                getattr(self, field.name) for field in fields(self)))
+            return value
+
+    def __getstate__(self):
+        # The kept hash is of this process's string hashes: a pickled copy computes its own.
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
 
     @cached_property
     def n_spatial(self):

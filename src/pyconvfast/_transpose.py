@@ -228,21 +228,7 @@ def make_problem(
     return problem
 
 
-_PROBLEMS = {}
-
-
-def cached_problem(x_shape, weight_shape, **geometry):
-    """:func:`make_problem`, remembered per distinct call (keyed by the arguments' ``repr``, as
-    :func:`pyconvfast._api.cached_problem`)."""
-    dtype = np.dtype(geometry.pop("dtype", np.float32))
-    key = (x_shape, weight_shape, dtype, repr(sorted(geometry.items())))
-    problem = _PROBLEMS.get(key)
-    if problem is None:
-        problem = make_problem(x_shape, weight_shape, dtype=dtype, **geometry)
-        if len(_PROBLEMS) >= 4096:
-            _PROBLEMS.clear()
-        _PROBLEMS[key] = problem
-    return problem
+cached_problem = _api.remembered(make_problem)
 
 
 def explicit_algorithm(name, problem):
