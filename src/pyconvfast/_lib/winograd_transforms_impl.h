@@ -137,6 +137,11 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
            col_stop), input column q - col_first): no table look-up there. */
         ptrdiff_t s_lo = (col_first - tw * m + m - 1) / m, s_hi = (col_stop - tw * m) / m;
         if (col_first - tw * m <= 0) s_lo = 0;
+        /* A pad wider than the segment puts the input's first column past its end: every
+           tile of the segment then reads through the table. Without this clamp the head loop
+           below ran s past p and wrote into the next phase's slots (wrong results with wide
+           reflect/circular/replicate pads) or past the scratch (wide zero pads). */
+        if (s_lo > p) s_lo = p;
         if (s_hi > p) s_hi = p;
         if (s_hi < s_lo) s_hi = s_lo;
         const ptrdiff_t inner_first = (tw * m + m * s_lo - col_first) * x_sw;
