@@ -5,6 +5,9 @@
 * Every test runs with ``PYCONVFAST_CACHE_DIR`` set to a folder of the session's temporary
   directory (restored afterwards, whatever the test did to it), so that the suite never reads
   or writes the user's real tuning cache.
+* hypothesis (the property tests) runs under the profile named by ``HYPOTHESIS_PROFILE``:
+  ``pyconvfast`` by default (derandomized, so every run draws the same examples, and bounded
+  to keep the suite quick), ``thorough`` for a long randomized search.
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 """
@@ -13,6 +16,18 @@ import os
 import sys
 
 import pytest
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip themselves without hypothesis
+    settings = None
+else:
+    _quiet = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+    settings.register_profile("pyconvfast", derandomize=True, max_examples=40, deadline=None,
+                              suppress_health_check=_quiet, print_blob=True, database=None)
+    settings.register_profile("thorough", max_examples=2000, deadline=None,
+                              suppress_health_check=_quiet, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pyconvfast"))
 
 _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if _TESTS_DIR not in sys.path:

@@ -53,12 +53,15 @@ def check(got, x, w, b, *, scale, mode, context="", **kwargs):
     layout = kwargs.get("layout", "NCHW")
     ref_dtype = reference_dtype(x.dtype)
     x_ref = x.astype(ref_dtype)
-    up = (nearest_reference if mode == "nearest" else bilinear_reference)(x_ref, scale, layout)
-    up = up.astype(ref_dtype)
+    upsample = nearest_reference if mode == "nearest" else bilinear_reference
+    up = upsample(x_ref, scale, layout).astype(ref_dtype)
+    # The scale is the whole linear map applied to |x|: the blend of |x|, not |blend of x|
+    # (a bilinear blend of values of opposite signs cancels, its rounding does not).
+    up_abs = upsample(np.abs(x_ref), scale, layout).astype(ref_dtype)
     geometry = {k: v for k, v in kwargs.items() if k in (
         "stride", "padding", "dilation", "groups", "padding_mode", "flip", "layout")}
     ref = conv_reference(up, w, b, dtype=ref_dtype, **geometry)
-    scale_abs = conv_reference(np.abs(up), np.abs(w), None if b is None else np.abs(b),
+    scale_abs = conv_reference(up_abs, np.abs(w), None if b is None else np.abs(b),
                                dtype=ref_dtype, **geometry)
     # + 4: the roundings of a bilinear blend, or of summing collapsed weights.
     assert got.dtype == x.dtype

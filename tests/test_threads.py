@@ -179,3 +179,69 @@ def test_blas_limit_from_overlapping_python_threads_restores_the_callers_count()
     finally:
         for lib, count in zip(libraries, original):
             lib.set_num_threads(count)
+
+
+# --- more threads than the runtimes support (issue 18, item 3) -----------------------------------
+
+def test_thread_limit_is_what_the_blas_keeps():
+    """The limit is no more than any controlled BLAS keeps when asked for the most threads
+    (64 for SciPy's OpenBLAS), and the probe left each library's own count as it was."""
+    from pyconvfast._threads import MAX_THREADS, blas_threads
+
+    limit = pcf.thread_limit()
+    assert 1 <= limit <= MAX_THREADS
+    for lib in blas_threads._libraries:
+        before = lib.get_num_threads()
+        lib.set_num_threads(MAX_THREADS)
+        kept = lib.get_num_threads()
+        lib.set_num_threads(before)
+        assert limit <= kept
+        assert lib.get_num_threads() == before
+
+
+@pytest.mark.parametrize("requested", [1000, 32768])
+def test_n_threads_above_the_limit_is_clamped_with_a_warning(requested):
+    from pyconvfast._threads import resolve_n_threads
+
+    with pytest.warns(RuntimeWarning, match=f"n_threads={requested} is more than the runtimes "
+                                            f"support here; using {pcf.thread_limit()} threads"):
+        assert resolve_n_threads(requested) == pcf.thread_limit()
+
+
+def test_n_threads_up_to_the_limit_is_kept_without_a_warning():
+    import warnings
+
+    from pyconvfast._threads import resolve_n_threads
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_n_threads(pcf.thread_limit()) == pcf.thread_limit()
+        assert resolve_n_threads(3) == 3
+
+
+def test_huge_n_threads_neither_crashes_nor_changes_the_result():
+    """n_threads=1000 right after 64 made OpenBLAS run out of memory regions (a segfault in
+    about a third of runs) and 32768 made libgomp end the process; run in a child process, on
+    the BLAS paths (1x1 GEMM from every thread, Winograd) and on direct."""
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, numpy as np, pyconvfast as pcf\n"
+        "warnings.simplefilter('ignore', RuntimeWarning)\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.integers(-2, 3, (1, 64, 16, 16)).astype(np.float32)\n"
+        "for k in (1, 3):\n"
+        "    w = rng.integers(-2, 3, (64, 64, k, k)).astype(np.float32)\n"
+        "    want = pcf.conv2d(x, w, padding=k // 2, algorithm='direct', n_threads=1)\n"
+        "    for alg in ['auto'] + pcf.list_algorithms(x.shape, w.shape, padding=k // 2):\n"
+        "        for n in (64, 1000, 32768):\n"
+        "            got = pcf.conv2d(x, w, padding=k // 2, algorithm=alg, n_threads=n)\n"
+        "            # F(4x4) and fft round integer data: a bound, not equality\n"
+        "            assert np.allclose(got, want, rtol=0, atol=1e-2), (alg, n)\n"
+        "print('ok')\n"
+    )
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -153,6 +153,34 @@ def test_every_padding_mode_and_amount(algorithm, padding_mode, rng):
                                 **kwargs)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("algorithm", WINOGRAD)
+def test_pads_wider_than_a_tile_row_segment(algorithm, padding_mode, rng):
+    """Issue 18: a pad wider than the tiles left in a block's last tile row (the block ends
+    mid-image) wrote the input's row into the next phase's slots: 4 of 289 outputs wrong on
+    (1, 1, 7, 7) with pad 6 reflect (F2), relative error 0.84 on (1, 64, 14, 14) with pad 12
+    reflect through auto. Every pad from 0 to the input size, on sizes where the block of 64
+    tiles ends inside a tile row."""
+    for size, c in ((7, 1), (9, 2), (14, 3), (13, 1)):
+        for pad in range(size if padding_mode == "reflect" else size + 1):
+            x = rng.standard_normal((1, c, size, size))
+            w = rng.standard_normal((2, c, 3, 3))
+            kwargs = {"padding": pad, "padding_mode": padding_mode}
+            got = pcf.conv2d(x, w, algorithm=algorithm, **kwargs)
+            assert_conv_matches(got, x, w, algorithm=algorithm,
+                                context=f"size={size} pad={pad} {padding_mode}", **kwargs)
+
+
+@pytest.mark.parametrize(("padding_mode", "pad"), [("reflect", 12), ("circular", 11)])
+def test_issue_18_default_call_with_a_wide_pad(padding_mode, pad, rng):
+    x = rng.standard_normal((1, 64, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    kwargs = {"padding": pad, "padding_mode": padding_mode}
+    for algorithm in ("auto",) + WINOGRAD:
+        got = pcf.conv2d(x, w, algorithm=algorithm, **kwargs)
+        assert_conv_matches(got, x, w, algorithm=algorithm, context=algorithm, **kwargs)
+
+
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 def test_windows_of_zero_padding_give_exactly_the_bias(algorithm, rng):
     """Outputs whose whole window is zero padding are exactly the bias, though their tile holds

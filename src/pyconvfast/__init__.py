@@ -20,6 +20,7 @@ from pyconvfast._separable import (
     flattened_conv2d, separable_conv2d, spatially_separable_conv2d,
 )
 from pyconvfast._shuffle import channel_shuffle
+from pyconvfast._threads import thread_limit
 from pyconvfast._resize import resize_conv2d
 from pyconvfast._transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from pyconvfast._version import __version__
@@ -44,5 +45,6 @@ __all__ = [
     "resize_conv2d",
     "plan",
     "Plan",
+    "thread_limit",
     "tuning",
 ]

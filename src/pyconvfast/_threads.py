@@ -4,10 +4,12 @@ import contextlib
 import operator
 import os
 import threading
+import warnings
 
 from pyconvfast._lib.openmp_info import max_threads
 
-# OpenMP takes an int; far beyond any core count, this bound also keeps BLAS's setters in range.
+# The largest n_threads accepted at all (OpenMP takes an int). Counts above thread_limit() but
+# not above this are run with thread_limit() threads, with a warning; above it, a ValueError.
 MAX_THREADS = 2**15
 
 
@@ -44,7 +46,36 @@ def resolve_n_threads(n_threads):
         raise ValueError(
             f"n_threads must be None or between 1 and {MAX_THREADS}, got n_threads={count}"
         )
+    limit = thread_limit()
+    if count > limit:
+        warnings.warn(
+            f"n_threads={count} is more than the runtimes support here; using {limit} threads "
+            f"(pyconvfast.thread_limit())", RuntimeWarning, stacklevel=3)
+        return limit
     return count
+
+
+def thread_limit():
+    """The most threads one call runs, whatever ``n_threads`` asks for.
+
+    Kernels call BLAS from each of their OpenMP threads. OpenBLAS supports as many calling
+    threads as it was built for (64 in SciPy's wheels): past that it runs out of memory regions
+    and may crash the process, and libgomp ends the process when it cannot create a thread (as
+    with tens of thousands). The limit is the smallest thread count the BLAS libraries that
+    pyconvfast calls accept (found once, by asking them for more threads than any machine has
+    and reading back what they kept), and at most 4 threads per CPU: more never runs faster.
+
+    Returns
+    -------
+    int, at least 1
+
+    Examples
+    --------
+    >>> import pyconvfast as pcf
+    >>> pcf.thread_limit() >= 1
+    True
+    """
+    return blas_threads.max_threads
 
 
 class _BlasThreads:
@@ -71,6 +102,23 @@ class _BlasThreads:
         self._lock = threading.Lock()
         self._depth = 0
         self._saved = []
+        self.max_threads = self._probe_max_threads()
+
+    def _probe_max_threads(self):
+        """The smallest thread count any controlled BLAS keeps when asked for MAX_THREADS, and
+        at most 4 per CPU (see :func:`thread_limit`); the libraries' counts are restored."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        limit = max(64, 4 * (cpus or 1))
+        for lib in self._libraries:
+            saved = lib.get_num_threads()
+            try:
+                lib.set_num_threads(MAX_THREADS)
+                kept = lib.get_num_threads()
+            finally:
+                lib.set_num_threads(saved)
+            if kept and kept >= 1:
+                limit = min(limit, kept)
+        return min(limit, MAX_THREADS)
 
     def describe(self):
         """threadpoolctl's description of each BLAS library :meth:`limit` controls (a list of
