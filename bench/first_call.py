@@ -1,87 +1,55 @@
-"""A second process on a warm cache: how its first call compares with the steady state.
+"""The first ``auto`` call on a large layer against its steady time, slice timing on and off.
 
-    python -m pyconvfast tune --model resnet50     # once, to warm the cache
-    python bench/first_call.py --model resnet50 --processes 5
+With a fresh tuning cache each, the first call times the candidates and then runs the winner;
+"whole" sets ``TIMING_FLOPS`` to infinity, which is how every problem was tuned before large
+ones were timed on a slice. Both run in this one process, one after the other.
 
-In a new process, each layer's first ``conv2d`` call with ``algorithm="auto"`` (which finds
-its choice in the cache file, builds the index tables, prepares the weight and allocates the
-result) is timed, then the same call's steady state (best of several, into ``out=``); prints
-the ratio per layer and the worst. With ``--processes N`` the measurement runs in N fresh
-processes one after the other, and each time is the best over them (on a shared machine, a
-process's first call is as exposed to other load as any other call). ``--threads 1 --clock
-thread`` times the calling thread's CPU time instead, page faults included, which other load
-barely changes.
+    python bench/first_call.py                       # 1x256x384x384, 256x256x3x3, 2 threads
+    python bench/first_call.py --shape 1,4096,1000,1000 --out-channels 4096 --kernel 1
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
+import tempfile
 import time
 
 import numpy as np
 
 
-def measure(model, threads, clock=time.perf_counter):
-    """{layer name: (first seconds, steady seconds)} in this process."""
-    import pyconvfast as pcf
-    from pyconvfast._models import model_layers
-
-    conv = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
-    rng = np.random.default_rng(1)
-    layers = model_layers(model)
-    arrays = [(rng.standard_normal(layer.x_shape).astype(np.float32),
-               rng.standard_normal(layer.w_shape).astype(np.float32)) for layer in layers]
-    times = {}
-    for layer, (x, w) in zip(layers, arrays):
-        call = conv[layer.n_spatial]
-        start = clock()
-        out = call(x, w, n_threads=threads, **layer.kwargs)
-        first = clock() - start
-        steady = float("inf")
-        for _ in range(5):
-            start = clock()
-            call(x, w, out=out, n_threads=threads, **layer.kwargs)
-            steady = min(steady, clock() - start)
-        times[layer.name] = (first, steady)
-    return times
-
-
-def main(argv=None):
+def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--processes", type=int, default=1,
-                        help="fresh processes to measure in; each time is the best over them")
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                        help="thread: the calling thread's CPU time (page faults included), "
-                             "which other load on a shared machine barely changes; needs "
-                             "--threads 1, where all the work runs on that thread")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.clock == "thread" and args.threads != 1:
-        parser.error("--clock thread needs --threads 1")
-    if args.json:
-        clock = time.thread_time if args.clock == "thread" else time.perf_counter
-        print(json.dumps(measure(args.model, args.threads, clock)))
-        return
-    runs = []
-    for _ in range(args.processes):
-        command = [sys.executable, __file__, "--json", "--model", args.model,
-                   "--threads", str(args.threads), "--clock", args.clock]
-        result = subprocess.run(command, check=False, capture_output=True, text=True)
-        if result.returncode:
-            sys.exit(f"the measuring process failed:\n{result.stderr}")
-        runs.append(json.loads(result.stdout))
-    worst = 0.0
-    print(f"{'layer':<26} {'first ms':>9} {'steady ms':>10} {'ratio':>6}")
-    for name in runs[0]:
-        first = min(run[name][0] for run in runs)
-        steady = min(run[name][1] for run in runs)
-        worst = max(worst, first / steady)
-        print(f"{name:<26} {first * 1e3:>9.2f} {steady * 1e3:>10.2f} {first / steady:>6.2f}")
-    print(f"worst first/steady: {worst:.2f}")
+    parser.add_argument("--shape", default="1,256,384,384", help="x shape, N,C,H,W")
+    parser.add_argument("--out-channels", type=int, default=256)
+    parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steady-runs", type=int, default=3)
+    args = parser.parse_args()
+    os.environ["PYCONVFAST_TUNE"] = "measure"
+    import pyconvfast as pcf
+    from pyconvfast import _autotune
+
+    shape = tuple(int(v) for v in args.shape.split(","))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal((args.out_channels, shape[1], args.kernel, args.kernel),
+                            dtype=np.float32)
+    kwargs = dict(padding=args.kernel // 2, n_threads=args.threads)
+    for label, flops in (("sliced", _autotune.TIMING_FLOPS), ("whole", float("inf"))):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["PYCONVFAST_CACHE_DIR"] = cache
+            _autotune.forget()
+            _autotune.TIMING_FLOPS = flops
+            start = time.perf_counter()
+            pcf.conv2d(x, w, **kwargs)
+            first = time.perf_counter() - start
+            steady = []
+            for _ in range(args.steady_runs):
+                start = time.perf_counter()
+                pcf.conv2d(x, w, **kwargs)
+                steady.append(time.perf_counter() - start)
+            chosen = [entry["algorithm"] for entry in pcf.tuning.report()]
+        print(f"{label:6}: first call {first:.2f} s, steady {min(steady):.3f} s, "
+              f"ratio {first / min(steady):.1f}x, chose {chosen}", flush=True)
 
 
 if __name__ == "__main__":

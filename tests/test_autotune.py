@@ -492,3 +492,50 @@ def test_bench_command(fresh_cache, capsys):
     for name in usable + ["auto ("]:
         assert name in table
     assert main(["bench", "--x-shape", "1,4,16,16", "--w-shape", "4,3,3,3"]) == 2
+
+
+# --- large problems are timed on a slice (issue 18, item 6) ---------------------------------------
+
+def test_large_problem_is_timed_on_a_slice_and_the_choice_serves_the_whole(
+        fresh_cache, monkeypatch, rng, caplog):
+    """Above TIMING_FLOPS the candidates run on a slice (first samples, then a band of rows);
+    the choice is stored under the whole problem's key and its result is the whole result."""
+    monkeypatch.setattr(_autotune, "TIMING_FLOPS", 2e6)
+    monkeypatch.setattr(_autotune, "MIN_SLICE_OUTPUTS", 8)
+    seen = []
+    real_run = _autotune.time_candidates
+
+    def spy(labels, run, *args, **kwargs):
+        seen.append(list(labels))
+        return real_run(labels, run, *args, **kwargs)
+
+    monkeypatch.setattr(_autotune, "time_candidates", spy)
+    x = rng.standard_normal((3, 8, 40, 24)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    kwargs = dict(padding=(5, 1), padding_mode="reflect")
+    with caplog.at_level("INFO", logger="pyconvfast"):
+        got = pcf.conv2d(x, w, **kwargs)
+    assert seen, "nothing was timed"
+    assert "on a slice of it" in caplog.text and "|n1|" in caplog.text
+    assert_conv_matches(got, x, w, algorithm="auto", **kwargs)
+    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, dtype=np.float32, **kwargs)
+    report = pcf.tuning.report()
+    assert any(entry["key"].startswith(problem.key) for entry in report)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "circular", "replicate"])
+def test_timing_slice_keeps_the_geometry_and_views_the_arrays(padding_mode):
+    problem = _api.make_problem((4, 16, 150, 100), (8, 16, 5, 3), n_spatial=2, padding=(4, 1),
+                                stride=(2, 1), padding_mode=padding_mode, dtype=np.float32)
+    x = np.zeros((4, 16, 1, 150, 100), np.float32)
+    out = np.zeros((4, 8, 1) + problem.out_size, np.float32)
+    piece, x_piece, out_piece = _autotune.timing_slice(problem, x, out, flops=problem.flops / 40)
+    assert piece.batch == 1 and piece.in_size[0] < 150 and piece.in_size[1] < 100
+    assert min(piece.out_size) >= _autotune.MIN_SLICE_OUTPUTS
+    assert (piece.kernel, piece.stride, piece.pad_before, piece.pad_after, piece.padding_mode) \
+        == (problem.kernel, problem.stride, problem.pad_before, problem.pad_after, padding_mode)
+    assert x_piece.shape == (1, 16, 1) + piece.in_size and np.shares_memory(x_piece, x)
+    assert out_piece.shape == (1, 8, 1) + piece.out_size and np.shares_memory(out_piece, out)
+    assert piece.flops <= problem.flops / 40 * 1.5
+    same = _autotune.timing_slice(problem, x, out, flops=problem.flops)
+    assert same[0] is problem and same[1] is x and same[2] is out

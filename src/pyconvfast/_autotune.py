@@ -22,6 +22,16 @@ candidate keeps its prepared weight in cache, which a layer inside a network may
 :class:`_CacheFlush`); and close contenders differ by less than a burst of load lasts, so one
 moment must not decide.
 
+A large problem is timed on a representative slice of it (:func:`timing_slice`): the first
+samples of the batch, and for one huge sample a block of its first outputs, about
+:data:`TIMING_FLOPS` floating-point operations in all. Every candidate's run then costs tens of
+milliseconds rather than up to a whole slow call, so the first call costs a small multiple of
+the winner's time whatever the problem's size; the slice's times are scaled to the whole
+(:func:`scaled_timings`) before they decide (a 174-GFLOP layer tuned every candidate to
+completion before: 28 times its steady time). The algorithms' relative speed depends on the
+geometry (channels, kernel, stride, padding), which the slice keeps, far more than on the
+number of rows or samples. The ``pyconvfast`` logger says when a slice is timed.
+
 Two choices come out of one measurement. A plain call prepares the weight (Winograd transform,
 packing, sub-pixel kernels) on every call, so its choice minimizes run + prepare time; a
 :func:`pyconvfast.plan` prepares once, so its choice minimizes the run alone. They differ where
@@ -29,6 +39,8 @@ a preparation is expensive (FCN-32s' transposed layer: sub-pixel runs in 35 ms b
 1024 phase kernels in 260 ms; GEMM + col2im runs in 68 ms and prepares nothing).
 """
 
+import dataclasses
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +54,14 @@ REPEATS = 5
 BUDGET_S = 1.0
 CLEARLY_LOSING = 2.0
 CONFIRM_ROUNDS = 5
+# Floating-point operations above which candidates are timed on a slice of the problem:
+# tens of milliseconds per run at the kernels' speed on one or two cores.
+TIMING_FLOPS = 4e9
+# A slice keeps at least this many outputs along each spatial axis (several tiles of every
+# blocked kernel), whatever TIMING_FLOPS asks.
+MIN_SLICE_OUTPUTS = 32
+
+logger = logging.getLogger("pyconvfast")
 
 
 @dataclass(frozen=True)
@@ -196,7 +216,14 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
         algorithm's preparation time, the fastest call (run + prepare) as ``algorithm`` and the
         fastest run as ``plan_algorithm``.
     """
-    candidates = labelled_candidates(problem, exhaustive)
+    full_problem = problem
+    problem, x, out = timing_slice(problem, x, out)
+    if problem is not full_problem:
+        logger.info("tuning %s on a slice of it, %s (%.3g of %.3g GFLOP)", full_problem.key,
+                    problem.key, problem.flops / 1e9, full_problem.flops / 1e9)
+    candidates = {label: (name, params)
+                  for label, (name, params) in labelled_candidates(problem, exhaustive).items()
+                  if _can_run(full_problem, name, params)}
     prepared_weights, prepare_timings = {}, {}
     for name, _ in candidates.values():
         if name not in prepared_weights:
@@ -210,14 +237,130 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
     def prepare_time(label):
         return prepare_timings[candidates[label][0]]
 
+    # A slice's run times scale to the whole problem by its share of the work; the weight
+    # preparation is of the whole weight already, so it is scaled down to compare with them.
+    scale = full_problem.flops / problem.flops if problem.flops else 1.0
     warm, cold = time_candidates(list(candidates), run, BUDGET_S * (4 if exhaustive else 1),
-                                 prepare_time, prime=lambda: np.add.reduce(x, axis=None))
+                                 lambda label: prepare_time(label) / scale,
+                                 prime=lambda: np.add.reduce(x, axis=None))
+    if scale != 1.0:
+        warm, cold = scaled_timings(warm, cold, scale)
     decisive = decisive_times(warm, cold, {
         label: prepared_bytes(prepared_weights[name]) for label, (name, _) in candidates.items()})
     plan_pick = candidates[min(decisive, key=decisive.get)]
     call_pick = candidates[min(decisive, key=lambda label: decisive[label] + prepare_time(label))]
     return Choice(call_pick[0], dict(call_pick[1]), warm, "measured", prepare_timings,
                   plan_pick[0], dict(plan_pick[1]), cold)
+
+
+def timing_slice(problem, x, out, flops=None):
+    """The problem the candidates are timed on: ``problem`` itself, or for a large one a
+    representative slice of it, with views of ``x`` and ``out`` to match.
+
+    The slice keeps everything but the batch (its first samples) and, where one sample alone
+    is over ``flops``, the spatial size: a block of the first outputs, the same share of
+    every axis, read from the first inputs with the same pads, so that tiles and rows keep
+    their shapes. It aims at ``flops`` operations, never below one sample and
+    :data:`MIN_SLICE_OUTPUTS` outputs per axis. Transposed problems are sliced by the batch
+    only.
+
+    Parameters
+    ----------
+    problem : ConvProblem or ConvTransposeProblem
+    x, out : ndarray
+        The call's 5-D views, ``(N, C, D, H, W)``.
+    flops : float, optional
+        Operations to aim at (default :data:`TIMING_FLOPS`).
+
+    Returns
+    -------
+    (problem, x, out)
+        The same objects where the problem is small enough.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pyconvfast import _api
+    >>> problem = _api.make_problem((8, 64, 56, 56), (64, 64, 3, 3), n_spatial=2, padding=1,
+    ...                             dtype=np.float32)
+    >>> x, out = np.empty((8, 64, 1, 56, 56), np.float32), np.empty((8, 64, 1, 56, 56), np.float32)
+    >>> piece, x_piece, out_piece = timing_slice(problem, x, out, flops=3e8)
+    >>> piece.batch, piece.in_size, x_piece.shape, out_piece.shape
+    (1, (56, 56), (1, 64, 1, 56, 56), (1, 64, 1, 56, 56))
+    >>> piece, x_piece, out_piece = timing_slice(problem, x, out, flops=1e8)
+    >>> piece.batch, piece.in_size, piece.out_size, x_piece.shape
+    (1, (36, 36), (36, 36), (1, 64, 1, 36, 36))
+    """
+    flops = TIMING_FLOPS if flops is None else flops
+    if problem.flops <= flops or problem.batch == 0:
+        return problem, x, out
+    per_sample = problem.flops / problem.batch
+    batch = max(1, min(problem.batch, int(flops // per_sample)))
+    if batch < problem.batch:
+        problem = dataclasses.replace(problem, batch=batch)
+        x, out = x[:batch], out[:batch]
+    crop = _spatial_crop(problem, flops)
+    if crop is not None:
+        lead = (slice(None),) * (2 + 3 - problem.n_spatial)
+        x = x[lead + tuple(slice(0, size) for size in crop.in_size)]
+        out = out[lead + tuple(slice(0, size) for size in crop.out_size)]
+        problem = crop
+    return problem, x, out
+
+
+def _spatial_crop(problem, flops):
+    """The problem cut to a block of its first outputs along every spatial axis (the same
+    share of each axis, at least :data:`MIN_SLICE_OUTPUTS` outputs per axis) so as to cost
+    about ``flops``, or None where it cannot be cut or need not be."""
+    from pyconvfast._problem import ConvProblem
+
+    if problem.flops <= flops or not isinstance(problem, ConvProblem):
+        return None
+    share = (flops / problem.flops) ** (1.0 / problem.n_spatial)
+    in_size = []
+    for size, rows, k, s, d, before, after in zip(
+            problem.in_size, problem.out_size, problem.kernel, problem.stride,
+            problem.dilation, problem.pad_before, problem.pad_after):
+        want = min(rows, max(MIN_SLICE_OUTPUTS, int(rows * share)))
+        in_rows = (want - 1) * s + d * (k - 1) + 1 - before - after
+        # Every padding mode must stay valid on the crop (reflect: pads below its size).
+        in_size.append(min(size, max(in_rows, before + 1, after + 1, 1)))
+    crop = dataclasses.replace(problem, in_size=tuple(in_size))
+    if crop.in_size == problem.in_size or min(crop.out_size) < 1:
+        return None
+    return crop
+
+
+def scaled_timings(warm, cold, scale):
+    """The times measured on a slice, as estimates for the whole problem.
+
+    A run's time grows with the work, by ``scale``; the extra time of a run that finds its
+    weight flushed is the weight's one reading from memory, the same for the slice and the
+    whole, so it is added unscaled. (Scaled with the run, it would make the slice favour small
+    prepared weights: Winograd F(2x2) over F(4x4) on a 256-channel 384x384 layer, 1.5x slower.)
+
+    Parameters
+    ----------
+    warm, cold : dict of str to float
+        As :func:`time_candidates` returns them for the slice.
+    scale : float
+        The whole problem's operations over the slice's.
+
+    Returns
+    -------
+    (warm, cold)
+        New dicts of estimated seconds.
+
+    Examples
+    --------
+    >>> warm, cold = scaled_timings({"a": 0.010, "b": 0.020}, {"a": 0.015}, 10.0)
+    >>> {label: round(t, 6) for label, t in warm.items()}, round(cold["a"], 6)
+    ({'a': 0.1, 'b': 0.2}, 0.105)
+    """
+    scaled_warm = {label: seconds * scale for label, seconds in warm.items()}
+    scaled_cold = {label: scaled_warm[label] + max(0.0, seconds - warm[label])
+                   for label, seconds in cold.items()}
+    return scaled_warm, scaled_cold
 
 
 def time_candidates(labels, run, budget_s=BUDGET_S, extra_cost=None, prime=None):

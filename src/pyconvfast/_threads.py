@@ -65,6 +65,10 @@ def thread_limit():
     pyconvfast calls accept (found once, by asking them for more threads than any machine has
     and reading back what they kept), and at most 4 threads per CPU: more never runs faster.
 
+    Parameters
+    ----------
+    None
+
     Returns
     -------
     int, at least 1
