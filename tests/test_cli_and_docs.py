@@ -1,8 +1,10 @@
 """The command line, the demo, the docs' examples, and the workspace setting."""
 
+import ast
 import doctest
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ from pyconvfast import _demo
 from pyconvfast.__main__ import main
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
 
 
 def test_demo_checks_every_layer_and_prints_the_table():
@@ -161,6 +164,31 @@ def test_python_dash_m_runs():
 def test_docs_examples_run(page):
     result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def _pcf_calls(source, name):
+    """The keyword arguments of each ``pcf.<name>(...)`` call in ``source``, literal values."""
+    return [{keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == name and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "pcf"]
+
+
+def test_readme_plan_runs_the_convolution_of_the_call_above_it(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    pipeline = next(block for block in blocks if "pcf.conv2d(images" in block)
+    planned = next(block for block in blocks if "pcf.plan(images.shape" in block)
+    (conv_kwargs,) = _pcf_calls(pipeline, "conv2d")
+    (plan_kwargs,) = _pcf_calls(planned, "plan")
+    assert plan_kwargs == conv_kwargs
+    namespace = {}
+    exec(pipeline, namespace)
+    namespace["batches"] = [namespace["images"]]
+    exec(planned, namespace)
+    capsys.readouterr()
+    expected = pcf.conv2d(namespace["images"], namespace["weight"], **conv_kwargs)
+    np.testing.assert_allclose(namespace["features"], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_docs_pages_exist():
