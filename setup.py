@@ -74,7 +74,10 @@ class BuildExtWithOpenMPProbe(build_ext):
             stamp.parent.mkdir(parents=True, exist_ok=True)
             stamp.write_text(str(use_openmp))
         msvc = self.compiler.compiler_type == "msvc"
-        optimize = ["/O2"] if msvc else ["-O3"]
+        # -g0 after the interpreter's own CFLAGS (which usually hold -g) wins: no debug info in
+        # the release extensions (most of the wheel otherwise). PYCONVFAST_DEBUG_INFO=1 keeps it.
+        debug_info = [] if msvc or os.environ.get("PYCONVFAST_DEBUG_INFO") == "1" else ["-g0"]
+        optimize = (["/O2"] if msvc else ["-O3"]) + debug_info
         for ext in self.extensions:
             # Kernels that promise the same bits on every CPU must not let the compiler fuse
             # a * b + c into an FMA in their run-time-dispatched AVX2/AVX-512 loops.

@@ -107,6 +107,66 @@ def test_failed_write_removes_its_temporary_file_and_keeps_the_old_file(cache_di
     assert (cache_dir / "tuning.json").read_bytes() == before
 
 
+def _linked_cache_file(cache_dir, tmp_path):
+    """``cache_dir/tuning.json`` as a relative symbolic link to a file in another folder (a
+    cache kept on another disk, or shared by a team); returns ``(link, target)``."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cache_dir.mkdir()
+    link, target = cache_dir / "tuning.json", elsewhere / "shared-tuning.json"
+    link.symlink_to(os.path.join("..", "elsewhere", target.name))
+    return link, target
+
+
+def test_a_symlinked_cache_file_is_written_through_and_stays_a_link(cache_dir, tmp_path):
+    link, target = _linked_cache_file(cache_dir, tmp_path)
+    fid, fingerprint = this_machine(cache_dir)
+    other = {"fingerprint": {**fingerprint, "cpu_model": "another CPU"},
+             "entries": {"theirs": {**ENTRY, "created": "2025-01-01T00:00:00+00:00"}}}
+    target.write_text(json.dumps({"schema": 1, "machines": {"other": other}}))
+    cache = _cache.TuningCache()
+    assert cache.lookup("k") is None
+    cache.store("k", ENTRY)
+    cache.store("k2", ENTRY)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("..", "elsewhere", target.name)
+    document = read_json(target)
+    assert set(document["machines"][fid]["entries"]) == {"k", "k2"}
+    assert document["machines"]["other"] == other  # merged into the target, not beside it
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # no temporaries
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["tuning.json", "tuning.json.lock"]
+    assert _cache.TuningCache().lookup("k2")["algorithm"] == "im2col"  # a second process
+    cache.clear()
+    assert link.is_symlink() and fid not in read_json(target)["machines"]
+
+
+def test_a_dangling_symlink_is_created_through(cache_dir, tmp_path):
+    link, target = _linked_cache_file(cache_dir, tmp_path)  # no target yet
+    with no_warnings():
+        _cache.TuningCache().store("k", ENTRY)
+    assert link.is_symlink() and target.is_file()
+    assert _cache.TuningCache().lookup("k")["algorithm"] == "im2col"
+
+
+def test_a_corrupt_symlinked_file_is_moved_aside_beside_its_target(cache_dir, tmp_path):
+    link, target = _linked_cache_file(cache_dir, tmp_path)
+    target.write_text("{ not json")
+    with pytest.warns(RuntimeWarning, match="ignoring .*tuning.json"):
+        _cache.TuningCache().store("k", ENTRY)
+    assert link.is_symlink() and target.is_file()
+    assert (target.parent / "shared-tuning.json.corrupt").read_text() == "{ not json"
+    assert _cache.TuningCache().lookup("k")["algorithm"] == "im2col"
+
+
+def test_export_writes_through_a_symlink(cache_dir, tmp_path):
+    _cache.get_cache().store("k", ENTRY)
+    target = tmp_path / "wisdom-target.json"
+    link = tmp_path / "wisdom.json"
+    link.symlink_to(target)
+    pcf.tuning.export(link)
+    assert link.is_symlink() and set(
+        next(iter(read_json(target)["machines"].values()))["entries"]) == {"k"}
+
+
 def test_two_caches_on_one_folder_merge(cache_dir):
     one, two = _cache.TuningCache(), _cache.TuningCache()
     one.lookup("x"), two.lookup("x")  # both loaded (the empty file) before either stores

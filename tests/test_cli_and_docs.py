@@ -1,7 +1,10 @@
 """The command line, the demo, the docs' examples, and the workspace setting."""
 
+import ast
 import doctest
+import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ from pyconvfast import _demo
 from pyconvfast.__main__ import main
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
 
 
 def test_demo_checks_every_layer_and_prints_the_table():
@@ -39,6 +43,117 @@ def test_cli_usage_errors_exit_2(argv, capsys):
     assert "usage" in capsys.readouterr().err
 
 
+BENCH = ["bench", "--x-shape", "1,2,6,6", "--w-shape", "2,2,3,3", "--repeats", "1"]
+
+
+def _shell(*argv, **env):
+    """``python -m pyconvfast *argv`` in a child process, with ``env`` added to its
+    environment."""
+    return subprocess.run([sys.executable, "-m", "pyconvfast", *argv], capture_output=True,
+                          text=True, check=False, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("padding", ["foo", "1,x", ""])
+def test_cli_bench_bad_padding_is_a_usage_error(padding, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*BENCH, "--padding", padding])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage" in err
+    assert f"argument --padding: expected an int, comma-separated ints, 'same' or 'valid', " \
+           f"got {padding!r}" in err.splitlines()[-1]
+
+
+def test_cli_bench_bad_padding_from_the_shell_has_no_traceback():
+    done = _shell(*BENCH, "--padding", "foo")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("python -m pyconvfast bench: error: argument")
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", "1", "1,0"])
+def test_cli_bench_good_padding(padding, capsys):
+    assert main([*BENCH, "--padding", padding]) == 0
+    assert "auto (" in capsys.readouterr().out
+
+
+def test_cli_bench_plot_without_matplotlib_fails_before_the_run(monkeypatch, capsys, tmp_path):
+    from pyconvfast import __main__ as cli
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran although its plot cannot be drawn")
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    monkeypatch.setattr(cli, "plan", no_run)
+    monkeypatch.setattr(cli, "list_algorithms", no_run)
+    assert main([*BENCH, "--plot", str(tmp_path / "bench.png")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("error: --plot needs matplotlib (pip install matplotlib); "
+                            "nothing was run\n")
+    assert not (tmp_path / "bench.png").exists()
+
+
+def test_cli_cache_clear_that_cannot_write_is_one_line_and_status_1(monkeypatch, capsys,
+                                                                   tmp_path):
+    # What a read-only cache does (chmod cannot show it: the tests may run as root, whom a
+    # mode 0o500 folder does not stop): the atomic write of the cleared file fails.
+    from pyconvfast import _cache
+
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path / "cache"))
+    _cache.get_cache().store("conv2d|k", {"algorithm": "direct"})
+
+    def read_only(path, document):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(_cache, "write_atomically", read_only)
+    assert main(["cache", "clear"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("error: cannot clear the tuning cache ")
+    assert line.endswith("tuning.json: [Errno 13] Permission denied: " + repr(
+        str(pcf.tuning.cache_path())))
+    assert _cache.get_cache().lookup("conv2d|k") is not None  # nothing was cleared
+
+
+def test_cli_cache_clear_of_a_real_unwritable_cache_from_the_shell(tmp_path):
+    # A folder in the cache file's place: no user, root included, can replace it by a file.
+    (tmp_path / "cache" / "tuning.json").mkdir(parents=True)
+    done = _shell("cache", "clear", PYCONVFAST_CACHE_DIR=str(tmp_path / "cache"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: cannot clear the tuning cache ") and "is a directory" in line
+
+
+def test_cli_cache_clear_of_a_read_only_folder(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "tuning.json").write_text('{"schema": 1, "machines": {}}')
+    folder.chmod(0o500)
+    try:
+        try:
+            (folder / "probe").touch()
+            pytest.skip("this user (root?) can write in a folder with mode 500")
+        except PermissionError:
+            pass
+        done = _shell("cache", "clear", PYCONVFAST_CACHE_DIR=str(folder))
+    finally:
+        folder.chmod(0o700)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: cannot clear the tuning cache ")
+
+
+def test_cli_cache_export_that_cannot_write_is_one_line_and_status_1(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["cache", "export", str(tmp_path / "a-file" / "wisdom.json")]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot export to {tmp_path / 'a-file' / 'wisdom.json'}: ")
+
+
 def test_python_dash_m_runs():
     done = subprocess.run([sys.executable, "-m", "pyconvfast", "--help"], capture_output=True,
                           text=True, check=False)
@@ -49,6 +164,31 @@ def test_python_dash_m_runs():
 def test_docs_examples_run(page):
     result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def _pcf_calls(source, name):
+    """The keyword arguments of each ``pcf.<name>(...)`` call in ``source``, literal values."""
+    return [{keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == name and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "pcf"]
+
+
+def test_readme_plan_runs_the_convolution_of_the_call_above_it(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    pipeline = next(block for block in blocks if "pcf.conv2d(images" in block)
+    planned = next(block for block in blocks if "pcf.plan(images.shape" in block)
+    (conv_kwargs,) = _pcf_calls(pipeline, "conv2d")
+    (plan_kwargs,) = _pcf_calls(planned, "plan")
+    assert plan_kwargs == conv_kwargs
+    namespace = {}
+    exec(pipeline, namespace)
+    namespace["batches"] = [namespace["images"]]
+    exec(planned, namespace)
+    capsys.readouterr()
+    expected = pcf.conv2d(namespace["images"], namespace["weight"], **conv_kwargs)
+    np.testing.assert_allclose(namespace["features"], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_docs_pages_exist():

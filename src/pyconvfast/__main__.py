@@ -36,6 +36,16 @@ def _int_list(text):
     return values[0] if len(values) == 1 else values
 
 
+def _padding(text):
+    if text in ("same", "valid"):
+        return text
+    try:
+        return _int_list(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int, comma-separated ints, 'same' or 'valid', got {text!r}") from None
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m pyconvfast",
                                      description="pyconvfast: fast CPU convolutions for NumPy.")
@@ -68,7 +78,7 @@ def build_parser():
     bench.add_argument("--w-shape", type=_int_list, required=True, metavar="K,C,R,S",
                        help="weight shape, e.g. 64,64,3,3")
     bench.add_argument("--stride", type=_int_list, default=1)
-    bench.add_argument("--padding", default="0",
+    bench.add_argument("--padding", type=_padding, default="0",
                        help="an int, comma-separated ints, 'same' or 'valid' (0)")
     bench.add_argument("--dilation", type=_int_list, default=1)
     bench.add_argument("--groups", type=_positive_int, default=1)
@@ -150,10 +160,19 @@ def _cache(args):
             label = _autotune.candidate_label(entry["algorithm"], entry["params"])
             print(f"{entry['key']}\n    -> {label}    ({timings})")
     elif args.action == "clear":
-        tuning.clear()
+        try:
+            tuning.clear()
+        except OSError as error:  # read-only or locked cache, a directory in the file's place
+            print(f"error: cannot clear the tuning cache {tuning.cache_path()}: {error}",
+                  file=sys.stderr)
+            return 1
         print(f"cleared this machine's entries in {tuning.cache_path()}")
     elif args.action == "export":
-        tuning.export(args.file)
+        try:
+            tuning.export(args.file)
+        except OSError as error:
+            print(f"error: cannot export to {args.file}: {error}", file=sys.stderr)
+            return 1
         print(f"exported to {args.file}")
     else:
         try:
@@ -166,8 +185,14 @@ def _cache(args):
 
 
 def _bench(args):
-    padding = args.padding if args.padding in ("same", "valid") else _int_list(args.padding)
-    kwargs = {"stride": args.stride, "padding": padding, "dilation": args.dilation,
+    pyplot = None
+    if args.plot:  # before the run, which can take minutes: not after it
+        pyplot = _import_pyplot()
+        if pyplot is None:
+            print("error: --plot needs matplotlib (pip install matplotlib); nothing was run",
+                  file=sys.stderr)
+            return 1
+    kwargs = {"stride": args.stride, "padding": args.padding, "dilation": args.dilation,
               "groups": args.groups}
     rng = np.random.default_rng(0)
     try:
@@ -197,32 +222,43 @@ def _bench(args):
         print(f"{label:<24} {seconds * 1e3:>10.3f} {flops / seconds / 1e9:>9.2f} "
               f"{seconds / fastest:>7.2f}x")
     if args.plot:
-        return _plot(rows, flops, args.plot)
+        return _plot(pyplot, rows, flops, args.plot)
     return 0
 
 
-def _plot(rows, flops, path):
+def _import_pyplot():
+    """``matplotlib.pyplot`` with the file-only Agg backend, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("error: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
-        return 1
+        return None
+    return plt
+
+
+def _plot(plt, rows, flops, path):
     figure, axes = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rows)))
     labels = [label for label, _ in rows]
     axes.barh(labels, [flops / seconds / 1e9 for _, seconds in rows], color="tab:blue")
     axes.invert_yaxis()
     axes.set_xlabel("GFLOP/s")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    try:
+        figure.savefig(path, dpi=100)
+    except (OSError, ValueError) as error:  # no such folder, an unknown file extension
+        print(f"error: cannot write {path}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        plt.close(figure)
     print(f"wrote {path}")
     return 0
 
 
 def main(argv=None):
-    """Entry point; returns the process exit status (0 on success, 2 on a usage error)."""
+    """Entry point; returns the process exit status (0 on success, 1 when the operation failed,
+    2 on a usage error)."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         ok = run_demo(batch=args.batch, image_size=args.image_size, n_threads=args.threads)

@@ -374,8 +374,13 @@ def _signature(stat):
 
 def write_atomically(path, document):
     """Write ``document`` as JSON to ``path``: temporary file in the same folder, flush, fsync,
-    ``os.replace``. Raises OSError (the temporary file removed) when that fails."""
-    path = pathlib.Path(path)
+    ``os.replace``. Raises OSError (the temporary file removed) when that fails.
+
+    A ``path`` that is a symbolic link (e.g. to a cache file kept on another disk or shared by
+    a team) is written through: its target is replaced, in the target's folder, and the link
+    stays a link.
+    """
+    path = pathlib.Path(os.path.realpath(path))
     data = (json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, as for any file the user writes
@@ -650,9 +655,12 @@ class TuningCache:
                 except OSError as error:
                     raise UnreadableFile(f"cannot read {self._path} ({error})") from error
                 except InvalidCacheFile as error:
+                    # Through a symbolic link, the target is moved aside; the link stays.
+                    real = pathlib.Path(os.path.realpath(self._path))
+                    aside = real.with_name(real.name + ".corrupt")
                     _warn_once("corrupt", f"replacing {self._path}: {error}; the bad file is "
-                                          f"kept as {self._path.name}.corrupt")
-                    os.replace(self._path, self._path.with_name(self._path.name + ".corrupt"))
+                                          f"kept as {aside if real != self._path else aside.name}")
+                    os.replace(real, aside)
                     document = None
                 if document is None:
                     document = {"schema": SCHEMA, "machines": {}}
