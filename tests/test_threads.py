@@ -245,3 +245,37 @@ def test_huge_n_threads_neither_crashes_nor_changes_the_result():
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# --- BLAS's thread count from a worker thread (issue 18, item 5) ----------------------------------
+
+def _cpu_per_wall(function):
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return (time.process_time() - cpu) / (time.perf_counter() - wall)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "fft"])
+def test_n_threads_one_holds_for_blas_in_a_worker_thread(algorithm, rng):
+    """threadpoolctl lets only the first Python thread that set OpenBLAS's count set it again;
+    from a worker thread an n_threads=1 call ran OpenBLAS on every core (CPU time per wall
+    second 2.0 on 2 cores). The limit must hold from any thread: about one core's CPU time."""
+    if algorithm == "fft":
+        x = rng.standard_normal((2, 32, 96, 96)).astype(np.float32)
+        w = rng.standard_normal((32, 32, 15, 15)).astype(np.float32)
+    else:
+        x = rng.standard_normal((4, 256, 28, 28)).astype(np.float32)
+        w = rng.standard_normal((256, 256, 1, 1)).astype(np.float32)
+    pcf.conv2d(x, w, algorithm=algorithm, n_threads=1)   # the main thread sets the count first
+
+    def calls():
+        deadline = time.perf_counter() + 0.4
+        while time.perf_counter() < deadline:
+            pcf.conv2d(x, w, algorithm=algorithm, n_threads=1)
+
+    def in_a_worker():
+        worker = threading.Thread(target=calls)
+        worker.start()
+        worker.join()
+
+    assert _cpu_per_wall(in_a_worker) < 1.4

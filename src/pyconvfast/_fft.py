@@ -46,6 +46,7 @@ import scipy.fft
 
 from pyconvfast import _algorithms
 from pyconvfast._padding import tap_table
+from pyconvfast._threads import thread_count_setter
 
 # Cost model of one block, in flops: a real FFT of n points ~ 2.5 n log2 n, a complex
 # multiply-add 8, and a fixed cost per block pass (Python, gathers, a dozen NumPy and pocketfft
@@ -332,18 +333,19 @@ class _NumpyBlasThreads:
                if lib.filepath.startswith((os.path.join(numpy_dir, "numpy") + os.sep,
                                            os.path.join(numpy_dir, "numpy.libs")))]
         self._libraries = own or libraries
+        self._setters = [thread_count_setter(lib) for lib in self._libraries]
 
     def run(self, n_threads, function, *args):
         if self._libraries is None:
             self._find()
         before = [lib.get_num_threads() for lib in self._libraries]
-        for lib in self._libraries:
-            lib.set_num_threads(n_threads)
+        for set_count in self._setters:
+            set_count(n_threads)
         try:
             return function(*args)
         finally:
-            for lib, count in zip(self._libraries, before):
-                lib.set_num_threads(count)
+            for set_count, count in zip(self._setters, before):
+                set_count(count)
 
 
 _numpy_blas = _NumpyBlasThreads()

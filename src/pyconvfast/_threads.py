@@ -1,6 +1,7 @@
 """The effective thread count of a call, and BLAS/OpenMP thread coordination."""
 
 import contextlib
+import ctypes
 import operator
 import os
 import threading
@@ -103,6 +104,7 @@ class _BlasThreads:
         scipy_own = [lib for lib in libraries
                      if lib.filepath.startswith((scipy_dir + os.sep, scipy_dir + ".libs"))]
         self._libraries = scipy_own or libraries
+        self._setters = [thread_count_setter(lib) for lib in self._libraries]
         self._lock = threading.Lock()
         self._depth = 0
         self._saved = []
@@ -113,13 +115,13 @@ class _BlasThreads:
         at most 4 per CPU (see :func:`thread_limit`); the libraries' counts are restored."""
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         limit = max(64, 4 * (cpus or 1))
-        for lib in self._libraries:
+        for lib, set_count in zip(self._libraries, self._setters):
             saved = lib.get_num_threads()
             try:
-                lib.set_num_threads(MAX_THREADS)
+                set_count(MAX_THREADS)
                 kept = lib.get_num_threads()
             finally:
-                lib.set_num_threads(saved)
+                set_count(saved)
             if kept and kept >= 1:
                 limit = min(limit, kept)
         return min(limit, MAX_THREADS)
@@ -141,16 +143,40 @@ class _BlasThreads:
             if self._depth == 0:
                 self._saved = [lib.get_num_threads() for lib in self._libraries]
             self._depth += 1
-            for lib in self._libraries:
-                lib.set_num_threads(n_threads)
+            for set_count in self._setters:
+                set_count(n_threads)
         try:
             yield
         finally:
             with self._lock:
                 self._depth -= 1
                 if self._depth == 0:
-                    for lib, count in zip(self._libraries, self._saved):
-                        lib.set_num_threads(count)
+                    for set_count, count in zip(self._setters, self._saved):
+                        set_count(count)
+
+
+def thread_count_setter(lib):
+    """A function that sets ``lib``'s thread count from any Python thread.
+
+    OpenBLAS built on pthreads has one process-wide pool, and threadpoolctl (3.5 on) lets only
+    the first Python thread that set its count set it again: from any other thread its
+    ``set_num_threads`` silently does nothing. An ``n_threads=1`` call from a worker thread
+    (Dask's threaded scheduler, a thread pool) then ran OpenBLAS on every core (measured:
+    2.0 CPU seconds per second on 2 cores) and left its threads spinning after the call.
+    :class:`_BlasThreads` coordinates the Python threads itself (the first to enter saves the
+    count, the last to leave restores it), so it calls OpenBLAS's own
+    ``openblas_set_num_threads`` here. Other libraries, and OpenBLAS on OpenMP (whose count is
+    per thread), keep threadpoolctl's setter.
+    """
+    if lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) != "openmp":
+        library = ctypes.CDLL(lib.filepath)   # already loaded: the same handle
+        for prefix in ("", "scipy_"):
+            for suffix in ("", "64_", "_64"):
+                setter = getattr(library, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if setter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    return lambda count: setter(int(count))
+    return lib.set_num_threads
 
 
 blas_threads = _BlasThreads()
