@@ -102,6 +102,7 @@ EXTENSIONS = [_extension(name)
               for name in (
                   "openmp_info",
                   "memory",
+                  "blas",
                   "direct",
                   "direct_blocked",
                   "im2col",

@@ -24,6 +24,7 @@ import numpy as np
 from pyconvfast._algorithms import (
     _bias_or_empty, lowered_gemm, positions_chunk, workspace_bytes,
 )
+from pyconvfast._lib.blas import BLAS_INT_MAX
 from pyconvfast._lib.col2im import conv_transpose_gemm
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._registry import Algorithm, register
@@ -166,13 +167,23 @@ def _gemm_param_space(problem):
 
 def _run_gemm(problem, x, w, bias, out, n_threads, params):
     k_block, n_block = gemm_blocks(problem, n_threads, x.itemsize, **params)
-    xpack = np.empty((problem.c_in, problem.batch * math.prod(problem.in_size)), dtype=x.dtype)
+    # The kernel packs the input as (C_in, samples * positions), whose row length is a BLAS
+    # leading dimension (a 32-bit int): a batch whose rows would be longer runs in slices of
+    # samples. (A single sample longer than that still runs: gemm.pxd then splits its GEMMs.)
+    p_in = math.prod(problem.in_size)
+    per_call = max(1, min(problem.batch, BLAS_INT_MAX // max(p_in, 1)))
+    buffer = np.empty(problem.c_in * per_call * p_in, dtype=x.dtype)
     geometry = problem.as_3d()
+    bias = _bias_or_empty(bias, x.dtype)
     with blas_threads.limit(1):
-        conv_transpose_gemm(
-            x, w, _bias_or_empty(bias, x.dtype), out, xpack, geometry["kernel"],
-            geometry["stride"], geometry["dilation"], geometry["pad_before"],
-            k_block, n_block, gemm_chunk_columns(problem, k_block), n_threads)
+        for n0 in range(0, problem.batch, per_call):
+            n1 = min(n0 + per_call, problem.batch)
+            xpack = buffer[:problem.c_in * (n1 - n0) * p_in].reshape(
+                problem.c_in, (n1 - n0) * p_in)
+            conv_transpose_gemm(
+                x[n0:n1], w, bias, out[n0:n1], xpack, geometry["kernel"],
+                geometry["stride"], geometry["dilation"], geometry["pad_before"],
+                k_block, n_block, gemm_chunk_columns(problem, k_block), n_threads)
 
 
 register(Algorithm(

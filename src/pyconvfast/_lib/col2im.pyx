@@ -222,9 +222,9 @@ def conv_transpose_gemm(
             while row0 < (n0 + n_count) * rows_per_sample:
                 row1 = min(row0 + chunk_rows, (n0 + n_count) * rows_per_sample)
                 n_cols = (row1 - row0) * w_in
-                gemm(c'N', c'T', <int> n_cols, <int> (k_count * n_taps), <int> c_per_group,
-                      &xpack[g * c_per_group, row0 * w_in], <int> np_in,
-                      &w[g, 0, k0 * n_taps], <int> (k_per_group * n_taps), col, <int> n_cols)
+                gemm(c'N', c'T', n_cols, k_count * n_taps, c_per_group,
+                     &xpack[g * c_per_group, row0 * w_in], np_in,
+                     &w[g, 0, k0 * n_taps], k_per_group * n_taps, col, n_cols)
                 for n in range(row0 // rows_per_sample, (row1 - 1) // rows_per_sample + 1):
                     r_stop = min(row1, (n + 1) * rows_per_sample) - n * rows_per_sample
                     p = max(row0, n * rows_per_sample)  # first row of this sample in the chunk

@@ -247,10 +247,9 @@ def deform_conv(
                                     n_taps * p_count, table_index, table_weight, inside,
                                     modulation, has_mask)
             for g in range(groups):
-                gemm(c'N', c'N', <int> p_count, <int> k_per_group, <int> (c_per_group * n_taps),
-                      col + g * c_per_group * n_taps * p_count, <int> p_count,
-                      &w[g * k_per_group, 0], <int> (c_per_group * n_taps),
-                      acc, <int> p_count)
+                gemm(c'N', c'N', p_count, k_per_group, c_per_group * n_taps,
+                     col + g * c_per_group * n_taps * p_count, p_count,
+                     &w[g * k_per_group, 0], c_per_group * n_taps, acc, p_count)
                 _store(out, acc, bias, n, g * k_per_group, k_per_group, p_first, p_count)
         free(col)
         free(table_index)

@@ -81,7 +81,8 @@ static DW_TARGET void DW_NAME(rows_strided)(
     }
     n_groups = (n_taps + DW_GROUP - 1) / DW_GROUP;
     for (g = 0; g < n_groups; g++) {
-        /* groups as even as possible (9 taps: 5 + 4, not 8 + 1) */
+        /* groups as even as possible (9 taps: 5 + 4, not 8 + 1); k <= DW_GROUP, so the cast
+           is exact */
         const int k = (int)(n_taps / n_groups + (g < n_taps % n_groups));
         const int init = g == 0;
         if (step == 1) {
@@ -178,14 +179,14 @@ static DW_TARGET void DW_NAME(cover)(
         rest = n_full - q0;
         nq = rest >= 8 && max_nq >= 8 ? 8 : rest >= 4 && max_nq >= 4 ? 4 : rest >= 2 ? 2 : 1;
         for (l = 0; l < n_lines; l += np) {
-            np = (int)(n_lines - l < 8 / nq ? n_lines - l : 8 / nq);
+            np = (int)(n_lines - l < 8 / nq ? n_lines - l : 8 / nq); /* <= 8: exact cast */
             DW_NAME(tile)(width, acc + l * line_step + q0 * v, line_step, x_line, n_taps, xs,
                           x_off + l * x_line + q0 * v, ws, wv, w_off + q0 * v, bias, nq, np);
         }
     }
     if (n_full * v < n) {
         for (l = 0; l < n_lines; l += np) {
-            np = (int)(n_lines - l < 8 ? n_lines - l : 8);
+            np = (int)(n_lines - l < 8 ? n_lines - l : 8); /* <= 8: exact cast */
             DW_NAME(tile)(width, acc + l * line_step + (n - v), line_step, x_line, n_taps, xs,
                           x_off + l * x_line + (n - v), ws, wv, w_off + (n - v), bias, 1, np);
         }

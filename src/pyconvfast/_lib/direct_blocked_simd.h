@@ -174,6 +174,7 @@ typedef struct {
                       Py_ssize_t, Py_ssize_t, const Py_ssize_t*, Py_ssize_t, const T*,            \
                       Py_ssize_t, Py_ssize_t, T*, int, int) = DB_PICK(S, table_any);              \
         const Py_ssize_t blk0 = k_tile * MB;                                                      \
+        /* the (int) casts of M and np are exact: M <= MB and np <= P */                          \
         const int M = a->n_blk - blk0 < MB ? (int)(a->n_blk - blk0) : MB;                         \
         const Py_ssize_t k0 = blk0 * KB;                                                          \
         const Py_ssize_t n_k = a->k_g - k0 < M * KB ? a->k_g - k0 : M * KB;                       \

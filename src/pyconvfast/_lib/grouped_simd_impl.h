@@ -96,7 +96,7 @@ static GR_TARGET void GR_NAME(gemm)(const GR_T* w, Py_ssize_t k_blocks, Py_ssize
         for (kb = 0; kb < k_blocks; kb++)
             GR_NAME(tile_wide)(w + kb * depth * GR_MR, depth, rows, p,
                                c + kb * GR_MR * ldc + p, ldc);
-    nv = (int)((n_pix - p + GR_VL - 1) / GR_VL);
+    nv = (int)((n_pix - p + GR_VL - 1) / GR_VL); /* n_pix - p < GR_NV * GR_VL: nv <= GR_NV */
     if (nv == GR_NV) {  /* a wide tile whose last vector is partial */
         for (kb = 0; kb < k_blocks; kb++)
             GR_NAME(tile_wide)(w + kb * depth * GR_MR, depth, rows, p,

@@ -17,7 +17,7 @@ then runs in our threads, with their flush-to-zero state (``fpstate.h``).
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from pyconvfast._lib.gemm cimport gemm
+from pyconvfast._lib.gemm cimport INT_MAX, gemm
 
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from pyconvfast._lib.openmp_helpers cimport pcf_omp_thread_num
@@ -149,8 +149,8 @@ def conv_im2col(
             g = (task // n_chunks) % groups
             n = task // (n_chunks * groups)
             _lower(col, x, taps_d, taps_h, taps_w, n, g * c_per_group, n_taps, p_first, p_count)
-            gemm(c'N', c'N', <int> p_count, <int> k_per_group, <int> n_taps, col, <int> p_count,
-                  &w[g * k_per_group, 0], <int> n_taps, col + col_size, <int> p_count)
+            gemm(c'N', c'N', p_count, k_per_group, n_taps, col, p_count, &w[g * k_per_group, 0],
+                 n_taps, col + col_size, p_count)
             _store(out, col + col_size, bias, n, g * k_per_group, k_per_group, p_first, p_count)
         pcf_flush_subnormals_end(fp_saved)
 
@@ -171,6 +171,11 @@ def pointwise_form(x_strides, out_strides, size, Py_ssize_t c_per_group,
     (channels-first memory): ``s`` is one element and each channel's positions are a matrix
     column, ``out[k, :] = sum_c w[k, c] x[c, :]``. Form 2 (channels-last): channels are
     contiguous and each position's channels are a column, ``out[:, p] = W @ x[:, p]``.
+
+    The strides between the matrix columns (channel strides in form 1, position steps in form 2)
+    are BLAS leading dimensions, 32-bit ints: where one exceeds ``INT_MAX`` elements (an array
+    in a large memory-mapped file) the answer is 0, and the lowering path copies each chunk of
+    positions into its column buffer instead.
     """
     cdef Py_ssize_t n_positions = size[0] * size[1] * size[2]
     cdef Py_ssize_t x_step = _position_step(x_strides[2], x_strides[3], x_strides[4],
@@ -181,10 +186,11 @@ def pointwise_form(x_strides, out_strides, size, Py_ssize_t c_per_group,
         return 0
     if (x_step == 1 and out_step == 1 and x_strides[1] >= n_positions * itemsize
             and out_strides[1] >= n_positions * itemsize and x_strides[1] % itemsize == 0
-            and out_strides[1] % itemsize == 0):
+            and out_strides[1] % itemsize == 0 and x_strides[1] // itemsize <= INT_MAX
+            and out_strides[1] // itemsize <= INT_MAX):
         return 1
     if (x_strides[1] == itemsize and out_strides[1] == itemsize and x_step >= c_per_group
-            and out_step >= k_per_group):
+            and out_step >= k_per_group and x_step <= INT_MAX and out_step <= INT_MAX):
         return 2
     return 0
 
@@ -275,8 +281,7 @@ def conv_pointwise_gemm(
                 # out^T[p, k] = x^T[p, c] @ W^T[c, k]: column-major x (P x C, ld x_sc)
                 xt = x0 + n * x_sn + g * c_g * x_sc + p0
                 ot = o0 + n * o_sn + g * k_g * o_sk + p0
-                gemm(c'N', c'N', <int> count, <int> k_g, <int> c_g, xt, <int> x_sc, &w[g * k_g, 0],
-                      <int> c_g, ot, <int> o_sk)
+                gemm(c'N', c'N', count, k_g, c_g, xt, x_sc, &w[g * k_g, 0], c_g, ot, o_sk)
                 if has_bias:
                     for k in range(k_g):
                         shift = bias[g * k_g + k]
@@ -286,8 +291,7 @@ def conv_pointwise_gemm(
                 # out[k, p] = W[k, c] @ x[c, p]: column-major x (C x P, ld x_sp), W^T stored
                 xt = x0 + n * x_sn + g * c_g + p0 * x_sp
                 ot = o0 + n * o_sn + g * k_g + p0 * o_sp
-                gemm(c'T', c'N', <int> k_g, <int> count, <int> c_g, &w[g * k_g, 0], <int> c_g, xt,
-                        <int> x_sp, ot, <int> o_sp)
+                gemm(c'T', c'N', k_g, count, c_g, &w[g * k_g, 0], c_g, xt, x_sp, ot, o_sp)
                 if has_bias:
                     for p in range(count):
                         for k in range(k_g):

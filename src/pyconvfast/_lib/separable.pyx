@@ -28,7 +28,7 @@ from cython.parallel cimport parallel, prange
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
-from pyconvfast._lib.gemm cimport gemm
+from pyconvfast._lib.gemm cimport INT_MAX, gemm
 
 from pyconvfast._lib.depthwise_kernels cimport (
     dw_pixels, dw_rows, dw_rows_strided, interior_outputs, pcf_dw_max_level, pcf_dw_set_level,
@@ -217,7 +217,9 @@ def conv_separable_fused(
         o_sc = 1 if o_sw != 1 else h_out * w_out
     rows_per_tile = min(rows_per_tile, h_out)
     tile_max = rows_per_tile * w_out
-    if o_sw == 1 and (o_sh == w_out or h_out == 1) and o_sc >= tile_max:
+    # Layout 1 passes the output's channel stride to BLAS as a leading dimension, a 32-bit int:
+    # a larger one (an output in a large memory-mapped file) goes through ``staged``.
+    if o_sw == 1 and (o_sh == w_out or h_out == 1) and tile_max <= o_sc <= INT_MAX:
         direct_layout = 1
     elif o_sc == 1 and o_sw == c_out and (o_sh == w_out * c_out or h_out == 1):
         direct_layout = 2
@@ -258,15 +260,14 @@ def conv_separable_fused(
                                        multiplier, taps_h, taps_w, x_sh, x_sw, stride_w,
                                        dilation_w, pad_w, w_lo, w_hi, row_ptr, row_tap, xs, wps)
                 if direct_layout == 2:
-                    gemm(c'T', c'N', <int> c_out, <int> p_count, <int> c_mid, wpp0,
-                          <int> c_mid, mid, <int> c_mid, o, <int> c_out)
+                    gemm(c'T', c'N', c_out, p_count, c_mid, wpp0, c_mid, mid, c_mid, o, c_out)
                     if has_bias:
                         for p in range(p_count):
                             for k in range(c_out):
                                 o[p * c_out + k] = o[p * c_out + k] + bias[k]
                 else:
-                    gemm(c'T', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> c_mid,
-                          wpp0, <int> c_mid, staged, <int> p_count)
+                    gemm(c'T', c'N', p_count, c_out, c_mid, mid, c_mid, wpp0, c_mid, staged,
+                         p_count)
                     for k in range(c_out):
                         shift = bias[k] if has_bias else 0
                         for p in range(p_count):
@@ -281,8 +282,7 @@ def conv_separable_fused(
                                 w_lo, w_hi, row_ptr, row_tap, xs, ws)
             if direct_layout == 1:
                 # out[k, p] (column-major P x K, ldc = channel stride) = mid^T-free product
-                gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
-                      wp0, <int> c_mid, o, <int> o_sc)
+                gemm(c'N', c'N', p_count, c_out, c_mid, mid, p_count, wp0, c_mid, o, o_sc)
                 if has_bias:
                     for k in range(c_out):
                         shift = bias[k]
@@ -290,15 +290,14 @@ def conv_separable_fused(
                             o[k * o_sc + p] = o[k * o_sc + p] + shift
             elif direct_layout == 2:
                 # out[p, k] (column-major K x P, ldc = K)
-                gemm(c'T', c'T', <int> c_out, <int> p_count, <int> c_mid, wp0, <int> c_mid,
-                      mid, <int> p_count, o, <int> c_out)
+                gemm(c'T', c'T', c_out, p_count, c_mid, wp0, c_mid, mid, p_count, o, c_out)
                 if has_bias:
                     for p in range(p_count):
                         for k in range(c_out):
                             o[p * c_out + k] = o[p * c_out + k] + bias[k]
             else:
-                gemm(c'N', c'N', <int> p_count, <int> c_out, <int> c_mid, mid, <int> p_count,
-                      wp0, <int> c_mid, staged, <int> p_count)
+                gemm(c'N', c'N', p_count, c_out, c_mid, mid, p_count, wp0, c_mid, staged,
+                     p_count)
                 for k in range(c_out):
                     shift = bias[k] if has_bias else 0
                     for p in range(p_count):

@@ -139,9 +139,8 @@ cdef void _run_block(
             _input_channel(geo, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first, n_tiles,
                            scratch)
         for xi in range(a2):
-            gemm(c'N', c'N', <int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
-                  u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
-                  <int> block)
+            gemm(c'N', c'N', n_tiles, k_g, c_g, v + xi * geo.v_stride, block,
+                 u + (xi * geo.c_out + g * k_g) * c_g, c_g, mm + xi * geo.m_stride, block)
         for k in range(k_g):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
             _output_channel(geo, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
@@ -157,9 +156,8 @@ cdef void _run_block(
         with parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
             for xi in prange(a2, schedule="static"):
-                gemm(c'N', c'N', <int> n_tiles, <int> k_g, <int> c_g, v + xi * geo.v_stride, <int> block,
-                      u + (xi * geo.c_out + g * k_g) * c_g, <int> c_g, mm + xi * geo.m_stride,
-                      <int> block)
+                gemm(c'N', c'N', n_tiles, k_g, c_g, v + xi * geo.v_stride, block,
+                     u + (xi * geo.c_out + g * k_g) * c_g, c_g, mm + xi * geo.m_stride, block)
             pcf_flush_subnormals_end(fp_saved)
         with parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
