@@ -20,6 +20,9 @@ that is then stored with its strides.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free, malloc
 from pyconvfast._lib.buffers cimport thread_buffer
@@ -189,17 +192,25 @@ def conv_transpose_gemm(
     _tap_ranges(d_ranges, kd_size, d_in, d_out, sd, dd, pd)
     _tap_ranges(h_ranges, kh_size, h_in, h_out, sh, dh, ph)
     _tap_ranges(w_ranges, kw_size, w_in, w_out, sw, dw, pw)
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         for c in prange(x.shape[1], schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             _pack(&xpack[c, 0], x, c)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         col = <floating*> thread_buffer((col_size + (0 if in_place else plane)) * sizeof(floating))
         if col == NULL:
             out_of_memory[0] = 1
         for task in prange(groups * k_blocks * n_blocks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if col == NULL:
                 continue
             nb = task % n_blocks
@@ -252,6 +263,7 @@ def conv_transpose_gemm(
         free(col)
         pcf_flush_subnormals_end(fp_saved)
     free(ranges)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError(
             f"transpose_gemm: could not allocate {col_size + plane} elements per thread")

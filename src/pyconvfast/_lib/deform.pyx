@@ -26,6 +26,9 @@ so every thread count runs the same GEMMs and gives the same bits. Tasks run on 
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.math cimport NAN, floor
 from libc.stdlib cimport free
@@ -221,6 +224,8 @@ def deform_conv(
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
     cdef unsigned int fp_saved
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         col = <floating*> thread_buffer(
@@ -229,6 +234,8 @@ def deform_conv(
         if col == NULL or table_index == NULL:
             out_of_memory[0] = 1
         for task in prange(batch * n_chunks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if col == NULL or table_index == NULL:
                 continue
             acc = col + col_size
@@ -254,6 +261,7 @@ def deform_conv(
         free(col)
         free(table_index)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError(
             f"deform_conv2d: could not allocate the buffers of {chunk} output positions "

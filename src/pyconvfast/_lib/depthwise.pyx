@@ -27,6 +27,9 @@ every thread count and every instruction set.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
@@ -443,6 +446,8 @@ def conv_depthwise(
         n_tasks = n_rows * n_segments
         acc_size = seg_width * (c_out if loop_order == 1 else rows_per_task)
 
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> thread_buffer(acc_size * sizeof(floating))
@@ -456,6 +461,8 @@ def conv_depthwise(
                 or row_ptr == NULL or row_tap == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if out_of_memory[0]:
                 continue
             if loop_order == 2:
@@ -532,6 +539,7 @@ def conv_depthwise(
         free(row_ptr)
         free(row_tap)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError(
             f"depthwise: could not allocate work buffers of {acc_size} + {stage_size} elements")

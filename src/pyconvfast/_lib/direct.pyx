@@ -13,6 +13,9 @@ result is bitwise the same for every thread count.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
 
@@ -96,12 +99,16 @@ def conv_direct(
     # An array, not a scalar: Cython makes scalars assigned in a parallel block thread-private.
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> thread_buffer(plane * sizeof(floating))
         if acc == NULL:
             out_of_memory[0] = 1
         for task in prange(batch * c_out, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if acc == NULL:
                 continue
             n = task // c_out
@@ -119,5 +126,6 @@ def conv_direct(
                         p = p + 1
         free(acc)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError(f"direct: could not allocate a {plane}-element work buffer per thread")

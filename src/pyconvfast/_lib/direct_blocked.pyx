@@ -22,6 +22,9 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
 cdef extern from "direct_blocked_simd.h" nogil:
@@ -201,9 +204,13 @@ def conv_direct_blocked(
     n_tasks = n_tasks * n_rowblocks
     failed[0] = 0
     cdef unsigned int fp_saved
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         for task in prange(n_tasks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             # Row blocks innermost: a thread's consecutive tasks share their weights.
             row0 = (task % n_rowblocks) * rows_per_block
             rest = task // n_rowblocks
@@ -218,6 +225,7 @@ def conv_direct_blocked(
                 if pcf_db_task_f64(&a, n, g, k_tile, row0, min(row0 + rows_per_block, n_rows)):
                     failed[0] = 1
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
     if failed[0]:
         raise MemoryError("direct: could not allocate a task's row list")
 

@@ -21,6 +21,9 @@ bits between instruction sets: AVX2 and AVX-512 fuse multiply and add).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -251,6 +254,8 @@ def conv_grouped_shifted(
     seg_len = ld + max_shift + PIXEL_PAD
     x_base = &x[0, 0, 0, 0, 0]
     out_base = &out[0, 0, 0, 0, 0]
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         sbuf = <floating*> calloc(c_per_group * n_phases * seg_len, sizeof(floating))
         cbuf = <floating*> calloc(k_blocks * GR_MR * ld, sizeof(floating))
@@ -258,6 +263,8 @@ def conv_grouped_shifted(
         if sbuf == NULL or cbuf == NULL or rows == NULL:
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if sbuf == NULL or cbuf == NULL or rows == NULL:
                 continue
             n = task // (groups * n_blocks)
@@ -303,6 +310,7 @@ def conv_grouped_shifted(
         free(sbuf)
         free(cbuf)
         free(rows)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError("grouped: could not allocate its work buffers")
 
@@ -378,6 +386,8 @@ def conv_grouped(
     last = w_in - 1 + pad_w - (kw_size - 1) * dilation_w
     w_lo = min((pad_w + stride_w - 1) // stride_w, w_out)
     w_hi = max(min(last // stride_w + 1 if last >= 0 else 0, w_out), w_lo)
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         # calloc: the padding columns are read by the micro-kernel (their results dropped);
         # zeros there keep them ordinary numbers.
@@ -390,6 +400,8 @@ def conv_grouped(
             for i_row in range(depth):
                 rows[i_row] = bbuf + i_row * ld
         for task in prange(n_tasks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if bbuf == NULL or cbuf == NULL or rows == NULL:
                 continue
             n = task // (groups * n_blocks)
@@ -424,6 +436,7 @@ def conv_grouped(
         free(bbuf)
         free(cbuf)
         free(rows)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError(
             f"grouped: could not allocate {(depth + k_blocks * GR_MR) * ld} work elements per "

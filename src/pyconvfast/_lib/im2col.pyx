@@ -17,6 +17,9 @@ then runs in our threads, with their flush-to-zero state (``fpstate.h``).
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from pyconvfast._lib.gemm cimport INT_MAX, gemm
 
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
@@ -140,10 +143,14 @@ def conv_im2col(
         raise ValueError(
             f"im2col: work holds {work.shape[0]} elements, needs "
             f"{work_elements(n_taps, k_per_group, chunk)} for each of {n_threads} threads")
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         col = &work[0] + pcf_omp_thread_num() * work_stride
         for task in prange(batch * groups * n_chunks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             p_first = (task % n_chunks) * chunk
             p_count = min(chunk, n_positions - p_first)
             g = (task // n_chunks) % groups
@@ -153,6 +160,7 @@ def conv_im2col(
                  n_taps, col + col_size, p_count)
             _store(out, col + col_size, bias, n, g * k_per_group, k_per_group, p_first, p_count)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
 
 
 def work_elements(Py_ssize_t n_taps, Py_ssize_t k_per_group, Py_ssize_t chunk):
@@ -270,9 +278,13 @@ def conv_pointwise_gemm(
     cdef floating* ot
     cdef floating shift
     cdef unsigned int fp_saved
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         for task in prange(batch * groups * n_chunks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             p0 = (task % n_chunks) * chunk
             count = min(chunk, n_positions - p0)
             g = (task // n_chunks) % groups

@@ -25,6 +25,9 @@ padding mode costs nothing but those tables.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from pyconvfast._lib.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 from libc.stdlib cimport free
 from pyconvfast._lib.buffers cimport thread_buffer
@@ -231,6 +234,8 @@ def conv_separable_fused(
     n_tasks = batch * n_tiles
 
     cdef unsigned int fp_saved
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         mid = <floating*> thread_buffer(c_mid * tile_max * sizeof(floating))
@@ -246,6 +251,8 @@ def conv_separable_fused(
                 or row_tap == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
+            if pcf_interrupted(&stop):
+                continue
             if out_of_memory[0]:
                 continue
             n = task // n_tiles
@@ -311,5 +318,6 @@ def conv_separable_fused(
         free(row_tap)
         free(wps)
         pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
     if out_of_memory[0]:
         raise MemoryError("separable: could not allocate the per-thread tile buffers")

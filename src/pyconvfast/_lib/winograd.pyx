@@ -34,6 +34,9 @@ The buffers are slices of a work array the caller passes in and keeps between ca
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from pyconvfast._lib.interrupt cimport (
+    pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
+)
 from libc.stddef cimport ptrdiff_t
 from pyconvfast._lib.gemm cimport gemm
 
@@ -266,11 +269,15 @@ def conv_winograd(
     if work_stride < slice_elements:
         raise ValueError(f"winograd: work holds {work.shape[0]} elements, needs "
                          f"{n_slices} slices of {slice_elements}")
+    cdef pcf_interrupt stop
+    pcf_interrupt_start(&stop)
     if tasks_in_parallel:
         with nogil, parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
             buffer = &work[0] + pcf_omp_thread_num() * work_stride
             for task in prange(groups * n_blocks, schedule="static"):
+                if pcf_interrupted(&stop):
+                    continue
                 g = task // n_blocks
                 t_first = (task % n_blocks) * block
                 _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
@@ -281,11 +288,14 @@ def conv_winograd(
         with nogil:
             fp_saved = pcf_flush_subnormals_begin()
             for task in range(groups * n_blocks):
+                if pcf_interrupted(&stop):
+                    break
                 g = task // n_blocks
                 t_first = (task % n_blocks) * block
                 _run_block(&geo, buffer, buffer + v_size, buffer + v_size + m_size, x0, u0, bias,
                            out0, g, t_first, min(block, total_tiles - t_first), n_threads)
             pcf_flush_subnormals_end(fp_saved)
+    raise_if_interrupted(&stop)
 
 
 def winograd_weights(int m, const floating[:, :, :, :] w, floating[:, :, ::1] u, int n_threads):
