@@ -172,6 +172,21 @@ def test_off_and_estimate_use_the_heuristic_and_write_nothing(fresh_cache, rng, 
     assert list(fresh_cache.iterdir()) == []
 
 
+def test_the_choices_a_process_remembers_are_bounded(fresh_cache, rng, monkeypatch):
+    """Past ``CHOICES_MAX`` problems the oldest choice is forgotten (issue 18, item 7: memory
+    grew with every distinct problem); the tuning cache still has it."""
+    monkeypatch.setattr(_autotune, "CHOICES_MAX", 3)
+    for size in range(5, 11):
+        x, w = _problem_arrays(rng, c_in=2, c_out=2, size=size)
+        pcf.conv2d(x, w, padding=1)
+    remembered = [key[0].in_size for key in _autotune._CHOICES]
+    assert remembered == [(8, 8), (9, 9), (10, 10)]
+    assert len(pcf.tuning.report()) == 6
+    x, w = _problem_arrays(rng, c_in=2, c_out=2, size=5)
+    pcf.conv2d(x, w, padding=1)  # from the tuning cache: no new entry
+    assert len(pcf.tuning.report()) == 6 and len(_autotune._CHOICES) == 3
+
+
 def test_bad_tune_mode_is_a_clear_error(fresh_cache, rng, monkeypatch):
     monkeypatch.setenv("PYCONVFAST_TUNE", "fast")
     x, w = _problem_arrays(rng)

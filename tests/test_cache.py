@@ -732,3 +732,256 @@ def test_a_hit_never_touches_the_file_system(cache_dir, monkeypatch):
     for _ in range(3):
         assert cache.lookup("k")["algorithm"] == "im2col"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# A large cache: stores append to a journal, compacted now and then (issue 18, item 7)
+
+
+def _large_cache(cache_dir, n_entries, fingerprint=None):
+    """A ``tuning.json`` of ``n_entries`` entries ``old0 ...`` for this machine, written as one
+    file, as every earlier version wrote it; returns its bytes."""
+    fingerprint = fingerprint or _cache.machine_fingerprint()
+    entries = {f"old{i}": {**ENTRY, "created": f"2024-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}"}
+               for i in range(n_entries)}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _cache.write_atomically(cache_dir / "tuning.json", {"schema": 1, "machines": {
+        _cache.fingerprint_id(fingerprint): {"fingerprint": fingerprint, "entries": entries}}})
+    return (cache_dir / "tuning.json").read_bytes()
+
+
+def _count_calls(monkeypatch, *names):
+    """``{name: calls}`` of the ``_cache`` functions ``names``, counted from now on."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        def counted(*args, _name=name, _original=getattr(_cache, name), **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(_cache, name, counted)
+    return calls
+
+
+def _journal_keys(cache):
+    return [json.loads(line)["key"] for line in cache.journal_path.read_bytes().splitlines()]
+
+
+def test_a_store_into_a_large_cache_neither_reads_nor_rewrites_it(cache_dir, monkeypatch):
+    snapshot = _large_cache(cache_dir, 2000)
+    cache = _cache.TuningCache()
+    assert cache.lookup("old1999")["algorithm"] == "im2col"  # an old one-file cache is read
+    calls = _count_calls(monkeypatch, "read_document", "write_atomically", "validate_entry")
+    with no_warnings():
+        for i in range(20):
+            cache.store(f"new{i}", ENTRY)
+    # Before the journal: 20 reads and 20 rewrites of the whole file, and 2000 entries
+    # validated three times a store.
+    assert calls == {"read_document": 0, "write_atomically": 0, "validate_entry": 20}
+    assert (cache_dir / "tuning.json").read_bytes() == snapshot
+    assert _journal_keys(cache) == [f"new{i}" for i in range(20)]
+    assert set(_cache.TuningCache().entries()) == {f"old{i}" for i in range(2000)} | {
+        f"new{i}" for i in range(20)}
+
+
+def test_a_miss_reads_and_validates_only_what_another_cache_appended(cache_dir, monkeypatch):
+    _large_cache(cache_dir, 2000)
+    reader, writer = _cache.TuningCache(), _cache.TuningCache()
+    reader.lookup("old0"), writer.lookup("old0")
+    for i in range(3):
+        writer.store(f"new{i}", {**ENTRY, "algorithm": "direct"})
+    calls = _count_calls(monkeypatch, "read_document", "validate_entry")
+    assert reader.lookup("new2")["algorithm"] == "direct"
+    assert reader.lookup("new0")["algorithm"] == "direct"  # a hit now
+    assert reader.lookup("missing") is None  # a miss with nothing new: reads no line
+    assert calls == {"read_document": 0, "validate_entry": 3}
+
+
+STORE_AND_EXIT = """
+import sys, warnings
+warnings.simplefilter("error")
+from pyconvfast import _cache
+for key in sys.argv[1:]:
+    _cache.get_cache().store(key, {"algorithm": "direct", "params": {}, "timings": {}})
+"""
+
+
+def test_the_journal_is_replayed_by_another_process(cache_dir):
+    snapshot = _large_cache(cache_dir, 100)
+    reader = _cache.TuningCache()
+    assert reader.lookup("theirs0") is None  # loaded before the other process stores
+    env = {**os.environ, "PYCONVFAST_CACHE_DIR": str(cache_dir)}
+    done = subprocess.run([sys.executable, "-c", STORE_AND_EXIT, "theirs0", "theirs1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (cache_dir / "tuning.json").read_bytes() == snapshot  # appended, not rewritten
+    assert sorted(p.name for p in cache_dir.iterdir()) == [
+        "tuning.json", "tuning.json.journal", "tuning.json.lock"]
+    with no_warnings():
+        assert reader.lookup("theirs1")["algorithm"] == "direct"
+        assert reader.lookup("theirs0")["algorithm"] == "direct"
+        assert len(_cache.TuningCache().entries()) == 102
+
+
+def test_compaction_keeps_every_entry_of_every_cache(cache_dir, monkeypatch):
+    monkeypatch.setattr(_cache, "JOURNAL_FROM", 4)
+    monkeypatch.setattr(_cache, "COMPACT_LINES", 5)
+    _large_cache(cache_dir, 6)
+    one, two, idle = _cache.TuningCache(), _cache.TuningCache(), _cache.TuningCache()
+    idle.lookup("old0")  # read once, before any compaction
+    rewrites = _count_calls(monkeypatch, "write_atomically")
+    with no_warnings():
+        for i in range(12):
+            (one if i % 2 else two).store(f"new{i}", {**ENTRY, "params": {"i": i}})
+    # 6 entries + 5 lines: compacted; 11 + 5: compacted; then 2 lines.
+    assert rewrites == {"write_atomically": 2}
+    (section,) = read_json(cache_dir / "tuning.json")["machines"].values()
+    assert set(section["entries"]) == {f"old{i}" for i in range(6)} | {
+        f"new{i}" for i in range(10)}
+    assert _journal_keys(one) == ["new10", "new11"]
+    expected = {f"old{i}" for i in range(6)} | {f"new{i}" for i in range(12)}
+    for cache in (one, two, idle, _cache.TuningCache()):
+        assert set(cache.entries()) == expected
+        assert cache.lookup("new7")["params"] == {"i": 7}
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off_by_the_next_store(cache_dir):
+    _large_cache(cache_dir, 100)
+    cache = _cache.TuningCache()
+    cache.store("whole", ENTRY)
+    journal = cache.journal_path
+    line = journal.read_bytes()
+    with open(journal, "ab") as file:  # a process killed in the middle of its write
+        file.write(line.replace(b'"whole"', b'"torn"')[: len(line) // 2])
+    with no_warnings():
+        fresh = _cache.TuningCache()
+        assert fresh.lookup("whole")["algorithm"] == "im2col"
+        assert fresh.lookup("torn") is None
+        fresh.store("after", ENTRY)
+        for reader in (cache, _cache.TuningCache()):
+            assert reader.lookup("after")["algorithm"] == "im2col"
+            assert reader.lookup("whole")["algorithm"] == "im2col"
+            assert reader.lookup("torn") is None
+    assert _journal_keys(cache) == ["whole", "after"]
+
+
+def test_a_corrupt_journal_line_warns_once_and_only_it_is_skipped(cache_dir):
+    _large_cache(cache_dir, 100)
+    cache = _cache.TuningCache()
+    cache.store("before", ENTRY)
+    with open(cache.journal_path, "ab") as file:
+        file.write(b"{ not json\n")
+        file.write(b'{"entry": {"algorithm": 3}, "key": "bad", "machine": "%s"}\n'
+                   % cache.fingerprint_id.encode())
+    with pytest.warns(RuntimeWarning, match="ignoring a line of .*tuning.json.journal"):
+        cache.store("after", ENTRY)  # catching up with the journal before appending to it
+    with no_warnings():  # once a process
+        fresh = _cache.TuningCache()
+        assert fresh.lookup("before") is not None
+        assert fresh.lookup("after") is not None and fresh.lookup("bad") is None
+        fresh.clear()  # compacts: the bad lines are dropped with the rest
+    assert not cache.journal_path.exists()
+
+
+def test_the_cap_keeps_each_machines_newest_entries(cache_dir, monkeypatch):
+    monkeypatch.setattr(_cache, "MAX_ENTRIES", 5)
+    cache = _cache.TuningCache()
+    days = [3, 8, 1, 6, 2, 7, 5, 4]
+    for day in days:
+        cache.store(f"day{day}", {**ENTRY, "created": f"2025-03-0{day}T12:00:00+00:00"})
+    newest = {f"day{day}" for day in (4, 5, 6, 7, 8)}
+    assert set(next(iter(read_json(cache_dir / "tuning.json")["machines"].values()))[
+        "entries"]) == newest
+    assert set(cache.entries()) == set(_cache.TuningCache().entries()) == newest
+
+
+def test_the_cap_applies_at_compaction(cache_dir, monkeypatch):
+    monkeypatch.setattr(_cache, "JOURNAL_FROM", 4)
+    monkeypatch.setattr(_cache, "COMPACT_LINES", 3)
+    monkeypatch.setattr(_cache, "MAX_ENTRIES", 6)
+    _large_cache(cache_dir, 6)  # created in 2024
+    cache = _cache.TuningCache()
+    for i in range(3):  # created now: newer than every old entry
+        cache.store(f"new{i}", ENTRY)
+    assert not cache.journal_path.exists()
+    assert set(_cache.TuningCache().entries()) == {"old3", "old4", "old5", "new0", "new1",
+                                                   "new2"}
+
+
+def test_clear_and_load_compact_the_journal(cache_dir, tmp_path):
+    _large_cache(cache_dir, 100)
+    cache = _cache.get_cache()
+    cache.store("mine", ENTRY)
+    exported = tmp_path / "wisdom.json"
+    pcf.tuning.export(exported)
+    cache.store("journaled", ENTRY)
+    assert cache.journal_path.exists()
+    pcf.tuning.clear()
+    assert not cache.journal_path.exists()
+    assert read_json(cache_dir / "tuning.json")["machines"] == {}
+    assert _cache.TuningCache().entries() == {}  # nothing comes back from the journal
+    assert pcf.tuning.load(exported) == {"usable": 101, "other": 0}
+    assert len(_cache.TuningCache().entries()) == 101
+
+
+def test_deleting_the_file_forgets_its_journal_too(cache_dir):
+    _large_cache(cache_dir, 100)
+    _cache.TuningCache().store("journaled", ENTRY)
+    (cache_dir / "tuning.json").unlink()
+    cache = _cache.TuningCache()
+    with no_warnings():
+        assert cache.lookup("journaled") is None
+        cache.store("new", ENTRY)
+    assert set(_cache.TuningCache().entries()) == {"new"}
+    assert not cache.journal_path.exists()
+
+
+def test_a_new_machine_in_a_large_file_gets_its_section_then_journals(cache_dir, monkeypatch):
+    fid, fingerprint = this_machine(cache_dir)
+    other = {**fingerprint, "cpu_model": "another CPU"}
+    snapshot = _large_cache(cache_dir, 100, fingerprint=other)
+    cache = _cache.TuningCache()
+    cache.store("first", ENTRY)  # creates this machine's section in the snapshot
+    machines = read_json(cache_dir / "tuning.json")["machines"]
+    assert set(machines[fid]["entries"]) == {"first"}
+    assert machines[_cache.fingerprint_id(other)] == json.loads(snapshot)["machines"][
+        _cache.fingerprint_id(other)]
+    cache.store("second", ENTRY)
+    assert _journal_keys(cache) == ["second"]
+    cache.clear()
+    assert set(read_json(cache_dir / "tuning.json")["machines"]) == {
+        _cache.fingerprint_id(other)}
+
+
+WORKER_WITH_COMPACTION = WORKER.replace(
+    "cache = _cache.get_cache()", "_cache.COMPACT_LINES = 7\ncache = _cache.get_cache()")
+
+
+def test_four_processes_journaling_and_compacting_at_once_lose_nothing(cache_dir, tmp_path):
+    _large_cache(cache_dir, 100)
+    n_workers, count = 4, 15
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYCONVFAST_CACHE_DIR": str(cache_dir)}
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER_WITH_COMPACTION, str(barrier),
+                                 str(w), str(count)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+               for w in range(n_workers)]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(barrier.glob("ready*"))) < n_workers:
+            assert time.monotonic() < deadline, "the workers did not start"
+            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            time.sleep(0.01)
+        (barrier / "go").touch()
+        results = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    for w, (out, err) in zip(workers, results):
+        assert w.returncode == 0, err
+        assert "Warning" not in err, err
+    expected = {f"conv2d|worker{w}|problem{i}" for w in range(n_workers) for i in range(count)}
+    expected |= {f"old{i}" for i in range(100)}
+    assert set(_cache.TuningCache().entries()) == expected
+    assert not list(cache_dir.glob("*.tmp"))

@@ -42,6 +42,7 @@ a preparation is expensive (FCN-32s' transposed layer: sub-pixel runs in 35 ms b
 import dataclasses
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -124,7 +125,20 @@ def candidate_label(name, params):
     return name + "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
 
 
+#: Choices remembered in the process (a choice with its timings is ~2 KB). Past this many, the
+#: oldest remembered is forgotten: it costs one lookup in the tuning cache if it comes back.
+CHOICES_MAX = 4096
 _CHOICES = {}
+_CHOICES_MUTEX = threading.Lock()
+
+
+def _remember(key, choice):
+    """``_CHOICES[key] = choice``, the oldest dropped past :data:`CHOICES_MAX` (lookups stay a
+    plain dict access; only this, after a miss, takes the lock)."""
+    with _CHOICES_MUTEX:
+        while len(_CHOICES) >= CHOICES_MAX:
+            _CHOICES.pop(next(iter(_CHOICES)), None)
+        _CHOICES[key] = choice
 
 
 def choose(problem, n_threads, x, weight, bias, out):
@@ -158,13 +172,14 @@ def choose(problem, n_threads, x, weight, bias, out):
                               "plan_algorithm": choice.plan_algorithm,
                               "plan_params": choice.plan_params,
                               "cold_timings": choice.cold_timings})
-    _CHOICES[(problem, n_threads, mode)] = choice
+    _remember((problem, n_threads, mode), choice)
     return choice
 
 
 def forget():
     """Drop the choices this process remembers (after the cache was cleared or loaded)."""
-    _CHOICES.clear()
+    with _CHOICES_MUTEX:
+        _CHOICES.clear()
 
 
 def _from_entry(problem, entry):
@@ -560,7 +575,7 @@ def choose_among(key, names, run, weight_bytes, prime=None):
             name = min(decisive, key=decisive.get)
             cache.store(key, {"algorithm": name, "params": {}, "timings": warm,
                               "cold_timings": cold})
-    _CHOICES[(key, mode)] = name
+    _remember((key, mode), name)
     return name
 
 
