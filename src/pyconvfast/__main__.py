@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from pyconvfast import _autotune
+from pyconvfast._config import PRECISIONS
 from pyconvfast._conv import list_algorithms
 from pyconvfast._demo import run_demo
 from pyconvfast._models import Layer, model_layers
@@ -67,6 +68,9 @@ def build_parser():
                              'keywords such as "stride", "padding", "groups", "dtype"}')
     tune.add_argument("--batch", type=_positive_int, default=1, help="batch for --model (1)")
     tune.add_argument("--threads", type=_positive_int, default=None, help="threads to tune for")
+    tune.add_argument("--precision", choices=PRECISIONS, default=None,
+                      help="'accurate': only algorithms within the plain summation error bound "
+                           "(default: PYCONVFAST_PRECISION, else 'fast')")
 
     cache = commands.add_parser("cache", help="inspect or manage the tuning cache")
     cache.add_argument("action", choices=("show", "path", "clear", "export", "load"))
@@ -84,6 +88,8 @@ def build_parser():
     bench.add_argument("--groups", type=_positive_int, default=1)
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--threads", type=_positive_int, default=None)
+    bench.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="'accurate': only algorithms within the plain summation error bound")
     bench.add_argument("--repeats", type=_positive_int, default=10)
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (matplotlib)")
     return parser
@@ -130,7 +136,8 @@ def _tune(args):
         dtype = kwargs.pop("dtype", "float32")
         try:
             weight = np.zeros(layer.w_shape, dtype=dtype)
-            layer_plan = plan(layer.x_shape, weight, n_threads=args.threads, **kwargs)
+            layer_plan = plan(layer.x_shape, weight, n_threads=args.threads,
+                              precision=args.precision, **kwargs)
         except (TypeError, ValueError) as error:
             print(f"\nerror: layer {layer.name}: {error}", file=sys.stderr)
             return 2
@@ -193,7 +200,7 @@ def _bench(args):
                   file=sys.stderr)
             return 1
     kwargs = {"stride": args.stride, "padding": args.padding, "dilation": args.dilation,
-              "groups": args.groups}
+              "groups": args.groups, "precision": args.precision}
     rng = np.random.default_rng(0)
     try:
         x = rng.standard_normal(args.x_shape).astype(args.dtype)

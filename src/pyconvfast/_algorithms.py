@@ -484,6 +484,7 @@ for _m, _summary in (
         run=_run_winograd(_m),
         prepare=_winograd_prepare(_m),
         param_space=lambda problem, m=_m: _winograd_param_space(problem, m),
+        accurate=False,
     ))
 
 
@@ -498,6 +499,7 @@ register(Algorithm(
     run=_fft.run,
     prepare=_fft.prepare,
     param_space=_fft.param_space,
+    accurate=False,
 ))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from pyconvfast import _algorithms, _autotune, _rank1, _registry  # noqa: F401 (registering)
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
+from pyconvfast._config import resolve_precision
 from pyconvfast._threads import resolve_n_threads
 
 # Geometry integers above this are refused: it keeps every index arithmetic inside int64.
@@ -165,6 +166,7 @@ def activation_geometry(x_shape, weight_shape, n_spatial, layout, function, weig
 def make_problem(
     x_shape, weight_shape, *, n_spatial, stride=1, padding=0, dilation=1, groups=1,
     padding_mode="zeros", layout=None, flip=False, has_bias=False, dtype=np.float32,
+    precision=None,
 ):
     """Validate the geometry of a convolution and return its :class:`ConvProblem`.
 
@@ -210,12 +212,14 @@ def make_problem(
             )
     if not isinstance(flip, (bool, np.bool_)):
         raise TypeError(f"flip must be a bool, got flip={flip!r}")
+    precision = resolve_precision(precision)
 
     problem = ConvProblem(
         batch=batch, c_in=c_in, c_out=c_out, groups=groups, in_size=tuple(in_size),
         kernel=tuple(kernel), stride=stride, dilation=dilation, pad_before=pad_before,
         pad_after=pad_after, padding_mode=padding_mode, dtype=np.dtype(dtype).name,
         layout=layout, flip=bool(flip), has_bias=has_bias, unbatched=unbatched,
+        precision=precision,
     )
     if max(problem.out_size) > _MAX_GEOMETRY_INT:
         raise ValueError(
@@ -251,6 +255,9 @@ def remembered(make):
 
     def cached(x_shape, weight_shape, dtype=np.float32, **geometry):
         dtype = np.dtype(dtype)
+        if geometry.get("precision") is None:
+            # the configured default, which may change between calls, is part of the key
+            geometry["precision"] = resolve_precision(None)
         values = tuple(geometry.values())
         types = tuple(map(type, values))
         if _SCALAR_TYPES.issuperset(types):
@@ -335,7 +342,7 @@ def weight_5d(weight, problem):
 def explicit_algorithm(name, problem):
     """The registered algorithm ``name``, checked to support ``problem``."""
     chosen = _registry.get(name)
-    reason = chosen.supports(problem)
+    reason = chosen.refusal(problem)
     if reason is not None:
         raise ValueError(f"algorithm={name!r} cannot run this problem: {reason}")
     return chosen
@@ -379,8 +386,11 @@ def output_array(out, problem, dtype, inputs):
     return _check_out(out, problem, dtype, inputs)
 
 
-def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, **geometry):
+def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
+             **geometry):
     """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
+    # Resolved before the remembered problem is looked up: the default may change between calls.
+    geometry["precision"] = resolve_precision(precision)
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
     problem = _rank1.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)

@@ -41,6 +41,11 @@ out : ndarray, optional
 n_threads : int, optional
     Threads for the kernel (OpenMP, and BLAS for ``im2col``); None uses OpenMP's default
     (``OMP_NUM_THREADS``).
+precision : {{"fast", "accurate"}}, optional
+    "accurate" runs only algorithms within the plain summation error bound (no Winograd or
+    FFT), which also keep NaN and infinities where a plain sum puts them; "fast" (the
+    default) lets ``auto`` pick any. None: the configured default (:func:`config_context`,
+    :func:`set_config`, ``PYCONVFAST_PRECISION``).
 
 Returns
 -------
@@ -82,31 +87,31 @@ def _conv_doc(n, what, x_shape, w_shape, same_shape, strided_shape):
 
 def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCL", algorithm="auto", out=None,
-           n_threads=None):
+           n_threads=None, precision=None):
     return _api.convolve(
         1, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads,
+        n_threads=n_threads, precision=precision,
     )
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCHW", algorithm="auto", out=None,
-           n_threads=None):
+           n_threads=None, precision=None):
     return _api.convolve(
         2, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads,
+        n_threads=n_threads, precision=precision,
     )
 
 
 def conv3d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCDHW", algorithm="auto", out=None,
-           n_threads=None):
+           n_threads=None, precision=None):
     return _api.convolve(
         3, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads,
+        n_threads=n_threads, precision=precision,
     )
 
 

@@ -54,7 +54,8 @@ def _checked_side_array(name, value, dtype, expected_shape, what):
 
 
 def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                  mask=None, layout="NCHW", algorithm="auto", out=None, n_threads=None):
+                  mask=None, layout="NCHW", algorithm="auto", out=None, n_threads=None,
+                  precision=None):
     """Deformable 2-D convolution (v1), or modulated deformable convolution (v2) with ``mask``.
 
     Each kernel tap of each output position samples the input at its regular place plus a
@@ -106,6 +107,8 @@ def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation
     n_threads : int, optional
         OpenMP threads; None uses OpenMP's default (``OMP_NUM_THREADS``). The result is bitwise
         the same for every thread count.
+    precision : {"fast", "accurate"}, optional
+        As for :func:`conv2d`; the deformable kernel sums plainly, so both run it alike.
 
     Returns
     -------
@@ -168,6 +171,7 @@ def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation
     problem = _api.cached_problem(
         x.shape, weight.shape, n_spatial=2, stride=stride, padding=padding, dilation=dilation,
         groups=groups, layout=layout, has_bias=bias is not None, dtype=x.dtype,
+        precision=precision,
     )
     bias = _api.checked_bias(bias, problem, x.dtype)
     n_taps = math.prod(problem.kernel)

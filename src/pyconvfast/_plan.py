@@ -230,7 +230,7 @@ def _close_finalists(problem, choice):
 
 def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
          padding_mode="zeros", flip=False, layout=None, algorithm="auto", n_threads=None,
-         transposed=False, output_padding=0, output_size=None):
+         transposed=False, output_padding=0, output_size=None, precision=None):
     """Choose the algorithm for a convolution and prepare its weight, to run it many times.
 
     With ``algorithm="auto"`` the choice comes from the tuning cache, or is measured now on
@@ -248,6 +248,9 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     bias : ndarray, shape ``(C_out,)``, optional
     stride, padding, dilation, groups, padding_mode, flip, layout, algorithm, n_threads
         As for :func:`conv2d`; ``layout=None`` means channels-first.
+    precision : {"fast", "accurate"}, optional
+        As for :func:`conv2d`, fixed for the plan when it is made (None: the configured
+        default at that moment).
     transposed : bool, default False
         Plan a transposed convolution (:func:`conv_transpose2d` and friends): ``weight`` is then
         ``(C_in, C_out // groups, *kernel)``, ``output_padding`` and ``output_size`` apply, and
@@ -278,7 +281,8 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
         raise TypeError(f"transposed must be a bool, got transposed={transposed!r}")
     if transposed:
         problem = _transpose_problem(x_shape, weight, bias, stride, padding, output_padding,
-                                     dilation, groups, output_size, padding_mode, flip, layout)
+                                     dilation, groups, output_size, padding_mode, flip, layout,
+                                     precision)
     else:
         if output_padding != 0 or output_size is not None:
             raise ValueError(
@@ -290,6 +294,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
             x_shape, weight.shape, n_spatial=_api.n_spatial_of(weight.shape), stride=stride,
             padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
             layout=layout, flip=flip, has_bias=bias is not None, dtype=weight.dtype,
+            precision=precision,
         )
     bias = _api.checked_bias(bias, problem, weight.dtype)
     problem = _rank1.mark(problem, weight)
@@ -317,7 +322,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
 
 
 def _transpose_problem(x_shape, weight, bias, stride, padding, output_padding, dilation, groups,
-                       output_size, padding_mode, flip, layout):
+                       output_size, padding_mode, flip, layout, precision):
     from pyconvfast import _transpose
 
     if padding_mode != "zeros":
@@ -327,5 +332,5 @@ def _transpose_problem(x_shape, weight, bias, stride, padding, output_padding, d
         x_shape, weight.shape, n_spatial=_transpose.n_spatial_of(weight.shape), stride=stride,
         padding=padding, output_padding=output_padding, dilation=dilation, groups=groups,
         output_size=output_size, layout=layout, flip=flip, has_bias=bias is not None,
-        dtype=weight.dtype,
+        dtype=weight.dtype, precision=precision,
     )

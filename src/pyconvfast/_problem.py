@@ -35,6 +35,9 @@ class ConvProblem:
     # The weight was found rank-1 in every slice (pyconvfast._rank1.mark): the "separable"
     # algorithm may run it.
     rank1_kernel: bool = False
+    # "accurate": only the algorithms within the plain summation bound may run it
+    # (pyconvfast._config); choices are cached apart.
+    precision: str = "fast"
 
     def __hash__(self):
         # Hashed several times a call (the tuner's choices and the kernels' tables are keyed by
@@ -121,6 +124,7 @@ class ConvProblem:
             f"|d{_axes(self.dilation)}|p{_axes(self.pad_before)}-{_axes(self.pad_after)}"
             f"|{self.padding_mode}|{self.dtype}|{self.layout}|flip{int(self.flip)}"
             + ("|rank1" if self.rank1_kernel else "")
+            + ("|accurate" if self.precision == "accurate" else "")
         )
 
 

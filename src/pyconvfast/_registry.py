@@ -46,6 +46,10 @@ class Algorithm:
     param_space : callable, optional
         ``param_space(problem) -> list of dict``: the parameter sets exhaustive tuning tries,
         the defaults first; by default ``[{}]``.
+    accurate : bool, optional
+        Whether its rounding error stays within the plain summation bound (and non-finite
+        values stay where a plain summation puts them); only such algorithms run a problem
+        with ``precision="accurate"``. Default True.
     kind : str, optional
         The problems it computes: ``"conv"`` (a ConvProblem, the default) or
         ``"conv_transpose"`` (a ConvTransposeProblem); a problem's ``kind`` attribute says which
@@ -59,6 +63,14 @@ class Algorithm:
     prepare: Callable[..., object] = _keep_weight
     param_space: Callable[[ConvProblem], list] = _default_params
     kind: str = "conv"
+    accurate: bool = True
+
+    def refusal(self, problem):
+        """None if it can run ``problem``, else why not (its own reason, or the precision)."""
+        if not self.accurate and getattr(problem, "precision", "fast") == "accurate":
+            return ("its rounding error exceeds the plain summation bound, which "
+                    "precision='accurate' asks for")
+        return self.supports(problem)
 
 
 _ALGORITHMS = {}
@@ -92,7 +104,7 @@ def names(problem=None, kind=None):
         kind = getattr(problem, "kind", "conv")
     return [
         name for name, algorithm in _ALGORITHMS.items()
-        if algorithm.kind == kind and (problem is None or algorithm.supports(problem) is None)
+        if algorithm.kind == kind and (problem is None or algorithm.refusal(problem) is None)
     ]
 
 
@@ -101,4 +113,4 @@ def can_run(name, problem):
     only that algorithm, where :func:`names` asks them all)."""
     algorithm = _ALGORITHMS.get(name) if isinstance(name, str) else None
     return (algorithm is not None and algorithm.kind == getattr(problem, "kind", "conv")
-            and algorithm.supports(problem) is None)
+            and algorithm.refusal(problem) is None)

@@ -113,7 +113,7 @@ def bilinear_upsample(x, scale_h, scale_w):
 
 def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", stride=1, padding=0,
                   dilation=1, groups=1, padding_mode="zeros", flip=False, layout="NCHW",
-                  algorithm="auto", out=None, n_threads=None):
+                  algorithm="auto", out=None, n_threads=None, precision=None):
     """Upsample a batch of images by an integer factor, then convolve them (resize-convolution).
 
     The same result as ``conv2d(upsample(x), weight, ...)``, where ``upsample`` is PyTorch's
@@ -134,7 +134,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
         Upsampling factor per axis (height, width), integers >= 1; fractional factors are
         refused (TypeError).
     mode : {"nearest", "bilinear"}, default "nearest"
-    stride, padding, dilation, groups, flip, layout, out, n_threads
+    stride, padding, dilation, groups, flip, layout, out, n_threads, precision
         As for :func:`conv2d`, applied to the upsampled image (``padding="same"`` keeps its size).
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, default "zeros"
         Padding of the upsampled image, as for :func:`conv2d`.
@@ -201,7 +201,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
 
         return conv2d(up, weight, bias, stride=stride, padding=padding, dilation=dilation,
                       groups=groups, padding_mode=padding_mode, flip=flip, layout=layout,
-                      algorithm=algorithm, out=out, n_threads=n_threads)
+                      algorithm=algorithm, out=out, n_threads=n_threads, precision=precision)
     if algorithm not in ALGORITHMS:
         raise ValueError(
             f"algorithm must be one of {ALGORITHMS} for mode='nearest', "
@@ -209,7 +209,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
     problem = _api.make_problem(
         tuple(up_shape), weight.shape, n_spatial=2, stride=stride, padding=padding,
         dilation=dilation, groups=groups, padding_mode=padding_mode, layout=layout, flip=flip,
-        has_bias=bias is not None, dtype=x.dtype)
+        has_bias=bias is not None, dtype=x.dtype, precision=precision)
     bias = _api.checked_bias(bias, problem, x.dtype)
     n_threads = resolve_n_threads(n_threads)
     out = _api.output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})

@@ -45,7 +45,7 @@ def _prepared_call(x, weight_shape, bias, factors, geometry, out, n_threads):
 
 def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1, padding=0,
                                dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                               out=None, n_threads=None):
+                               out=None, n_threads=None, precision=None):
     """2-D convolution with a rank-1 kernel given by its factors, as two 1-D passes.
 
     Equals ``conv2d(x, weight, ...)`` with ``weight[k, c, r, s] = column[k, c, r] * row[k, c, s]``
@@ -65,7 +65,7 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
     row : ndarray, shape ``(K, C // groups, S)``
         The horizontal factor of each ``(k, c)`` kernel.
     bias : ndarray, shape ``(K,)``, optional
-    groups, stride, padding, dilation, padding_mode, flip, layout, out, n_threads
+    groups, stride, padding, dilation, padding_mode, flip, layout, out, n_threads, precision
         As for :func:`conv2d` (``flip=True`` reverses both factors: true convolution).
 
     Returns
@@ -114,7 +114,8 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
             f"and row.shape={row.shape}")
     weight_shape = column.shape + row.shape[2:]
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-                    "padding_mode": padding_mode, "flip": flip, "layout": layout}
+                    "padding_mode": padding_mode, "flip": flip, "layout": layout,
+                    "precision": precision}
     x5, bias, out, out5, problem, n_threads = _prepared_call(
         x, weight_shape, bias, {"column": column, "row": row}, geometry, out, n_threads)
     if problem.batch:
@@ -128,7 +129,7 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
 
 def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, padding=0,
                      dilation=1, padding_mode="zeros", flip=False, layout="NCHW", out=None,
-                     n_threads=None):
+                     n_threads=None, precision=None):
     """2-D convolution of a flattened layer: a pointwise, a vertical and a horizontal pass.
 
     Equals ``conv2d(x, weight, ...)`` with ``weight[k, c, r, s] = lateral[k, c] * vertical[k, r]
@@ -146,7 +147,7 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
     vertical : ndarray, shape ``(K, R)``
     horizontal : ndarray, shape ``(K, S)``
     bias : ndarray, shape ``(K,)``, optional
-    stride, padding, dilation, padding_mode, flip, layout, out, n_threads
+    stride, padding, dilation, padding_mode, flip, layout, out, n_threads, precision
         As for :func:`conv2d` (no groups; ``flip=True`` reverses ``vertical`` and
         ``horizontal``).
 
@@ -190,7 +191,8 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
             f"horizontal.shape={horizontal.shape}")
     weight_shape = lateral.shape + vertical.shape[1:] + horizontal.shape[1:]
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1,
-                    "padding_mode": padding_mode, "flip": flip, "layout": layout}
+                    "padding_mode": padding_mode, "flip": flip, "layout": layout,
+                    "precision": precision}
     x5, bias, out, out5, problem, n_threads = _prepared_call(
         x, weight_shape, bias,
         {"lateral": lateral, "vertical": vertical, "horizontal": horizontal},
@@ -221,7 +223,7 @@ def separable_tile_rows(c_mid, h_out, w_out, batch, itemsize, n_threads):
 
 def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None, stride=1,
                      padding=0, dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                     out=None, n_threads=None):
+                     out=None, n_threads=None, precision=None):
     """Depthwise-separable 2-D convolution (MobileNet, Xception), fused into one kernel.
 
     A depthwise convolution (``groups=C``, channel multiplier ``m``) followed by a pointwise
@@ -246,7 +248,7 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
         convolutions here, so it is folded into the output bias,
         ``bias + pointwise[:, :, 0, 0] @ depthwise_bias`` (computed in float64 and rounded
         once); a network with an activation between them needs two calls.
-    stride, padding, dilation, padding_mode, flip, layout, out, n_threads
+    stride, padding, dilation, padding_mode, flip, layout, out, n_threads, precision
         As for :func:`conv2d`, for the depthwise convolution (the pointwise one has none);
         ``flip=True`` flips the depthwise kernels (true convolution).
 
@@ -306,7 +308,7 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
     problem = _api.cached_problem(
         x.shape, depthwise.shape, n_spatial=2, has_bias=False, dtype=x.dtype, stride=stride,
         padding=padding, dilation=dilation, groups=channels, padding_mode=padding_mode,
-        flip=flip, layout=layout)
+        flip=flip, layout=layout, precision=precision)
     c_mid, c_out = depthwise.shape[0], pointwise.shape[0]
     mid_shape = ((problem.batch,) if not problem.unbatched else ()) + (
         problem.out_size + (c_mid,) if channels_last else (c_mid,) + problem.out_size)

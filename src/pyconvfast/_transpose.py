@@ -13,6 +13,7 @@ import numpy as np
 
 from pyconvfast import _api, _autotune, _registry
 from pyconvfast import _transpose_algorithms  # noqa: F401 (registers the algorithms)
+from pyconvfast._config import resolve_precision
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
 from pyconvfast._threads import resolve_n_threads
 
@@ -44,6 +45,9 @@ class ConvTransposeProblem:
     flip: bool = False
     has_bias: bool = False
     unbatched: bool = False
+    # Every transposed algorithm is within the summation bound; kept so that a plan or the
+    # cache keys a choice the same way as for a convolution (pyconvfast._config).
+    precision: str = "fast"
 
     kind = KIND
     padding_mode = "zeros"
@@ -107,6 +111,7 @@ class ConvTransposeProblem:
             f"|s{_axes(self.stride)}|d{_axes(self.dilation)}"
             f"|p{_axes(self.pad_before)}-{_axes(self.pad_after)}|op{_axes(self.output_padding)}"
             f"|{self.dtype}|{self.layout}|flip{int(self.flip)}"
+            + ("|accurate" if self.precision == "accurate" else "")
         )
 
 
@@ -142,6 +147,7 @@ def _output_size(output_size, n_spatial, layout, channels_last):
 def make_problem(
     x_shape, weight_shape, *, n_spatial, stride=1, padding=0, output_padding=0, dilation=1,
     groups=1, output_size=None, layout=None, flip=False, has_bias=False, dtype=np.float32,
+    precision=None,
 ):
     """Validate the geometry of a transposed convolution and return its problem.
 
@@ -215,7 +221,7 @@ def make_problem(
         in_size=tuple(in_size), kernel=tuple(kernel), stride=stride, dilation=dilation,
         pad_before=pad_before, pad_after=pad_after, output_padding=output_padding,
         dtype=np.dtype(dtype).name, layout=layout, flip=bool(flip), has_bias=has_bias,
-        unbatched=unbatched,
+        unbatched=unbatched, precision=resolve_precision(precision),
     )
     n_bytes = np.dtype(dtype).itemsize
     for size in problem.out_shape:
@@ -242,8 +248,10 @@ def explicit_algorithm(name, problem):
     return _api.explicit_algorithm(name, problem)
 
 
-def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, **geometry):
+def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
+                   **geometry):
     """Shared body of conv_transpose1d/2d/3d (see their docstrings)."""
+    geometry["precision"] = resolve_precision(precision)
     x = _api._as_float_array("x", x)
     weight = _api._as_float_array("weight", weight)
     if weight.dtype != x.dtype:
@@ -311,6 +319,9 @@ out : ndarray, optional
     Preallocated, writable result of the right shape and dtype; returned.
 n_threads : int, optional
     OpenMP threads for the kernel; None uses OpenMP's default.
+precision : {{"fast", "accurate"}}, optional
+    As for :func:`conv2d`: every transposed algorithm is within the plain summation bound, so
+    both run the same algorithms; the tuning cache keeps their choices apart.
 
 Returns
 -------
@@ -351,31 +362,31 @@ def _doc(n, what, x_shape, w_shape, shape, size, shape_op):
 
 def conv_transpose1d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
                      dilation=1, groups=1, output_size=None, flip=False, layout="NCL",
-                     algorithm="auto", out=None, n_threads=None):
+                     algorithm="auto", out=None, n_threads=None, precision=None):
     return conv_transpose(
         1, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
-        algorithm=algorithm, out=out, n_threads=n_threads,
+        algorithm=algorithm, out=out, n_threads=n_threads, precision=precision,
     )
 
 
 def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
                      dilation=1, groups=1, output_size=None, flip=False, layout="NCHW",
-                     algorithm="auto", out=None, n_threads=None):
+                     algorithm="auto", out=None, n_threads=None, precision=None):
     return conv_transpose(
         2, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
-        algorithm=algorithm, out=out, n_threads=n_threads,
+        algorithm=algorithm, out=out, n_threads=n_threads, precision=precision,
     )
 
 
 def conv_transpose3d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
                      dilation=1, groups=1, output_size=None, flip=False, layout="NCDHW",
-                     algorithm="auto", out=None, n_threads=None):
+                     algorithm="auto", out=None, n_threads=None, precision=None):
     return conv_transpose(
         3, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
-        algorithm=algorithm, out=out, n_threads=n_threads,
+        algorithm=algorithm, out=out, n_threads=n_threads, precision=precision,
     )
 
 
