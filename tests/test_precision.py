@@ -66,7 +66,7 @@ def test_a_bad_precision_is_a_value_error_naming_it(value, rng):
 
 def test_the_default_comes_from_context_then_set_config_then_the_environment(monkeypatch):
     monkeypatch.delenv("PYCONVFAST_PRECISION", raising=False)
-    assert pcf.get_config() == {"precision": "fast"}
+    assert pcf.get_config()["precision"] == "fast"
     monkeypatch.setenv("PYCONVFAST_PRECISION", "accurate")
     assert pcf.get_config()["precision"] == "accurate"
     try:
@@ -153,3 +153,67 @@ def test_accurate_puts_nan_and_inf_where_the_reference_does(problem, data):
             assert np.array_equal(np.isnan(got), np.isnan(ref)), where
             assert np.array_equal(np.isposinf(got), np.isposinf(ref)), where
             assert np.array_equal(np.isneginf(got), np.isneginf(ref)), where
+
+
+# --- the other settings of the one configuration place (issue 17, item 3) ------------------------
+
+def test_each_setting_from_context_set_config_and_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYCONVFAST_TUNE", "off")
+    monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", "64")
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path / "from-env"))
+    config = pcf.get_config()
+    assert (config["tune"], config["workspace_mb"], config["cache_dir"]) == (
+        "off", 64.0, str(tmp_path / "from-env"))
+    with pcf.config_context(tune="estimate", workspace_mb=8, cache_dir=tmp_path / "scoped",
+                            n_threads=1):
+        config = pcf.get_config()
+        assert (config["tune"], config["workspace_mb"], config["cache_dir"], config["n_threads"]) \
+            == ("estimate", 8.0, str(tmp_path / "scoped"), 1)
+        assert pcf.tuning.cache_path() == tmp_path / "scoped" / "tuning.json"
+        from pyconvfast._algorithms import workspace_bytes
+
+        assert workspace_bytes() == 8 * 2**20
+    assert pcf.get_config()["tune"] == "off"
+
+
+def test_a_context_does_not_leak_into_another_thread():
+    import threading
+
+    seen = {}
+    inside, checked = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(5)
+        seen["other"] = pcf.get_config()["precision"]
+        checked.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with pcf.config_context(precision="accurate"):
+        inside.set()
+        checked.wait(5)
+        seen["this"] = pcf.get_config()["precision"]
+    thread.join()
+    assert seen == {"this": "accurate", "other": "fast"}
+
+
+@pytest.mark.parametrize(("settings", "error", "message"), [
+    ({"tune": "fastest"}, ValueError, "tune must be one of"),
+    ({"n_threads": 0}, ValueError, "n_threads must be a positive int, got n_threads=0"),
+    ({"workspace_mb": -1}, ValueError, "workspace_mb must be a positive number of MiB"),
+    ({"cache_dir": ""}, ValueError, "cache_dir must be a folder path"),
+    ({"colour": "red"}, TypeError, r"unknown setting\(s\) \['colour'\]"),
+])
+def test_bad_settings_name_the_setting(settings, error, message):
+    with pytest.raises(error, match=message):
+        pcf.set_config(**settings)
+    with pytest.raises(error, match=message):
+        pcf.config_context(**settings).__enter__()
+
+
+def test_show_config_says_what_pyconvfast_runs_on(capsys):
+    pcf.show_config()
+    text = capsys.readouterr().out
+    for word in ("pyconvfast", "OpenMP", "SIMD levels", "BLAS", "precision", "tuning cache",
+                 "at most %d per call" % pcf.thread_limit()):
+        assert word in text, word

@@ -12,7 +12,7 @@ weights, cross-correlation unless ``flip=True``).
 (1, 8, 32, 32)
 """
 
-from pyconvfast._config import config_context, get_config, set_config
+from pyconvfast._config import config_context, get_config, set_config, show_config
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._deform import deform_conv2d
 from pyconvfast._plan import Plan, plan
@@ -50,5 +50,6 @@ __all__ = [
     "config_context",
     "get_config",
     "set_config",
+    "show_config",
     "tuning",
 ]

@@ -6,11 +6,11 @@ Importing this module registers them (``pyconvfast._api`` does so). Each ``run``
 
 import functools
 import math
-import os
 
 import numpy as np
 
 from pyconvfast import _fft
+from pyconvfast._config import get_setting
 from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
 from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
 from pyconvfast._lib.depthwise import conv_depthwise
@@ -99,18 +99,9 @@ register(Algorithm(
 # --- im2col + BLAS ------------------------------------------------------------------------------
 
 def workspace_bytes():
-    """The bound on im2col's column buffers, all threads together.
-
-    ``PYCONVFAST_WORKSPACE_MB`` sets it in MiB (default 128).
-    """
-    text = os.environ.get("PYCONVFAST_WORKSPACE_MB", "128")
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = float("nan")
-    if not 0 < megabytes < 2**40:
-        raise ValueError(f"PYCONVFAST_WORKSPACE_MB must be a positive number of MiB, got {text!r}")
-    return int(megabytes * 2**20)
+    """The bound on the work buffers of a call, all threads together: the ``workspace_mb``
+    setting (``PYCONVFAST_WORKSPACE_MB``, default 128 MiB; :mod:`pyconvfast._config`)."""
+    return int(get_setting("workspace_mb") * 2**20)
 
 
 @functools.lru_cache(maxsize=512)

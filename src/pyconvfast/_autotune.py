@@ -49,8 +49,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pyconvfast import _heuristic, _registry
+from pyconvfast._config import TUNE_MODES, get_setting
 
-MODES = ("measure", "estimate", "exhaustive", "off")
+MODES = TUNE_MODES
 REPEATS = 5
 BUDGET_S = 1.0
 CLEARLY_LOSING = 2.0
@@ -106,11 +107,9 @@ class Choice:
 
 
 def tune_mode():
-    """The tuning effort set by ``PYCONVFAST_TUNE`` (default ``"measure"``)."""
-    mode = os.environ.get("PYCONVFAST_TUNE", "measure")
-    if mode not in MODES:
-        raise ValueError(f"PYCONVFAST_TUNE must be one of {MODES}, got {mode!r}")
-    return mode
+    """The tuning effort: ``PYCONVFAST_TUNE`` or the ``tune`` setting (default ``"measure"``;
+    see :mod:`pyconvfast._config`)."""
+    return get_setting("tune")
 
 
 def cache_key(problem, n_threads):

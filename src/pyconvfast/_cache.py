@@ -64,6 +64,7 @@ import threading
 import time
 import warnings
 
+from pyconvfast._config import get_setting
 from pyconvfast._version import __version__
 
 SCHEMA = 1
@@ -387,10 +388,11 @@ def _machine_entries(section, strict):
 
 
 def default_cache_dir():
-    """``$PYCONVFAST_CACHE_DIR`` when set and not empty, else the platform's user cache dir."""
-    chosen = os.environ.get(ENV_VAR)
+    """The ``cache_dir`` setting (``$PYCONVFAST_CACHE_DIR`` when set and not empty; see
+    :mod:`pyconvfast._config`), else the platform's user cache dir."""
+    chosen = get_setting("cache_dir")
     if chosen:
-        return pathlib.Path(os.path.abspath(os.path.expanduser(chosen)))
+        return pathlib.Path(chosen)
     import platformdirs
 
     return pathlib.Path(platformdirs.user_cache_dir("pyconvfast"))
@@ -1107,14 +1109,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def get_cache():
-    """The process's :class:`TuningCache` for the current ``$PYCONVFAST_CACHE_DIR``.
+    """The process's :class:`TuningCache` for the current ``cache_dir`` setting
+    (``$PYCONVFAST_CACHE_DIR``, or :func:`pyconvfast.config_context`).
 
-    The variable is read on every call (a few hundred nanoseconds), so that changing it while
+    The setting is read on every call (a few hundred nanoseconds), so that changing it while
     the process runs takes effect at the next call; the same object is returned while it stays
     the same.
     """
     global _CURRENT
-    setting = os.environ.get(ENV_VAR)
+    setting = get_setting("cache_dir")
     cache = _CURRENT
     if cache is not None and cache._setting == setting:
         return cache

@@ -1,37 +1,123 @@
-"""Process-wide settings: one place that reads them, from the call, a context or the environment.
+"""Process-wide settings, and the one place that reads their environment variables.
 
-For now the one setting is ``precision`` (more join it: tuning mode, cache folder, threads):
+=================  ==========================  ===========================================
+setting            environment variable        values (default)
+=================  ==========================  ===========================================
+``precision``      ``PYCONVFAST_PRECISION``    "fast" (default) or "accurate"
+``tune``           ``PYCONVFAST_TUNE``         "measure" (default), "estimate",
+                                               "exhaustive", "off"
+``cache_dir``      ``PYCONVFAST_CACHE_DIR``    a folder (default: the platform's user cache)
+``n_threads``      (``OMP_NUM_THREADS``,       an int (default: OpenMP's default)
+                   read by OpenMP itself)
+``workspace_mb``   ``PYCONVFAST_WORKSPACE_MB`` MiB of work buffers per call (128)
+=================  ==========================  ===========================================
 
-* ``"fast"`` (the default): ``auto`` may pick any algorithm, Winograd and FFT included, whose
-  rounding error is bounded relative to whole tiles or blocks (docs/guide/guarantees.rst);
-* ``"accurate"``: only algorithms within the plain summation bound, which also leave NaN and
-  infinities where a plain summation puts them. Asking for another by name is a ValueError.
+``precision``: "fast" lets ``auto`` pick any algorithm, Winograd and FFT included, whose
+rounding error is bounded relative to whole tiles or blocks; "accurate" keeps only algorithms
+within the plain summation bound, which also leave NaN and infinities where a plain summation
+puts them (docs/guide/guarantees.rst), and asking for another by name is a ValueError.
 
-A call's own ``precision=`` wins; else the innermost :func:`config_context`; else
-:func:`set_config`'s value; else the environment variable ``PYCONVFAST_PRECISION``; else
-``"fast"``.
+Where a value comes from, first found: the call's own argument (``precision=``,
+``n_threads=``); the innermost :func:`config_context` of this thread (or asyncio task);
+:func:`set_config`; the environment variable, read at each use so that a change takes effect at
+the next call; the default.
 """
 
 import contextlib
 import contextvars
+import math
 import os
 
 PRECISIONS = ("fast", "accurate")
+TUNE_MODES = ("measure", "estimate", "exhaustive", "off")
 PRECISION_ENV_VAR = "PYCONVFAST_PRECISION"
+TUNE_ENV_VAR = "PYCONVFAST_TUNE"
+CACHE_DIR_ENV_VAR = "PYCONVFAST_CACHE_DIR"
+WORKSPACE_ENV_VAR = "PYCONVFAST_WORKSPACE_MB"
 
-_UNSET = object()
-_context_precision = contextvars.ContextVar("pyconvfast_precision", default=None)
-_global = {"precision": None}
+
+def _shown(value, name):
+    """How a bad value is quoted: ``name=value`` for an argument, the bare text read from an
+    environment variable (whose name, in capitals, already leads the message)."""
+    return repr(value) if name.isupper() else f"{name}={value!r}"
 
 
-def _checked_precision(value, name="precision"):
-    if not isinstance(value, str) or value not in PRECISIONS:
-        raise ValueError(f"{name} must be one of {PRECISIONS}, got {name}={value!r}")
+def _checked_choice(choices):
+    def check(value, name):
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {_shown(value, name)}")
+        return value
+    return check
+
+
+def _checked_cache_dir(value, name):
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"{name} must be a folder path, got {_shown(value, name)}")
+    return os.path.abspath(os.path.expanduser(os.fspath(value)))
+
+
+def _checked_threads(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {_shown(value, name)}")
     return value
 
 
+def _checked_workspace(value, name):
+    try:
+        megabytes = float(value)
+    except (TypeError, ValueError):
+        megabytes = math.nan
+    if isinstance(value, bool) or not 0 < megabytes < 2**40:
+        raise ValueError(f"{name} must be a positive number of MiB, got {_shown(value, name)}")
+    return megabytes
+
+
+# setting: (environment variable or None, check(value, name), default)
+_SETTINGS = {
+    "precision": (PRECISION_ENV_VAR, _checked_choice(PRECISIONS), "fast"),
+    "tune": (TUNE_ENV_VAR, _checked_choice(TUNE_MODES), "measure"),
+    "cache_dir": (CACHE_DIR_ENV_VAR, _checked_cache_dir, None),
+    "n_threads": (None, _checked_threads, None),
+    "workspace_mb": (WORKSPACE_ENV_VAR, _checked_workspace, 128.0),
+}
+_UNSET = object()
+_context = contextvars.ContextVar("pyconvfast_config", default={})
+_global = {}
+
+
+def get_setting(name):
+    """The value of setting ``name`` now (see the module docstring for where it comes from).
+
+    Parameters
+    ----------
+    name : str
+        One of ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``.
+
+    Returns
+    -------
+    object
+        The value; ``cache_dir`` and ``n_threads`` are None when left to their platform default.
+
+    Examples
+    --------
+    >>> get_setting("precision") in PRECISIONS
+    True
+    """
+    scoped = _context.get()
+    if name in scoped:
+        return scoped[name]
+    if name in _global:
+        return _global[name]
+    env_var, check, default = _SETTINGS[name]
+    if env_var is not None:
+        text = os.environ.get(env_var)
+        if text:
+            return check(text, env_var)
+    return default
+
+
 def resolve_precision(precision=None):
-    """The precision a call runs with: ``precision`` if given, else the configured default.
+    """The precision a call runs with: ``precision`` if given, else the configured one.
 
     Parameters
     ----------
@@ -52,20 +138,20 @@ def resolve_precision(precision=None):
     'accurate'
     """
     if precision is not None:
-        return _checked_precision(precision)
-    value = _context_precision.get()
-    if value is not None:
-        return value
-    if _global["precision"] is not None:
-        return _global["precision"]
-    value = os.environ.get(PRECISION_ENV_VAR)
-    if value is None or value == "":
-        return "fast"
-    return _checked_precision(value, PRECISION_ENV_VAR)
+        return _SETTINGS["precision"][1](precision, "precision")
+    return get_setting("precision")
+
+
+def _checked(settings):
+    unknown = sorted(set(settings) - set(_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown}; the settings are {sorted(_SETTINGS)}")
+    return {name: None if value is None else _SETTINGS[name][1](value, name)
+            for name, value in settings.items()}
 
 
 def get_config():
-    """The settings calls run with when they do not name them.
+    """The settings that calls run with where they do not name them.
 
     Parameters
     ----------
@@ -74,28 +160,45 @@ def get_config():
     Returns
     -------
     dict
-        ``{"precision": "fast" | "accurate"}``.
+        ``precision``, ``tune``, ``cache_dir`` (the folder in use), ``n_threads`` (the
+        default thread count of a call), ``workspace_mb``.
 
     Examples
     --------
     >>> import pyconvfast as pcf
-    >>> with pcf.config_context(precision="accurate"):
-    ...     pcf.get_config()
-    {'precision': 'accurate'}
+    >>> with pcf.config_context(precision="accurate", tune="estimate"):
+    ...     config = pcf.get_config()
+    >>> config["precision"], config["tune"]
+    ('accurate', 'estimate')
     """
-    return {"precision": resolve_precision()}
+    from pyconvfast._cache import default_cache_dir
+    from pyconvfast._threads import resolve_n_threads
+
+    config = {name: get_setting(name) for name in _SETTINGS}
+    config["cache_dir"] = str(default_cache_dir())
+    config["n_threads"] = resolve_n_threads(None)
+    return config
 
 
-def set_config(precision=_UNSET):
-    """Set the process-wide default of a setting (None: back to the environment's).
+def set_config(**settings):
+    """Set process-wide values of settings; None puts one back to its environment variable or
+    default.
 
     Parameters
     ----------
-    precision : {"fast", "accurate"} or None, optional
+    **settings
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``.
 
     Returns
     -------
     None
+
+    Raises
+    ------
+    TypeError
+        For an unknown setting.
+    ValueError
+        For a bad value, naming it.
 
     Examples
     --------
@@ -105,17 +208,22 @@ def set_config(precision=_UNSET):
     'accurate'
     >>> pcf.set_config(precision=None)
     """
-    if precision is not _UNSET:
-        _global["precision"] = None if precision is None else _checked_precision(precision)
+    for name, value in _checked(settings).items():
+        if value is None:
+            _global.pop(name, None)
+        else:
+            _global[name] = value
 
 
 @contextlib.contextmanager
-def config_context(precision=None):
-    """Run the enclosed calls with these settings, in this thread (and task) only.
+def config_context(**settings):
+    """Run the enclosed calls with these settings, in this thread (or asyncio task) only.
 
     Parameters
     ----------
-    precision : {"fast", "accurate"}, optional
+    **settings
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``; a value of
+        None leaves that setting as it is outside.
 
     Returns
     -------
@@ -131,8 +239,71 @@ def config_context(precision=None):
     ...     "winograd_f4x4_3x3" in pcf.list_algorithms(x, w)
     False
     """
-    token = _context_precision.set(None if precision is None else _checked_precision(precision))
+    scoped = {**_context.get(), **{name: value for name, value in _checked(settings).items()
+                                   if value is not None}}
+    token = _context.set(scoped)
     try:
         yield
     finally:
-        _context_precision.reset(token)
+        _context.reset(token)
+
+
+def show_config(file=None):
+    """Print what pyconvfast runs on: versions, OpenMP, SIMD levels, BLAS, threads, settings and
+    the tuning cache.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default ``sys.stdout``).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import io
+    >>> import pyconvfast as pcf
+    >>> text = io.StringIO()
+    >>> pcf.show_config(file=text)
+    >>> "precision" in text.getvalue() and "BLAS" in text.getvalue()
+    True
+    """
+    import platform
+    import sys
+
+    import numpy
+    import scipy
+
+    from pyconvfast._cache import get_cache
+    from pyconvfast._lib import depthwise, direct_blocked, grouped
+    from pyconvfast._lib.openmp_info import max_threads, openmp_enabled
+    from pyconvfast._threads import blas_threads, thread_limit
+    from pyconvfast._version import __version__
+
+    config = get_config()
+    lines = [
+        f"pyconvfast {__version__}, Python {platform.python_version()}, NumPy {numpy.__version__},"
+        f" SciPy {scipy.__version__}",
+        f"platform: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs",
+        f"OpenMP: {'yes' if openmp_enabled() else 'no (a serial build)'}, default team "
+        f"{max_threads()} threads, at most {thread_limit()} per call",
+        f"SIMD levels (detected -> in use): direct {direct_blocked.simd_levels()[-1]} -> "
+        f"{direct_blocked.simd_level()}, depthwise {depthwise.simd_levels()[-1]} -> "
+        f"{depthwise.simd_level()}, grouped {grouped.simd_levels()[-1]} -> "
+        f"{grouped.simd_level()}",
+    ]
+    for lib in blas_threads.describe():
+        lines.append(f"BLAS (SciPy's): {lib.get('internal_api')} {lib.get('version')}, "
+                     f"{lib.get('architecture')}, {lib.get('threading_layer')}, "
+                     f"{lib.get('num_threads')} threads")
+    for name in sorted(config):
+        lines.append(f"{name}: {config[name]}")
+    cache = get_cache()
+    try:
+        count = len(cache.entries())
+    except Exception as error:  # noqa: BLE001  (a report must not fail on a bad cache)
+        count = f"unreadable ({error})"
+    lines.append(f"tuning cache: {cache.path} ({count} entries for this machine)")
+    print("\n".join(lines), file=file or sys.stdout)

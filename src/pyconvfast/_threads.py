@@ -7,6 +7,7 @@ import os
 import threading
 import warnings
 
+from pyconvfast._config import get_setting
 from pyconvfast._lib.openmp_info import max_threads
 
 # The largest n_threads accepted at all (OpenMP takes an int). Counts above thread_limit() but
@@ -20,7 +21,8 @@ def resolve_n_threads(n_threads):
     Parameters
     ----------
     n_threads : int or None
-        None means OpenMP's default, which honours ``OMP_NUM_THREADS``.
+        None means the ``n_threads`` setting (:func:`pyconvfast.config_context`), else
+        OpenMP's default, which honours ``OMP_NUM_THREADS``.
 
     Returns
     -------
@@ -34,7 +36,10 @@ def resolve_n_threads(n_threads):
         If ``n_threads`` is not in ``[1, MAX_THREADS]``.
     """
     if n_threads is None:
-        return max(1, max_threads())
+        configured = get_setting("n_threads")
+        if configured is None:
+            return max(1, max_threads())
+        n_threads = configured
     if isinstance(n_threads, bool):
         raise TypeError(f"n_threads must be an int or None, got n_threads={n_threads!r}")
     try:
