@@ -1,7 +1,9 @@
 """The command line, the demo, the docs' examples, and the workspace setting."""
 
+import argparse
 import ast
 import doctest
+import json
 import os
 import pathlib
 import re
@@ -201,3 +203,73 @@ def test_bad_workspace_setting_is_a_clear_error(monkeypatch, text):
     x = np.ones((1, 2, 5, 5), np.float32)
     with pytest.raises(ValueError, match=f"PYCONVFAST_WORKSPACE_MB must be a positive number of MiB, got '{text}'"):
         pcf.conv2d(x, np.ones((2, 2, 3, 3), np.float32), algorithm="im2col")
+
+
+# --- a CLI that behaves (issue 17, item 4) --------------------------------------------------------
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pyconvfast", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_version():
+    done = _cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"pyconvfast {pcf.__version__}"
+
+
+def test_every_option_has_help():
+    from pyconvfast.__main__ import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    scripts = entry_points(group="console_scripts", name="pyconvfast")
+    assert [s.value for s in scripts] == ["pyconvfast.__main__:_main_for_shell"]
+
+
+def test_cache_show_and_bench_print_json(tmp_path):
+    env = {"PYCONVFAST_CACHE_DIR": str(tmp_path), "PYCONVFAST_TUNE": "measure"}
+    done = _cli("bench", "--x-shape", "1,4,12,12", "--w-shape", "4,4,3,3", "--padding", "1",
+                "--repeats", "2", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    algorithms = [row["algorithm"] for row in report["results"]]
+    assert "direct" in algorithms and any(a.startswith("auto (") for a in algorithms)
+    assert all(row["seconds"] > 0 and row["gflops"] > 0 for row in report["results"])
+    done = _cli("cache", "show", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(done.stdout)
+    assert entries and all({"key", "algorithm", "timings"} <= set(e) for e in entries)
+
+
+def test_tune_progress_hides_itself_when_stderr_is_not_a_terminal(tmp_path):
+    shapes = tmp_path / "layers.json"
+    shapes.write_text(json.dumps([{"x_shape": [1, 4, 10, 10], "w_shape": [4, 4, 3, 3],
+                                   "padding": 1, "name": "a"},
+                                  {"x_shape": [1, 4, 10, 10], "w_shape": [8, 4, 1, 1],
+                                   "name": "b"}]))
+    done = _cli("tune", str(shapes), env={"PYCONVFAST_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "tuned 2 layers" in done.stdout and "\r" not in done.stdout + done.stderr
+    assert "tuning" not in done.stderr   # tqdm stayed silent on a pipe
+
+
+def test_the_tuners_decisions_go_to_the_pyconvfast_logger(tmp_path, monkeypatch, caplog):
+    from pyconvfast import _autotune
+
+    monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYCONVFAST_TUNE", "measure")
+    _autotune.forget()
+    x = np.ones((1, 4, 12, 12), np.float32)
+    with caplog.at_level("INFO", logger="pyconvfast"):
+        pcf.conv2d(x, np.ones((4, 4, 3, 3), np.float32), padding=1)
+    assert "auto chose" in caplog.text and "conv2d|n1|c4|k4" in caplog.text
+    _autotune.forget()

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from pyconvfast import _autotune
 from pyconvfast._config import PRECISIONS
@@ -14,6 +15,7 @@ from pyconvfast._conv import list_algorithms
 from pyconvfast._demo import run_demo
 from pyconvfast._models import Layer, model_layers
 from pyconvfast._plan import plan
+from pyconvfast._version import __version__
 
 TUNABLE_MODELS = ("resnet50", "vgg16", "mobilenet_v2")
 
@@ -48,8 +50,12 @@ def _padding(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m pyconvfast",
+    # Named as it was started: the console script, or python -m pyconvfast.
+    prog = ("python -m pyconvfast" if os.path.basename(sys.argv[0]) in ("__main__.py", "-c")
+            else "pyconvfast")
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="pyconvfast: fast CPU convolutions for NumPy.")
+    parser.add_argument("--version", action="version", version=f"pyconvfast {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
 
     demo = commands.add_parser(
@@ -73,33 +79,37 @@ def build_parser():
                            "(default: PYCONVFAST_PRECISION, else 'fast')")
 
     cache = commands.add_parser("cache", help="inspect or manage the tuning cache")
-    cache.add_argument("action", choices=("show", "path", "clear", "export", "load"))
+    cache.add_argument("action", choices=("show", "path", "clear", "export", "load"),
+                       help="show the entries, print the file's path, clear this machine's "
+                            "entries, export them to a file or load a file")
     cache.add_argument("file", nargs="?", help="the file for export and load")
+    cache.add_argument("--json", action="store_true",
+                       help="show: print the entries as JSON (a list of objects)")
 
     bench = commands.add_parser("bench", help="time every algorithm on one problem")
     bench.add_argument("--x-shape", type=_int_list, required=True, metavar="N,C,H,W",
                        help="input shape, e.g. 1,64,56,56")
     bench.add_argument("--w-shape", type=_int_list, required=True, metavar="K,C,R,S",
                        help="weight shape, e.g. 64,64,3,3")
-    bench.add_argument("--stride", type=_int_list, default=1)
+    bench.add_argument("--stride", type=_int_list, default=1,
+                       help="an int or comma-separated ints, one per spatial axis (1)")
     bench.add_argument("--padding", type=_padding, default="0",
                        help="an int, comma-separated ints, 'same' or 'valid' (0)")
-    bench.add_argument("--dilation", type=_int_list, default=1)
-    bench.add_argument("--groups", type=_positive_int, default=1)
-    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    bench.add_argument("--threads", type=_positive_int, default=None)
+    bench.add_argument("--dilation", type=_int_list, default=1,
+                       help="an int or comma-separated ints, one per spatial axis (1)")
+    bench.add_argument("--groups", type=_positive_int, default=1, help="channel groups (1)")
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="float32 (default) or float64")
+    bench.add_argument("--threads", type=_positive_int, default=None,
+                       help="threads (default: OMP_NUM_THREADS or all cores)")
     bench.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="'accurate': only algorithms within the plain summation error bound")
-    bench.add_argument("--repeats", type=_positive_int, default=10)
+    bench.add_argument("--repeats", type=_positive_int, default=10,
+                       help="timed runs per algorithm; the best counts (10)")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (matplotlib)")
+    bench.add_argument("--json", action="store_true",
+                       help="print the results as JSON instead of a table")
     return parser
-
-
-def _progress(done, total, text):
-    width = 24
-    filled = width * done // total
-    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text:<60}")
-    sys.stdout.flush()
 
 
 def _layers_from_file(path):
@@ -130,8 +140,11 @@ def _tune(args):
         print("note: PYCONVFAST_TUNE is off/estimate: nothing is timed or stored", file=sys.stderr)
     start = time.perf_counter()
     chosen = []
-    for index, layer in enumerate(layers):
-        _progress(index, len(layers), layer.name)
+    # On stderr, with an ETA, and hidden when stderr is not a terminal (disable=None).
+    progress = tqdm(layers, desc="tuning", unit="layer", file=sys.stderr, disable=None,
+                    dynamic_ncols=True)
+    for layer in progress:
+        progress.set_postfix_str(layer.name)
         kwargs = dict(layer.kwargs)
         dtype = kwargs.pop("dtype", "float32")
         try:
@@ -139,11 +152,12 @@ def _tune(args):
             layer_plan = plan(layer.x_shape, weight, n_threads=args.threads,
                               precision=args.precision, **kwargs)
         except (TypeError, ValueError) as error:
-            print(f"\nerror: layer {layer.name}: {error}", file=sys.stderr)
+            progress.close()
+            print(f"error: layer {layer.name}: {error}", file=sys.stderr)
             return 2
         chosen.append((layer.name, layer_plan))
-    _progress(len(layers), len(layers), "done")
-    print(f"\ntuned {len(layers)} layers in {time.perf_counter() - start:.1f} s")
+    progress.close()
+    print(f"tuned {len(layers)} layers in {time.perf_counter() - start:.1f} s")
     for name, layer_plan in chosen:
         print(f"  {name:<28} {layer_plan.algorithm}")
     return 0
@@ -159,6 +173,9 @@ def _cache(args):
         print(tuning.cache_path())
     elif args.action == "show":
         entries = tuning.report()
+        if args.json:
+            print(json.dumps(entries, indent=1))
+            return 0
         print(f"{tuning.cache_path()}: {len(entries)} entries for this machine")
         for entry in entries:
             timings = ", ".join(f"{label} {seconds * 1e3:.3f} ms"
@@ -222,6 +239,14 @@ def _bench(args):
         label = name if name != "auto" else f"auto ({layer_plan.algorithm})"
         rows.append((label, best))
     fastest = min(seconds for _, seconds in rows)
+    if args.json:
+        print(json.dumps({
+            "x_shape": args.x_shape, "w_shape": args.w_shape, "kwargs": kwargs,
+            "dtype": args.dtype, "n_threads": layer_plan.n_threads, "repeats": args.repeats,
+            "flops": flops,
+            "results": [{"algorithm": label, "seconds": seconds, "gflops": flops / seconds / 1e9}
+                        for label, seconds in rows]}, indent=1))
+        return _plot(pyplot, rows, flops, args.plot) if args.plot else 0
     print(f"x {args.x_shape}, w {args.w_shape}, {kwargs}, {args.dtype}, "
           f"{layer_plan.n_threads} thread(s), best of {args.repeats}")
     print(f"{'algorithm':<24} {'time ms':>10} {'GFLOP/s':>9} {'vs best':>8}")

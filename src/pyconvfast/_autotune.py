@@ -165,6 +165,12 @@ def choose(problem, n_threads, x, weight, bias, out):
         if choice is None:
             choice = measure(problem, n_threads, x, weight, bias, out,
                              exhaustive=mode == "exhaustive")
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("auto chose %s for %s (plans: %s); best times: %s",
+                            candidate_label(choice.algorithm, choice.params), key,
+                            choice.plan_algorithm, ", ".join(
+                                f"{label} {seconds * 1e3:.3f} ms" for label, seconds in
+                                sorted(choice.timings.items(), key=lambda kv: kv[1])))
             cache.store(key, {"algorithm": choice.algorithm, "params": choice.params,
                               "timings": choice.timings,
                               "prepare_timings": choice.prepare_timings,
