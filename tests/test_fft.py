@@ -14,7 +14,7 @@ from cases import CONV, with_memory
 from reference import CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api, _fft, _heuristic, _registry
+from pyconvfast import _api, _fft, _heuristic, _registry, _workspace
 
 ALGORITHM = _registry.get("fft")
 
@@ -31,7 +31,7 @@ def problem_of(x_shape, w_shape, **kwargs):
 
 
 def n_blocks(problem):
-    _, block, _ = _fft._block_plan(problem, _algorithms.workspace_bytes(), None)
+    _, block, _ = _fft._block_plan(problem, _workspace.workspace_bytes(), None)
     live = _fft._live_range(problem)
     return int(np.prod([-(-(stop - start) // b) for (start, stop), b in zip(live, block)]))
 
@@ -59,7 +59,7 @@ def test_long_signals_across_block_boundaries(workspace_mb, monkeypatch, rng):
             w = rng.standard_normal((3, 2, k)).astype(dtype)
             problem = problem_of(x.shape, w.shape, padding="same", dilation=dilation)
             assert n_blocks(problem) >= 4, (length, k, _fft._block_plan(
-                problem, _algorithms.workspace_bytes(), None))
+                problem, _workspace.workspace_bytes(), None))
             check(x, w, rng.standard_normal(3).astype(dtype), padding="same", dilation=dilation)
 
 
@@ -69,7 +69,7 @@ def test_samples_split_into_passes(monkeypatch, rng):
     x = rng.standard_normal((7, 4, 300)).astype(np.float32)
     w = rng.standard_normal((4, 4, 15)).astype(np.float32)
     _, _, n_samples = _fft._block_plan(problem_of(x.shape, w.shape),
-                                        _algorithms.workspace_bytes(), None)
+                                        _workspace.workspace_bytes(), None)
     assert n_samples < 7
     check(x, w)
 
@@ -175,7 +175,7 @@ def test_prepared_spectra_reused_and_block_sizes_of_param_space(rng):
         assert_conv_matches(out, x, w, padding="same", algorithm="fft", context=str(params))
     # every size tried is kept with the prepared weight, for the next call
     assert len(prepared._spectra) == len({tuple(p["fft_size"]) for p in space[1:]} | {
-        _fft._block_plan(problem, _algorithms.workspace_bytes(), None)[0]})
+        _fft._block_plan(problem, _workspace.workspace_bytes(), None)[0]})
 
 
 @pytest.mark.parametrize("n_threads", (1, 2, 3))

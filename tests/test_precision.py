@@ -170,7 +170,7 @@ def test_each_setting_from_context_set_config_and_environment(monkeypatch, tmp_p
         assert (config["tune"], config["workspace_mb"], config["cache_dir"], config["n_threads"]) \
             == ("estimate", 8.0, str(tmp_path / "scoped"), 1)
         assert pcf.tuning.cache_path() == tmp_path / "scoped" / "tuning.json"
-        from pyconvfast._algorithms import workspace_bytes
+        from pyconvfast._workspace import workspace_bytes
 
         assert workspace_bytes() == 8 * 2**20
     assert pcf.get_config()["tune"] == "off"

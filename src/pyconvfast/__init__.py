@@ -12,7 +12,7 @@ weights, cross-correlation unless ``flip=True``).
 (1, 8, 32, 32)
 """
 
-from pyconvfast._config import config_context, get_config, set_config, show_config
+from pyconvfast._config import config_context, get_config, set_config
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._deform import deform_conv2d
 from pyconvfast._plan import Plan, plan
@@ -20,6 +20,7 @@ from pyconvfast._rank1 import separate_kernel
 from pyconvfast._separable import (
     flattened_conv2d, separable_conv2d, spatially_separable_conv2d,
 )
+from pyconvfast._show_config import show_config
 from pyconvfast._shuffle import channel_shuffle
 from pyconvfast._threads import thread_limit
 from pyconvfast._resize import resize_conv2d

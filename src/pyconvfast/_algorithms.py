@@ -21,30 +21,12 @@ from pyconvfast._lib.im2col import conv_im2col, conv_pointwise_gemm, pointwise_f
 from pyconvfast._lib.im2col import work_elements as im2col_work_elements
 from pyconvfast._lib.winograd import conv_winograd, winograd_weights
 from pyconvfast._lib.winograd import work_layout as winograd_work_layout
+from pyconvfast._kernel_args import bias_or_empty, tap_tables
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
-from pyconvfast._workspace import aligned_empty
+from pyconvfast._workspace import aligned_empty, workspace_bytes
 from pyconvfast._workspace import pool as workspace_pool
-
-
-@functools.lru_cache(maxsize=512)
-def _tap_tables(problem):
-    """The (depth, height, width) tap tables of a problem, built once per problem (read-only)."""
-    geometry = problem.as_3d()
-    tables = []
-    for i, o, k, s, d, p in zip(
-        geometry["in_size"], geometry["out_size"], geometry["kernel"],
-        geometry["stride"], geometry["dilation"], geometry["pad_before"],
-    ):
-        table = tap_table(i, o, k, s, d, p, problem.padding_mode)
-        table.flags.writeable = False
-        tables.append(table)
-    return tuple(tables)
-
-
-def _bias_or_empty(bias, dtype):
-    return np.empty(0, dtype=dtype) if bias is None else bias
 
 
 # Output channels per group from which ``direct`` runs the channel-blocked kernel
@@ -76,14 +58,14 @@ def _item_strides(x, out):
 
 def _run_direct(problem, x, prepared, bias, out, n_threads, params):
     packed, weight = prepared
-    bias = _bias_or_empty(bias, x.dtype)
+    bias = bias_or_empty(bias, x.dtype)
     if packed is not None and _item_strides(x, out):
         geometry = problem.as_3d()
-        conv_direct_blocked(x, packed, problem.c_out, bias, out, *_tap_tables(problem),
+        conv_direct_blocked(x, packed, problem.c_out, bias, out, *tap_tables(problem),
                             geometry["stride"][2], geometry["dilation"][2],
                             geometry["pad_before"][2], n_threads)
     else:
-        conv_direct(x, weight, bias, out, *_tap_tables(problem), n_threads)
+        conv_direct(x, weight, bias, out, *tap_tables(problem), n_threads)
 
 
 register(Algorithm(
@@ -97,12 +79,6 @@ register(Algorithm(
 
 
 # --- im2col + BLAS ------------------------------------------------------------------------------
-
-def workspace_bytes():
-    """The bound on the work buffers of a call, all threads together: the ``workspace_mb``
-    setting (``PYCONVFAST_WORKSPACE_MB``, default 128 MiB; :mod:`pyconvfast._config`)."""
-    return int(get_setting("workspace_mb") * 2**20)
-
 
 @functools.lru_cache(maxsize=512)
 def im2col_chunk(problem, n_threads, itemsize, max_chunk=None):
@@ -192,7 +168,7 @@ def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
         form = pointwise_form(x.strides, out.strides, x.shape[2:], matrix.shape[1],
                               problem.c_out // problem.groups, x.itemsize)
         if form:
-            bias = _bias_or_empty(bias, x.dtype)
+            bias = bias_or_empty(bias, x.dtype)
             if mode == "blas":
                 with blas_threads.limit(n_threads):
                     conv_pointwise_gemm(x, matrix, bias, out, problem.groups, form, 1, 1)
@@ -203,7 +179,7 @@ def _run_im2col(problem, x, matrix, bias, out, n_threads, params):
             return
     chunk = im2col_chunk(problem, n_threads, x.itemsize, **params)
     with blas_threads.limit(1):
-        lowered_gemm(x, matrix, _bias_or_empty(bias, x.dtype), out, _tap_tables(problem),
+        lowered_gemm(x, matrix, bias_or_empty(bias, x.dtype), out, tap_tables(problem),
                      problem.groups, chunk, n_threads)
 
 
@@ -314,7 +290,7 @@ def _run_depthwise(problem, x, prepared, bias, out, n_threads, params):
     w_taps, w_packed = prepared
     geometry = problem.as_3d()
     conv_depthwise(
-        x, w_taps, w_packed, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+        x, w_taps, w_packed, bias_or_empty(bias, x.dtype), out, *tap_tables(problem),
         geometry["stride"], geometry["dilation"], geometry["pad_before"],
         _depthwise_loop_order(problem, x, params), n_threads,
     )
@@ -436,7 +412,7 @@ def _winograd_param_space(problem, m):
 def _run_winograd(m):
     def run(problem, x, prepared, bias, out, n_threads, params):
         u, weight = prepared
-        bias = _bias_or_empty(bias, x.dtype)
+        bias = bias_or_empty(bias, x.dtype)
         block, tasks_in_parallel = _winograd_schedule(problem, m, n_threads, x.itemsize, **params)
         line_h, line_w = _winograd_lines(problem, m)
         # Every GEMM is small and runs inside an OpenMP thread: BLAS's own threads would only
@@ -452,7 +428,7 @@ def _run_winograd(m):
         finally:
             workspace_pool.give_back(buffer)
         if problem.padding_mode == "zeros":
-            taps_d, taps_h, taps_w = _tap_tables(problem)
+            taps_d, taps_h, taps_w = tap_tables(problem)
             for start, stop in _thin_windows(taps_h):
                 conv_direct(x, weight, bias, out[:, :, :, start:stop], taps_d,
                             taps_h[start:stop], taps_w, n_threads)

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from pyconvfast._kernel_args import bias_or_empty, tap_tables
 from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register
@@ -109,17 +110,16 @@ def _phase_lines(problem):
 
 
 def _run(problem, x, packed, bias, out, n_threads, params):
-    from pyconvfast._algorithms import _bias_or_empty, _tap_tables
 
     geometry = problem.as_3d()
     if _shifts_apply(problem):
         conv_grouped_shifted(
-            x, packed, _bias_or_empty(bias, x.dtype), out, *_phase_lines(problem),
+            x, packed, bias_or_empty(bias, x.dtype), out, *_phase_lines(problem),
             geometry["pad_before"][2], pixel_block(problem, n_threads, **params), n_threads,
         )
         return
     conv_grouped(
-        x, packed, _bias_or_empty(bias, x.dtype), out, *_tap_tables(problem),
+        x, packed, bias_or_empty(bias, x.dtype), out, *tap_tables(problem),
         geometry["stride"][2], geometry["dilation"][2], geometry["pad_before"][2],
         pixel_block(problem, n_threads, **params), n_threads,
     )

@@ -64,7 +64,7 @@ import threading
 import time
 import warnings
 
-from pyconvfast._config import get_setting
+from pyconvfast._config import cache_dir, get_setting
 from pyconvfast._version import __version__
 
 SCHEMA = 1
@@ -388,14 +388,8 @@ def _machine_entries(section, strict):
 
 
 def default_cache_dir():
-    """The ``cache_dir`` setting (``$PYCONVFAST_CACHE_DIR`` when set and not empty; see
-    :mod:`pyconvfast._config`), else the platform's user cache dir."""
-    chosen = get_setting("cache_dir")
-    if chosen:
-        return pathlib.Path(chosen)
-    import platformdirs
-
-    return pathlib.Path(platformdirs.user_cache_dir("pyconvfast"))
+    """The cache's folder now (see :func:`pyconvfast._config.cache_dir`)."""
+    return cache_dir()
 
 
 def _signature(stat):

@@ -27,6 +27,9 @@ import contextlib
 import contextvars
 import math
 import os
+import pathlib
+
+from pyconvfast._lib.openmp_info import max_threads
 
 PRECISIONS = ("fast", "accurate")
 TUNE_MODES = ("measure", "estimate", "exhaustive", "off")
@@ -171,13 +174,38 @@ def get_config():
     >>> config["precision"], config["tune"]
     ('accurate', 'estimate')
     """
-    from pyconvfast._cache import default_cache_dir
-    from pyconvfast._threads import resolve_n_threads
-
     config = {name: get_setting(name) for name in _SETTINGS}
-    config["cache_dir"] = str(default_cache_dir())
-    config["n_threads"] = resolve_n_threads(None)
+    config["cache_dir"] = str(cache_dir())
+    if config["n_threads"] is None:
+        config["n_threads"] = max(1, max_threads())
     return config
+
+
+def cache_dir():
+    """The tuning cache's folder: the ``cache_dir`` setting, else the platform's user cache
+    folder (``platformdirs.user_cache_dir("pyconvfast")``).
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import pyconvfast as pcf
+    >>> with pcf.config_context(cache_dir="/tmp/pyconvfast-example"):
+    ...     str(cache_dir())
+    '/tmp/pyconvfast-example'
+    """
+    chosen = get_setting("cache_dir")
+    if chosen:
+        return pathlib.Path(chosen)
+    import platformdirs
+
+    return pathlib.Path(platformdirs.user_cache_dir("pyconvfast"))
 
 
 def set_config(**settings):
@@ -246,64 +274,3 @@ def config_context(**settings):
         yield
     finally:
         _context.reset(token)
-
-
-def show_config(file=None):
-    """Print what pyconvfast runs on: versions, OpenMP, SIMD levels, BLAS, threads, settings and
-    the tuning cache.
-
-    Parameters
-    ----------
-    file : file-like, optional
-        Where to print (default ``sys.stdout``).
-
-    Returns
-    -------
-    None
-
-    Examples
-    --------
-    >>> import io
-    >>> import pyconvfast as pcf
-    >>> text = io.StringIO()
-    >>> pcf.show_config(file=text)
-    >>> "precision" in text.getvalue() and "BLAS" in text.getvalue()
-    True
-    """
-    import platform
-    import sys
-
-    import numpy
-    import scipy
-
-    from pyconvfast._cache import get_cache
-    from pyconvfast._lib import depthwise, direct_blocked, grouped
-    from pyconvfast._lib.openmp_info import max_threads, openmp_enabled
-    from pyconvfast._threads import blas_threads, thread_limit
-    from pyconvfast._version import __version__
-
-    config = get_config()
-    lines = [
-        f"pyconvfast {__version__}, Python {platform.python_version()}, NumPy {numpy.__version__},"
-        f" SciPy {scipy.__version__}",
-        f"platform: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs",
-        f"OpenMP: {'yes' if openmp_enabled() else 'no (a serial build)'}, default team "
-        f"{max_threads()} threads, at most {thread_limit()} per call",
-        f"SIMD levels (detected -> in use): direct {direct_blocked.simd_levels()[-1]} -> "
-        f"{direct_blocked.simd_level()}, depthwise {depthwise.simd_levels()[-1]} -> "
-        f"{depthwise.simd_level()}, grouped {grouped.simd_levels()[-1]} -> "
-        f"{grouped.simd_level()}",
-    ]
-    for lib in blas_threads.describe():
-        lines.append(f"BLAS (SciPy's): {lib.get('internal_api')} {lib.get('version')}, "
-                     f"{lib.get('architecture')}, {lib.get('threading_layer')}, "
-                     f"{lib.get('num_threads')} threads")
-    for name in sorted(config):
-        lines.append(f"{name}: {config[name]}")
-    cache = get_cache()
-    try:
-        count = len(cache.entries())
-    except Exception as error:  # noqa: BLE001  (a report must not fail on a bad cache)
-        count = f"unreadable ({error})"
-    lines.append(f"tuning cache: {cache.path} ({count} entries for this machine)")
-    print("\n".join(lines), file=file or sys.stdout)

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
+from pyconvfast._workspace import workspace_bytes
 from pyconvfast import _api
-from pyconvfast._algorithms import workspace_bytes
 from pyconvfast._lib.deform import deform_conv
 from pyconvfast._threads import blas_threads, resolve_n_threads
 

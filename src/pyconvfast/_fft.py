@@ -44,9 +44,10 @@ import threading
 import numpy as np
 import scipy.fft
 
-from pyconvfast import _algorithms
+
 from pyconvfast._padding import tap_table
 from pyconvfast._threads import thread_count_setter
+from pyconvfast._workspace import workspace_bytes
 
 # Cost model of one block, in flops: a real FFT of n points ~ 2.5 n log2 n, a complex
 # multiply-add 8, and a fixed cost per block pass (Python, gathers, a dozen NumPy and pocketfft
@@ -69,9 +70,9 @@ def supports(problem):
     """None if ``fft`` can run ``problem``, else the reason."""
     if problem.stride != (1,) * problem.n_spatial:
         return f"needs stride 1, got stride={problem.stride}"
-    if not _smallest_blocks_fit(problem, _algorithms.workspace_bytes()):
+    if not _smallest_blocks_fit(problem, workspace_bytes()):
         return (f"its smallest blocks' weight spectra and buffers do not fit the workspace bound "
-                f"of {_algorithms.workspace_bytes() / 2**20:.3g} MiB (PYCONVFAST_WORKSPACE_MB)")
+                f"of {workspace_bytes() / 2**20:.3g} MiB (PYCONVFAST_WORKSPACE_MB)")
     return None
 
 
@@ -203,7 +204,7 @@ def _product(lists):
 
 def param_space(problem):
     """The default block, then FFT sizes that halve and double the default's blocks."""
-    plan = _block_plan(problem, _algorithms.workspace_bytes(), None)
+    plan = _block_plan(problem, workspace_bytes(), None)
     if plan is None:
         return [{}]
     sizes, block, _ = plan
@@ -213,7 +214,7 @@ def param_space(problem):
         other = [scipy.fft.next_fast_len(e + max(1, int(b * factor)) - 1, real=True)
                  for e, b in zip(extent, block)]
         if other != list(sizes) and {"fft_size": other} not in space and _block_plan(
-                problem, _algorithms.workspace_bytes(), tuple(other)) is not None:
+                problem, workspace_bytes(), tuple(other)) is not None:
             space.append({"fft_size": other})
     return space
 
@@ -248,7 +249,7 @@ class Prepared:
         self.weight = np.array(weight[(slice(None), slice(None))
                                       + (0,) * (3 - problem.n_spatial)])
         self._spectra = {}
-        plan = _block_plan(problem, _algorithms.workspace_bytes(), None)
+        plan = _block_plan(problem, workspace_bytes(), None)
         if plan is not None:
             self.spectra(problem, plan[0])
 
@@ -394,7 +395,7 @@ def run(problem, x, prepared, bias, out, n_threads, params):
     nd = problem.n_spatial
     lead = (slice(None), slice(None)) + (0,) * (3 - nd)
     x, out = x[lead], out[lead]
-    workspace = _algorithms.workspace_bytes()
+    workspace = workspace_bytes()
     forced = params.get("fft_size")
     plan = _block_plan(problem, workspace, None if forced is None else tuple(forced))
     if plan is None:

@@ -301,4 +301,5 @@ register(Algorithm(
     supports=_supports,
     run=_run,
     prepare=_prepare,
+    preferred=pays,
 ))

@@ -27,6 +27,10 @@ def _default_params(problem):
     return [{}]
 
 
+def _never(problem):
+    return False
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """One registered algorithm.
@@ -46,6 +50,11 @@ class Algorithm:
     param_space : callable, optional
         ``param_space(problem) -> list of dict``: the parameter sets exhaustive tuning tries,
         the defaults first; by default ``[{}]``.
+    preferred : callable, optional
+        ``preferred(problem) -> bool``: whether the heuristic should try it first on
+        ``problem`` (an algorithm that pays only on some problems says which, so that the
+        heuristic reads the registry instead of importing the algorithm's module). Default:
+        never.
     accurate : bool, optional
         Whether its rounding error stays within the plain summation bound (and non-finite
         values stay where a plain summation puts them); only such algorithms run a problem
@@ -64,6 +73,7 @@ class Algorithm:
     param_space: Callable[[ConvProblem], list] = _default_params
     kind: str = "conv"
     accurate: bool = True
+    preferred: Callable[[ConvProblem], bool] = _never
 
     def refusal(self, problem):
         """None if it can run ``problem``, else why not (its own reason, or the precision)."""

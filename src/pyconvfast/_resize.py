@@ -33,7 +33,8 @@ then convolved by ``conv2d``.
 import numpy as np
 
 from pyconvfast import _api, _autotune
-from pyconvfast._algorithms import _bias_or_empty, lowered_gemm, positions_chunk
+from pyconvfast._algorithms import lowered_gemm, positions_chunk
+from pyconvfast._kernel_args import bias_or_empty
 from pyconvfast._lib.direct import conv_direct
 from pyconvfast._padding import tap_table
 from pyconvfast._threads import blas_threads, resolve_n_threads
@@ -231,7 +232,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
                             collapse_w.astype(w.dtype))
             phases.append((out5[:, :, :, r_h::step_h, r_w::step_w], np.ascontiguousarray(sub),
                            table_h, table_w))
-    bias_arg = _bias_or_empty(bias, x.dtype)
+    bias_arg = bias_or_empty(bias, x.dtype)
 
     def run(kernel):
         _run_phases(kernel, problem, x5, phases, bias_arg, n_threads)

@@ -8,6 +8,7 @@ convolution it equals (so that geometry, padding, layout and ``out=`` behave exa
 
 import numpy as np
 
+from pyconvfast._kernel_args import tap_tables
 from pyconvfast import _api, _passes
 from pyconvfast._threads import resolve_n_threads
 
@@ -282,7 +283,6 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
     >>> bool(np.allclose(y, two_calls, atol=1e-4))
     True
     """
-    from pyconvfast._algorithms import _tap_tables
     from pyconvfast._lib.separable import conv_separable_fused
     from pyconvfast._problem import CHANNELS_LAST
     from pyconvfast._threads import blas_threads
@@ -346,7 +346,7 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
         w_depthwise.T.reshape(-1, channels, multiplier).transpose(0, 2, 1)).reshape(-1, c_mid)
     w_pointwise_packed = np.ascontiguousarray(
         w_pointwise.reshape(c_out, channels, multiplier).transpose(0, 2, 1)).reshape(c_out, c_mid)
-    _, taps_h, taps_w = _tap_tables(problem)
+    _, taps_h, taps_w = tap_tables(problem)
     h_out, w_out = problem.out_size
     rows = separable_tile_rows(c_mid, h_out, w_out, problem.batch, x.itemsize, n_threads)
     with blas_threads.limit(1):

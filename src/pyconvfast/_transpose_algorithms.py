@@ -21,12 +21,12 @@ import math
 
 import numpy as np
 
-from pyconvfast._algorithms import (
-    _bias_or_empty, lowered_gemm, positions_chunk, workspace_bytes,
-)
+from pyconvfast._algorithms import lowered_gemm, positions_chunk
+from pyconvfast._kernel_args import bias_or_empty
 from pyconvfast._lib.blas import BLAS_INT_MAX
 from pyconvfast._lib.col2im import conv_transpose_gemm
 from pyconvfast._lib.direct import conv_direct
+from pyconvfast._workspace import workspace_bytes
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
 
@@ -174,7 +174,7 @@ def _run_gemm(problem, x, w, bias, out, n_threads, params):
     per_call = max(1, min(problem.batch, BLAS_INT_MAX // max(p_in, 1)))
     buffer = np.empty(problem.c_in * per_call * p_in, dtype=x.dtype)
     geometry = problem.as_3d()
-    bias = _bias_or_empty(bias, x.dtype)
+    bias = bias_or_empty(bias, x.dtype)
     with blas_threads.limit(1):
         for n0 in range(0, problem.batch, per_call):
             n1 = min(n0 + per_call, problem.batch)
@@ -229,7 +229,7 @@ def _subpixel_prepare(problem, weight):
 
 def _run_subpixel(problem, x, phases, bias, out, n_threads, params):
     stride = problem.as_3d()["stride"]
-    bias = _bias_or_empty(bias, x.dtype)
+    bias = bias_or_empty(bias, x.dtype)
     with blas_threads.limit(1):
         for (rd, rh, rw), tables, matrix in phases:
             view = out[:, :, rd::stride[0], rh::stride[1], rw::stride[2]]
@@ -287,7 +287,7 @@ def _direct_prepare(problem, weight):
 
 
 def _run_direct(problem, x, weight, bias, out, n_threads, params):
-    conv_direct(x, weight, _bias_or_empty(bias, x.dtype), out, *_direct_tables(problem),
+    conv_direct(x, weight, bias_or_empty(bias, x.dtype), out, *_direct_tables(problem),
                 n_threads)
 
 

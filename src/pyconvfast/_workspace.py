@@ -19,7 +19,26 @@ import threading
 
 import numpy as np
 
+from pyconvfast._config import get_setting
 from pyconvfast._lib.memory import bytes_to_boundary
+
+def workspace_bytes():
+    """The bound on the work buffers of a call, all threads together: the ``workspace_mb``
+    setting (``PYCONVFAST_WORKSPACE_MB``, default 128 MiB; :mod:`pyconvfast._config`).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import pyconvfast as pcf
+    >>> with pcf.config_context(workspace_mb=2):
+    ...     workspace_bytes()
+    2097152
+    """
+    return int(get_setting("workspace_mb") * 2**20)
+
 
 # Buffers kept between calls: one per Python thread convolving at the same time, up to this.
 MAX_KEPT = 2

@@ -1,0 +1,68 @@
+"""``pcf.show_config()``: what pyconvfast runs on, for bug reports and for checking a setup.
+
+It reads every layer (settings, OpenMP, SIMD dispatch, BLAS, the tuning cache), so it sits above
+them all, apart from :mod:`pyconvfast._config`, which the layers themselves read.
+"""
+
+import os
+import platform
+import sys
+
+import numpy
+import scipy
+
+from pyconvfast._cache import get_cache
+from pyconvfast._config import get_config
+from pyconvfast._lib import depthwise, direct_blocked, grouped
+from pyconvfast._lib.openmp_info import max_threads, openmp_enabled
+from pyconvfast._threads import blas_threads, thread_limit
+from pyconvfast._version import __version__
+
+
+def show_config(file=None):
+    """Print what pyconvfast runs on: versions, OpenMP, SIMD levels, BLAS, threads, settings and
+    the tuning cache.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default ``sys.stdout``).
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import io
+    >>> import pyconvfast as pcf
+    >>> text = io.StringIO()
+    >>> pcf.show_config(file=text)
+    >>> "precision" in text.getvalue() and "BLAS" in text.getvalue()
+    True
+    """
+    config = get_config()
+    lines = [
+        f"pyconvfast {__version__}, Python {platform.python_version()}, NumPy {numpy.__version__},"
+        f" SciPy {scipy.__version__}",
+        f"platform: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs",
+        f"OpenMP: {'yes' if openmp_enabled() else 'no (a serial build)'}, default team "
+        f"{max_threads()} threads, at most {thread_limit()} per call",
+        f"SIMD levels (detected -> in use): direct {direct_blocked.simd_levels()[-1]} -> "
+        f"{direct_blocked.simd_level()}, depthwise {depthwise.simd_levels()[-1]} -> "
+        f"{depthwise.simd_level()}, grouped {grouped.simd_levels()[-1]} -> "
+        f"{grouped.simd_level()}",
+    ]
+    for lib in blas_threads.describe():
+        lines.append(f"BLAS (SciPy's): {lib.get('internal_api')} {lib.get('version')}, "
+                     f"{lib.get('architecture')}, {lib.get('threading_layer')}, "
+                     f"{lib.get('num_threads')} threads")
+    for name in sorted(config):
+        lines.append(f"{name}: {config[name]}")
+    cache = get_cache()
+    try:
+        count = len(cache.entries())
+    except Exception as error:  # noqa: BLE001  (a report must not fail on a bad cache)
+        count = f"unreadable ({error})"
+    lines.append(f"tuning cache: {cache.path} ({count} entries for this machine)")
+    print("\n".join(lines), file=file or sys.stdout)
