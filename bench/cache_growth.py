@@ -57,7 +57,7 @@ def synthetic_key(i):
 
 def prefill(folder, n_entries):
     """A ``tuning.json`` of ``n_entries`` entries for this machine, in the one-file format."""
-    from pyconvfast import _cache
+    from pyconvfast.tuning import store as _cache
 
     os.makedirs(folder, exist_ok=True)
     fingerprint = _cache.machine_fingerprint()
@@ -71,7 +71,7 @@ class CacheClock:
     """Seconds spent in ``TuningCache.lookup`` and ``TuningCache.store`` (patched)."""
 
     def __init__(self):
-        from pyconvfast import _cache
+        from pyconvfast.tuning import store as _cache
 
         self.seconds = 0.0
         for name in ("lookup", "store"):
@@ -106,7 +106,8 @@ def first_call(pcf, x, w):
 
 def warm_process_figures(size, first_shape, new_shapes, stores, clock):
     import pyconvfast as pcf
-    from pyconvfast import _autotune, _cache
+    from pyconvfast.tuning import autotune as _autotune
+    from pyconvfast.tuning import store as _cache
 
     with tempfile.TemporaryDirectory() as folder:
         prefill(folder, size)
@@ -176,7 +177,7 @@ def _rss_bytes():
 
 def memory_figures(first_shape, n_problems):
     import pyconvfast as pcf
-    from pyconvfast import _autotune
+    from pyconvfast.tuning import autotune as _autotune
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["PYCONVFAST_CACHE_DIR"] = folder

@@ -26,7 +26,7 @@ def main():
     args = parser.parse_args()
     os.environ["PYCONVFAST_TUNE"] = "measure"
     import pyconvfast as pcf
-    from pyconvfast import _autotune
+    from pyconvfast.tuning import autotune as _autotune
 
     shape = tuple(int(v) for v in args.shape.split(","))
     rng = np.random.default_rng(0)

@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 import pyconvfast as pcf
-from pyconvfast import _api, _autotune, _registry
+from pyconvfast import _api, _registry
+from pyconvfast.tuning import autotune as _autotune
 
 CALLS = 2_000
 ROUNDS = 31

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _autotune, _registry
+from pyconvfast import _api, _registry
+from pyconvfast.tuning import autotune as _autotune
+from pyconvfast.tuning import store as _cache
 from reference import assert_conv_matches
 
 
@@ -215,7 +217,7 @@ def test_a_cached_entry_that_cannot_run_the_problem_is_ignored(fresh_cache, rng,
     """An entry naming an unknown or unsuitable algorithm must not be run: the tuner re-tunes."""
     x, w = _problem_arrays(rng)
     problem = pcf._api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
-    cache = pcf._cache.get_cache()
+    cache = _cache.get_cache()
     key = _autotune.cache_key(problem, 1)
     cache.store(key, {"algorithm": "no_such_algorithm", "params": {}, "timings": {}})
     got = pcf.conv2d(x, w, padding=1, n_threads=1)
@@ -281,7 +283,7 @@ def _plan_with_finalists(monkeypatch, x, w, doubles, chosen, warm, cold, **kwarg
     for name, algorithm in doubles.items():
         monkeypatch.setitem(_registry._ALGORITHMS, name, algorithm)
     choice = _autotune.Choice(chosen, timings=warm, source="measured", cold_timings=cold)
-    monkeypatch.setattr(_plan._autotune, "choose", lambda *args: choice)
+    monkeypatch.setattr(_plan.autotune, "choose", lambda *args: choice)
     return pcf.plan(x.shape, w, **kwargs)
 
 

@@ -16,7 +16,8 @@ import platformdirs
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _cache
+from pyconvfast.tuning import fingerprint, schema
+from pyconvfast.tuning import store as _cache
 
 ENTRY = {"algorithm": "im2col", "params": {"block": 64, "packed": True, "order": "kcrs",
                                            "ratio": 0.5},
@@ -26,7 +27,7 @@ ENTRY = {"algorithm": "im2col", "params": {"block": 64, "packed": True, "order":
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch):
     """Each test starts as a new process would: no kind of problem warned about yet."""
-    monkeypatch.setattr(_cache, "_WARNED", set())
+    monkeypatch.setattr(schema, "_WARNED", set())
 
 
 @pytest.fixture
@@ -188,7 +189,7 @@ def test_a_later_store_for_the_same_key_replaces_it(cache_dir):
 WORKER = """
 import os, sys, time, warnings
 warnings.simplefilter("error")
-from pyconvfast import _cache
+from pyconvfast.tuning import store as _cache
 folder, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cache = _cache.get_cache()
 cache.fingerprint_id  # the fingerprint before the start, so that the writes overlap
@@ -300,7 +301,7 @@ def _write_bad_file(kind, cache_dir, marker):
 def test_a_corrupt_file_warns_once_and_the_cache_works_in_memory(kind, cache_dir, tmp_path):
     marker = tmp_path / "executed"
     content = _write_bad_file(kind, cache_dir, marker)
-    _cache._WARNED.clear()
+    schema._WARNED.clear()
     cache = _cache.TuningCache()
     with pytest.warns(RuntimeWarning, match="tuning cache: ignoring .*tuning.json"):
         assert cache.lookup("k") is None
@@ -581,7 +582,7 @@ def test_cpuinfo_parsing_x86_and_arm():
            "model name\t: Intel(R) Xeon(R) Gold\nstepping\t: 7\nflags\t\t: fpu sse sse2 ssse3 "
            "sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile vmx pti\n\n"
            "processor\t: 1\nvendor_id\t: Other\nflags\t\t: sse\n")
-    vendor, model, isa = _cache._cpu_from_proc(x86)
+    vendor, model, isa = fingerprint._cpu_from_proc(x86)
     assert vendor == "GenuineIntel"
     assert model == "Intel(R) Xeon(R) Gold (6, 85, 7)"
     assert isa == sorted(["sse", "sse2", "ssse3", "sse4_2", "avx", "avx2", "fma", "avx512f",
@@ -589,7 +590,7 @@ def test_cpuinfo_parsing_x86_and_arm():
     arm = ("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes crc32 "
            "asimddp sve sve2\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
            "CPU variant\t: 0x1\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
-    vendor, model, isa = _cache._cpu_from_proc(arm)
+    vendor, model, isa = fingerprint._cpu_from_proc(arm)
     assert vendor == "0x41"
     assert "0xd0c" in model
     assert isa == ["asimd", "asimddp", "sve", "sve2"]
@@ -757,7 +758,10 @@ def _count_calls(monkeypatch, *names):
         def counted(*args, _name=name, _original=getattr(_cache, name), **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
-        monkeypatch.setattr(_cache, name, counted)
+        # wherever the tuning package calls it from: the store, or the schema's own helpers
+        for module in (_cache, schema):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counted)
     return calls
 
 
@@ -798,7 +802,7 @@ def test_a_miss_reads_and_validates_only_what_another_cache_appended(cache_dir, 
 STORE_AND_EXIT = """
 import sys, warnings
 warnings.simplefilter("error")
-from pyconvfast import _cache
+from pyconvfast.tuning import store as _cache
 for key in sys.argv[1:]:
     _cache.get_cache().store(key, {"algorithm": "direct", "params": {}, "timings": {}})
 """

@@ -101,7 +101,7 @@ def test_cli_cache_clear_that_cannot_write_is_one_line_and_status_1(monkeypatch,
                                                                    tmp_path):
     # What a read-only cache does (chmod cannot show it: the tests may run as root, whom a
     # mode 0o500 folder does not stop): the atomic write of the cleared file fails.
-    from pyconvfast import _cache
+    from pyconvfast.tuning import store as _cache
 
     monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path / "cache"))
     _cache.get_cache().store("conv2d|k", {"algorithm": "direct"})
@@ -263,7 +263,7 @@ def test_tune_progress_hides_itself_when_stderr_is_not_a_terminal(tmp_path):
 
 
 def test_the_tuners_decisions_go_to_the_pyconvfast_logger(tmp_path, monkeypatch, caplog):
-    from pyconvfast import _autotune
+    from pyconvfast.tuning import autotune as _autotune
 
     monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("PYCONVFAST_TUNE", "measure")

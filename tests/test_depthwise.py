@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _heuristic, _registry
+from pyconvfast import _api, _registry
+from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import depthwise as depthwise_lib
 from cases import CONV, make_case, with_memory
 from reference import (

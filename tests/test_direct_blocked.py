@@ -13,7 +13,8 @@ from cases import CONV, MEMORY_KINDS, PADDING_MODES, with_memory
 from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api, _heuristic
+from pyconvfast import _algorithms, _api
+from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import direct_blocked
 
 LEVELS = direct_blocked.simd_levels()

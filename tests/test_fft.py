@@ -14,7 +14,8 @@ from cases import CONV, with_memory
 from reference import CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _api, _fft, _heuristic, _registry, _workspace
+from pyconvfast import _api, _fft, _registry, _workspace
+from pyconvfast.tuning import heuristic as _heuristic
 
 ALGORITHM = _registry.get("fft")
 

@@ -13,7 +13,8 @@ from cases import CONV
 from reference import assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms_grouped, _api, _heuristic, _registry
+from pyconvfast import _algorithms_grouped, _api, _registry
+from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import grouped as grouped_lib
 
 ALGORITHM = _registry.get("grouped")

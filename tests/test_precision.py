@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _autotune, _registry
+from pyconvfast import _registry
+from pyconvfast.tuning import autotune as _autotune
 from reference import conv_reference
 
 hypothesis = pytest.importorskip("hypothesis")

@@ -185,7 +185,7 @@ def test_nearest_does_not_materialize_the_upsampled_image(rng):
 def test_auto_times_both_kernels_once_and_caches_the_faster(rng, monkeypatch, tmp_path):
     monkeypatch.setenv("PYCONVFAST_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("PYCONVFAST_TUNE", "measure")
-    pcf._autotune.forget()
+    pcf.tuning.autotune.forget()
     x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     check(pcf.resize_conv2d(x, w, padding=1), x, w, None, scale=(2, 2), mode="nearest",
@@ -201,7 +201,7 @@ def test_auto_times_both_kernels_once_and_caches_the_faster(rng, monkeypatch, tm
     monkeypatch.setenv("PYCONVFAST_TUNE", "off")
     pcf.resize_conv2d(x, w, padding=1, scale_factor=3)
     assert len(pcf.tuning.report()) == 1
-    pcf._autotune.forget()
+    pcf.tuning.autotune.forget()
 
 
 def test_collapsed_kernel_is_smaller():

@@ -23,7 +23,8 @@ from reference import (
 )
 
 import pyconvfast as pcf
-from pyconvfast import _api, _heuristic, _rank1, _registry, _separable
+from pyconvfast import _api, _rank1, _registry, _separable
+from pyconvfast.tuning import heuristic as _heuristic
 
 DTYPES = (np.float32, np.float64)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")

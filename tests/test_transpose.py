@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _autotune, _heuristic, _registry, _transpose
+from pyconvfast import _api, _registry, _transpose
+from pyconvfast.tuning import autotune as _autotune
+from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast import _transpose_algorithms as talg
 from reference import CHANNELS_FIRST, CHANNELS_LAST
 from reference_transpose import (

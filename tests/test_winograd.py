@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api, _heuristic, _registry
+from pyconvfast import _algorithms, _api, _registry
+from pyconvfast.tuning import heuristic as _heuristic
 from reference import (
     ALGORITHM_TOLERANCE, assert_conv_matches, conv_reference, conv_scale,
 )

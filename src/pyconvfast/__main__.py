@@ -9,7 +9,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from pyconvfast import _autotune
+from pyconvfast.tuning import autotune
 from pyconvfast._config import PRECISIONS
 from pyconvfast._conv import list_algorithms
 from pyconvfast._demo import run_demo
@@ -136,7 +136,7 @@ def _layers_from_file(path):
 def _tune(args):
     layers = (model_layers(args.model, batch=args.batch) if args.model
               else _layers_from_file(args.shapes))
-    if _autotune.tune_mode() in ("off", "estimate"):
+    if autotune.tune_mode() in ("off", "estimate"):
         print("note: PYCONVFAST_TUNE is off/estimate: nothing is timed or stored", file=sys.stderr)
     start = time.perf_counter()
     chosen = []
@@ -181,7 +181,7 @@ def _cache(args):
             timings = ", ".join(f"{label} {seconds * 1e3:.3f} ms"
                                 for label, seconds in sorted(entry["timings"].items(),
                                                              key=lambda kv: kv[1]))
-            label = _autotune.candidate_label(entry["algorithm"], entry["params"])
+            label = autotune.candidate_label(entry["algorithm"], entry["params"])
             print(f"{entry['key']}\n    -> {label}    ({timings})")
     elif args.action == "clear":
         try:

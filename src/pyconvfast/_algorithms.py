@@ -10,7 +10,6 @@ import math
 import numpy as np
 
 from pyconvfast import _fft
-from pyconvfast._config import get_setting
 from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
 from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
 from pyconvfast._lib.depthwise import conv_depthwise

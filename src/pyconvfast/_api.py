@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from pyconvfast import _algorithms, _autotune, _rank1, _registry  # noqa: F401 (registering)
+from pyconvfast import _algorithms, _rank1, _registry  # noqa: F401 (registering)
+from pyconvfast.tuning import autotune
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
 from pyconvfast._config import resolve_precision
 from pyconvfast._threads import resolve_n_threads
@@ -403,7 +404,7 @@ def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision
         _channels_first_5d(out, problem)
     params = {}
     if chosen is None:
-        choice = _autotune.choose(problem, n_threads, x5, w5, bias, out5)
+        choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
         chosen, params = _registry.get(choice.algorithm), choice.params
     chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
     return out

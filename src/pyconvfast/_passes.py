@@ -11,7 +11,8 @@ the padded input row, for every padding mode (zeros included: a zero row passes 
 
 import numpy as np
 
-from pyconvfast import _heuristic, _registry
+from pyconvfast import _registry
+from pyconvfast.tuning import heuristic
 from pyconvfast._problem import ConvProblem
 
 
@@ -102,7 +103,7 @@ def two_pass(x5, column, row, bias, out5, *, groups, stride, dilation, pad_befor
         return
     problem = _problem_1d(batch, channels, groups, groups, (h_in, w_out), 0, n_rows, stride[0],
                           dilation[0], pad_h, padding_mode, x5.dtype.name, bias is not None)
-    name = _heuristic.choose(problem)
+    name = heuristic.choose(problem)
     for kk in range(k_per_group):
         weight = column[kk::k_per_group].reshape(groups, per_group, 1, n_rows, 1)
         part_bias = None if bias is None else np.ascontiguousarray(bias[kk::k_per_group])
@@ -133,7 +134,7 @@ def three_pass(x5, lateral, vertical, horizontal, bias, out5, *, stride, dilatio
         padding_mode="zeros", dtype=x5.dtype.name, layout="NCHW",
     )
     mixed = _empty_like_layout(x5, (batch, c_out, 1, h_in, w_in))
-    _run(_heuristic.choose(pointwise), pointwise, x5, lateral.reshape(c_out, channels, 1, 1, 1),
+    _run(heuristic.choose(pointwise), pointwise, x5, lateral.reshape(c_out, channels, 1, 1, 1),
          None, mixed, n_threads)
     tall = _empty_like_layout(x5, (batch, c_out, 1, h_out, w_in))
     depthwise_pass(mixed, np.ascontiguousarray(vertical), tall, 0, stride[0], dilation[0],

@@ -4,7 +4,9 @@ import time
 
 import numpy as np
 
-from pyconvfast import _api, _autotune, _heuristic, _rank1, _registry
+from pyconvfast import _api, _rank1, _registry
+from pyconvfast.tuning import autotune
+from pyconvfast.tuning import heuristic
 from pyconvfast._threads import resolve_n_threads
 
 # An auto plan times again, on its own first calls, the tuner's finalists that came within this
@@ -176,7 +178,7 @@ class Plan:
             if ratios[fastest] * (1 + TRIAL_SWITCH) > 1:
                 fastest = 0  # not clearly faster than the tuner's pick: a few calls are noisy
             self._trial_ratios = ratios
-            self._trial_labels = [_autotune.candidate_label(choice.algorithm, choice.params)
+            self._trial_labels = [autotune.candidate_label(choice.algorithm, choice.params)
                                   for choice, _, _ in runners]
             self._runner = runners[fastest]
             self._runners = None
@@ -185,7 +187,7 @@ class Plan:
         """A few lines on the problem, how the algorithm was chosen, and the timings."""
         choice = self._runner[0]
         lines = [f"problem: {self.problem.key}", f"threads: {self.n_threads}",
-                 f"algorithm: {_autotune.candidate_label(self.algorithm, self.params)} "
+                 f"algorithm: {autotune.candidate_label(self.algorithm, self.params)} "
                  f"({choice.source})"]
         if choice.timings:
             cold = choice.cold_timings
@@ -194,7 +196,7 @@ class Plan:
                 flushed = f"{cold[label] * 1e3:10.3f} ms" if label in cold else ""
                 lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms {flushed}".rstrip())
         if self._runners is not None:
-            labels = [_autotune.candidate_label(c.algorithm, c.params) for c, _, _ in self._runners]
+            labels = [autotune.candidate_label(c.algorithm, c.params) for c, _, _ in self._runners]
             lines.append(f"close finalists, timed on this plan's first calls: {', '.join(labels)}")
         elif self._trial_ratios is not None:
             lines.append("close finalists on this plan's first calls, median time over "
@@ -213,17 +215,17 @@ def _close_finalists(problem, choice):
     """The tuner's other finalists within :data:`TRIAL_MARGIN` of ``choice``, with the caches
     flushed or back to back, as Choices (none unless ``choice`` was measured or cached)."""
     cold, warm = choice.cold_timings, choice.timings
-    chosen = _autotune.candidate_label(choice.algorithm, choice.params)
+    chosen = autotune.candidate_label(choice.algorithm, choice.params)
     if choice.source not in ("measured", "cache") or chosen not in cold or chosen not in warm:
         return []
-    labelled = _autotune.labelled_candidates(problem, exhaustive=True)
+    labelled = autotune.labelled_candidates(problem, exhaustive=True)
     close = []
     for label in cold:
         if label == chosen or label not in labelled or label not in warm:
             continue
         if min(cold[label] / cold[chosen], warm[label] / warm[chosen]) <= TRIAL_MARGIN:
             name, params = labelled[label]
-            close.append(_autotune.Choice(name, dict(params), warm, choice.source,
+            close.append(autotune.Choice(name, dict(params), warm, choice.source,
                                           choice.prepare_timings, cold_timings=cold))
     return close
 
@@ -306,15 +308,15 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
             explicit_algorithm(algorithm, problem)
         else:
             _api.explicit_algorithm(algorithm, problem)
-        choice = _autotune.Choice(algorithm, source="requested")
+        choice = autotune.Choice(algorithm, source="requested")
     elif problem.batch == 0:
-        choice = _autotune.Choice(_heuristic.choose(problem), source="heuristic")
+        choice = autotune.Choice(heuristic.choose(problem), source="heuristic")
     else:
         rng = np.random.default_rng(0)
         # Drawn in the weight's dtype: a float64 draw cast down took twice the input's memory.
         x = rng.standard_normal(x_shape, dtype=weight.dtype)
         out = np.empty(problem.out_shape, dtype=weight.dtype)
-        choice = _autotune.choose(
+        choice = autotune.choose(
             problem, n_threads, _api._channels_first_5d(x, problem),
             _api.weight_5d(weight, problem), bias, _api._channels_first_5d(out, problem),
         )

@@ -32,7 +32,8 @@ then convolved by ``conv2d``.
 
 import numpy as np
 
-from pyconvfast import _api, _autotune
+from pyconvfast import _api
+from pyconvfast.tuning import autotune
 from pyconvfast._algorithms import lowered_gemm, positions_chunk
 from pyconvfast._kernel_args import bias_or_empty
 from pyconvfast._lib.direct import conv_direct
@@ -240,7 +241,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
     if algorithm == "auto":
         first = "direct" if problem.c_in // problem.groups == 1 else "im2col"
         names = (first, "im2col" if first == "direct" else "direct")
-        algorithm = _autotune.choose_among(
+        algorithm = autotune.choose_among(
             f"resize_conv2d|scale{scale_h}x{scale_w}|{problem.key}|threads{n_threads}", names, run,
             sum(sub.nbytes for _, sub, _, _ in phases),
             prime=lambda: np.add.reduce(x5, axis=None))

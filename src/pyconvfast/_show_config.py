@@ -11,7 +11,7 @@ import sys
 import numpy
 import scipy
 
-from pyconvfast._cache import get_cache
+from pyconvfast.tuning.store import get_cache
 from pyconvfast._config import get_config
 from pyconvfast._lib import depthwise, direct_blocked, grouped
 from pyconvfast._lib.openmp_info import max_threads, openmp_enabled

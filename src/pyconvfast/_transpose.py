@@ -11,7 +11,8 @@ from functools import cached_property
 
 import numpy as np
 
-from pyconvfast import _api, _autotune, _registry
+from pyconvfast import _api, _registry
+from pyconvfast.tuning import autotune
 from pyconvfast import _transpose_algorithms  # noqa: F401 (registers the algorithms)
 from pyconvfast._config import resolve_precision
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
@@ -269,7 +270,7 @@ def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, pre
     out5 = _api._channels_first_5d(out, problem)
     params = {}
     if chosen is None:
-        choice = _autotune.choose(problem, n_threads, x5, w5, bias, out5)
+        choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
         chosen, params = _registry.get(choice.algorithm), choice.params
     chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
     return out

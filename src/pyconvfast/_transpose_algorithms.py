@@ -302,7 +302,7 @@ register(Algorithm(
 
 
 def preference(problem):
-    """The no-timing order of the transposed algorithms (see :mod:`pyconvfast._heuristic`)."""
+    """The no-timing order of the transposed algorithms (see :mod:`pyconvfast.tuning.heuristic`)."""
     if math.prod(problem.out_shape) * problem.c_in // problem.groups < 4096:
         return ("transpose_direct", "transpose_gemm")
     return ("transpose_gemm", "transpose_subpixel", "transpose_direct")

@@ -51,23 +51,20 @@ Design, in short:
 """
 
 import datetime
-import hashlib
 import json
-import math
 import os
 import pathlib
-import platform
-import re
 import secrets
-import sys
 import threading
 import time
-import warnings
 
 from pyconvfast._config import cache_dir, get_setting
-from pyconvfast._version import __version__
+from pyconvfast.tuning.fingerprint import fingerprint_id, machine_fingerprint
+from pyconvfast.tuning.schema import (
+    SCHEMA, InvalidCacheFile, NewerSchema, UnreadableFile, check_key, machine_entries,
+    parse_document, reject_constant, validate_entry, warn_once,
+)
 
-SCHEMA = 1
 ENV_VAR = "PYCONVFAST_CACHE_DIR"
 FILE_NAME = "tuning.json"
 
@@ -95,293 +92,6 @@ COMPACT_LINES = 256
 #: cache of this many problems is ~6 MB on disk and ~16 MB in a process's memory; problems
 #: dropped are tuned again if they come back.
 MAX_ENTRIES = 10_000
-
-# The ISA extensions that decide which kernels are fast; the rest of /proc/cpuinfo's flags
-# (virtualization, security mitigations ...) would only split the cache between identical CPUs.
-_ISA_FLAG = re.compile(r"^(sse\w*|ssse3|avx\w*|fma\w*|amx\w*|neon|asimd\w*|sve\w*)$")
-_BLAS_KEYS = ("internal_api", "version", "architecture", "threading_layer")
-
-_WARNED = set()  # the kinds of problem this process has already warned about
-
-
-def _warn_once(kind, message):
-    """A RuntimeWarning, once per process for each ``kind`` of problem.
-
-    Attributed to the first caller outside pyconvfast (the user's line that ran a convolution),
-    which is where a user can act on it.
-    """
-    if kind in _WARNED:
-        return
-    _WARNED.add(kind)
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(0), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-            package):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(f"pyconvfast tuning cache: {message}; carrying on with the cache in memory",
-                  RuntimeWarning, stacklevel=level)
-
-
-# --------------------------------------------------------------------------------------------
-# Machine fingerprint
-
-
-def _cpu_from_proc(text):
-    """Vendor, model and ISA flags of the first processor listed in ``/proc/cpuinfo``."""
-    fields = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if "flags" in fields or "Features" in fields:
-                break  # the first processor's block is enough
-            continue
-        name, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(name.strip(), value.strip())
-    vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
-    model = (fields.get("model name") or fields.get("Model") or fields.get("cpu")
-             or fields.get("uarch") or "")
-    # Family / model numbers tell CPU generations apart where "model name" is a generic string
-    # (virtual machines often say just "Intel(R) Xeon(R) Processor").
-    details = [fields[name] for name in ("cpu family", "model", "stepping", "CPU architecture",
-                                         "CPU variant", "CPU part", "CPU revision")
-               if name in fields]
-    if details:
-        model = f"{model} ({', '.join(details)})" if model else ", ".join(details)
-    flags = (fields.get("flags") or fields.get("Features") or fields.get("isa") or "").split()
-    return vendor, model, sorted({flag for flag in flags if _ISA_FLAG.match(flag)})
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
-            vendor, model, isa = _cpu_from_proc(file.read())
-        if vendor or model or isa:
-            return vendor, model, isa
-    except OSError:
-        pass
-    # Not Linux (or no /proc): the platform module knows less, and nothing of ISA extensions.
-    return platform.processor() or "", platform.machine() or "", []
-
-
-def _blas():
-    """The BLAS SciPy calls (the libraries ``_threads.blas_threads`` controls), as threadpoolctl
-    describes it, without the thread count."""
-    try:
-        from pyconvfast._threads import blas_threads
-
-        libraries = blas_threads.describe()
-    except Exception:  # noqa: BLE001  (an unusual BLAS must not stop convolutions)
-        return [{"internal_api": "unknown"}]
-    described = [{key: str(lib.get(key)) for key in _BLAS_KEYS} for lib in libraries]
-    return sorted(described, key=lambda lib: json.dumps(lib, sort_keys=True)) or [
-        {"internal_api": "none"}]
-
-
-_FINGERPRINT = None
-
-
-def machine_fingerprint():
-    """What makes a tuning result valid: CPU, ISA extensions, library version and BLAS.
-
-    Computed once per process (it asks threadpoolctl about SciPy's BLAS).
-
-    Returns
-    -------
-    dict
-        ``{"cpu_vendor": str, "cpu_model": str, "isa": [str, ...], "machine": str,
-        "system": str, "pyconvfast": str, "blas": [{"internal_api", "version", "architecture",
-        "threading_layer"}, ...]}``; JSON-safe (lists, not tuples), a fresh copy each call.
-    """
-    global _FINGERPRINT
-    if _FINGERPRINT is None:
-        vendor, model, isa = _cpu()
-        _FINGERPRINT = {
-            "cpu_vendor": vendor,
-            "cpu_model": model,
-            "isa": isa,
-            "machine": platform.machine(),
-            "system": platform.system(),
-            "pyconvfast": __version__,
-            "blas": _blas(),
-        }
-    return json.loads(json.dumps(_FINGERPRINT))
-
-
-def fingerprint_id(fingerprint):
-    """A short stable name for a fingerprint: 16 hex digits of the SHA-256 of its canonical JSON.
-
-    Parameters
-    ----------
-    fingerprint : dict
-        As returned by :func:`machine_fingerprint` (or read back from a cache file).
-
-    Returns
-    -------
-    str
-    """
-    canonical = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------------
-# Validation
-
-
-class InvalidCacheFile(ValueError):
-    """A cache (or exported) file that is not what this module writes."""
-
-
-def _is_number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _checked_params(entry, key):
-    params = entry.get(key, {})
-    if not isinstance(params, dict):
-        raise ValueError(f"an entry's {key} must be an object, got {type(params).__name__}")
-    for name, value in params.items():
-        if not isinstance(name, str) or not (
-                isinstance(value, (str, bool)) or _is_number(value)):
-            raise ValueError(f"{key} must map strings to int, float, str or bool, got "
-                             f"{name!r}: {value!r}")
-    return dict(params)
-
-
-def _checked_timings(entry, key):
-    timings = entry.get(key, {})
-    if not isinstance(timings, dict):
-        raise ValueError(f"an entry's {key} must be an object, got {type(timings).__name__}")
-    for name, value in timings.items():
-        if not isinstance(name, str) or not _is_number(value) or value < 0:
-            raise ValueError(f"{key} must map strings to finite seconds >= 0, got "
-                             f"{name!r}: {value!r}")
-    return {name: float(value) for name, value in timings.items()}
-
-
-def validate_entry(entry):
-    """The entry in canonical form, or a ValueError saying what is wrong with it.
-
-    Parameters
-    ----------
-    entry : dict
-        ``algorithm`` (non-empty str), ``params`` (dict of str to int, float, str or bool;
-        optional, ``{}``), ``timings`` (dict of str to a finite float >= 0; optional, ``{}``),
-        ``created`` (ISO 8601 str; optional, now); optionally ``plan_algorithm`` (str or None)
-        with ``plan_params`` (as ``params``), ``prepare_timings`` and ``cold_timings`` (as
-        ``timings``); and any
-        other keys whose values are str, int, float, bool or None.
-
-    Returns
-    -------
-    dict
-        A new dict; nested dicts are new too.
-    """
-    if not isinstance(entry, dict):
-        raise ValueError(f"an entry must be a JSON object, got {type(entry).__name__}")
-    algorithm = entry.get("algorithm")
-    if not isinstance(algorithm, str) or not algorithm:
-        raise ValueError(f"an entry's algorithm must be a non-empty string, got {algorithm!r}")
-    plan_algorithm = entry.get("plan_algorithm")
-    if plan_algorithm is not None and (not isinstance(plan_algorithm, str) or not plan_algorithm):
-        raise ValueError(
-            f"an entry's plan_algorithm must be a non-empty string or null, got "
-            f"{plan_algorithm!r}")
-    created = entry.get("created")
-    if created is None:
-        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    elif not isinstance(created, str):
-        raise ValueError(f"an entry's created must be an ISO 8601 string, got {created!r}")
-    else:
-        try:
-            datetime.datetime.fromisoformat(created)
-        except ValueError:
-            raise ValueError(f"an entry's created is not an ISO 8601 date: {created!r}") from None
-    clean = {"algorithm": algorithm, "params": _checked_params(entry, "params"),
-             "timings": _checked_timings(entry, "timings"), "created": created}
-    if plan_algorithm is not None:
-        clean["plan_algorithm"] = plan_algorithm
-        clean["plan_params"] = _checked_params(entry, "plan_params")
-    for key in ("prepare_timings", "cold_timings"):
-        if key in entry:
-            clean[key] = _checked_timings(entry, key)
-    for name, value in entry.items():
-        if name in clean or name == "plan_params":  # plan_params only with a plan_algorithm
-            continue
-        if not isinstance(name, str) or not (
-                value is None or isinstance(value, (str, bool)) or _is_number(value)):
-            raise ValueError(f"an entry's extra field must be a string, number, bool or null, "
-                             f"got {name!r}: {value!r}")
-        clean[name] = value
-    return clean
-
-
-def _check_key(key):
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"a problem key must be a non-empty string, got {key!r}")
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse(data):
-    """A cache document from the file's bytes; InvalidCacheFile when it is not one.
-
-    Only the top level is checked here: the ``machines`` sections are checked where they are
-    used, so that one bad section (of another machine, say) does not cost the others.
-    """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidCacheFile(f"it is not UTF-8 text ({error.reason} at byte {error.start})"
-                               ) from None
-    try:
-        document = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        raise InvalidCacheFile(f"it is not valid JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise InvalidCacheFile(f"its top level is a JSON {type(document).__name__}, "
-                               f"not an object")
-    schema = document.get("schema")
-    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
-        raise InvalidCacheFile(f"its schema is {schema!r}, not a positive integer")
-    if schema == SCHEMA and not isinstance(document.get("machines"), dict):
-        raise InvalidCacheFile("its 'machines' is not an object")
-    return document
-
-
-class NewerSchema(Exception):
-    """The file was written by a newer pyconvfast: leave it alone."""
-
-
-class UnreadableFile(OSError):
-    """The cache file exists but cannot be read, so a write would lose its content."""
-
-
-def _machine_entries(section, strict):
-    """The valid entries of one machine's section, as a dict key -> canonical entry.
-
-    With ``strict``, the first invalid entry is an InvalidCacheFile; otherwise invalid entries
-    are dropped with a (once per process) warning.
-    """
-    if not isinstance(section, dict) or not isinstance(section.get("entries"), dict):
-        message = "a machine's section is not an object with an 'entries' object"
-        if strict:
-            raise InvalidCacheFile(message)
-        _warn_once("entry", message + "; its entries are ignored")
-        return {}
-    entries = {}
-    for key, entry in section["entries"].items():
-        try:
-            _check_key(key)
-            entries[key] = validate_entry(entry)
-        except ValueError as error:
-            if strict:
-                raise InvalidCacheFile(f"entry {key!r}: {error}") from None
-            _warn_once("entry", f"ignoring an invalid entry {key!r} ({error})")
-    return entries
-
 
 # --------------------------------------------------------------------------------------------
 # Files
@@ -452,7 +162,7 @@ def read_document(path):
         return None, None
     except IsADirectoryError:
         raise PermissionError(f"{path} is a directory") from None
-    document = _parse(data)
+    document = parse_document(data)
     if document["schema"] > SCHEMA:
         raise NewerSchema(f"it has schema {document['schema']}, written by a newer pyconvfast "
                           f"(this one reads schema {SCHEMA}); it is left as it is")
@@ -470,7 +180,7 @@ def _parse_journal_line(line):
     """``(machine, key, raw entry)`` of one journal line (bytes, no newline); ValueError when
     it is not one. The entry is not validated here (see ``validate_entry``)."""
     try:
-        record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        record = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 text ({error.reason})") from None
     except RecursionError:
@@ -482,7 +192,7 @@ def _parse_journal_line(line):
     machine, key = record.get("machine"), record.get("key")
     if not isinstance(machine, str) or not machine:
         raise ValueError(f"its machine is {machine!r}, not a fingerprint id")
-    _check_key(key)
+    check_key(key)
     return machine, key, record.get("entry")
 
 
@@ -497,7 +207,7 @@ def _journal_lines(data, path):
         try:
             records.append(_parse_journal_line(line))
         except ValueError as error:
-            _warn_once("journal", f"ignoring a line of {path} that is not a cache entry "
+            warn_once("journal", f"ignoring a line of {path} that is not a cache entry "
                                   f"({error})")
     return records, n_lines
 
@@ -640,7 +350,7 @@ class TuningCache:
                 except (FileNotFoundError, NotADirectoryError):
                     signature = None
                 except OSError as error:
-                    _warn_once("read", f"cannot check {self._path} ({error})")
+                    warn_once("read", f"cannot check {self._path} ({error})")
                     return
                 if self._loaded and signature == self._signature and self._replay_journal(
                         self._entries, from_start=False):
@@ -666,7 +376,7 @@ class TuningCache:
                 self._signature = None
             document = None
         section = self._section(document)
-        entries = _machine_entries(section, strict=False) if section is not None else {}
+        entries = machine_entries(section, strict=False) if section is not None else {}
         self._snapshot_entries = _count_entries(document)
         self._has_section = section is not None
         self._journal_id, self._journal_offset, self._journal_lines = None, 0, 0
@@ -686,7 +396,7 @@ class TuningCache:
                 return False  # compacted (or deleted) since
             return True
         except OSError as error:
-            _warn_once("read", f"cannot read {path} ({error})")
+            warn_once("read", f"cannot read {path} ({error})")
             return True
         with file:
             stat = os.fstat(file.fileno())
@@ -700,7 +410,7 @@ class TuningCache:
                 self._journal_id = identity
                 return True
             if stat.st_size - offset > MAX_FILE_BYTES:
-                _warn_once("journal", f"ignoring {path}: it is {stat.st_size} bytes, more than "
+                warn_once("journal", f"ignoring {path}: it is {stat.st_size} bytes, more than "
                                       f"a journal can be")
                 self._journal_unreadable = True
                 return True
@@ -717,17 +427,17 @@ class TuningCache:
             try:
                 entries[key] = validate_entry(entry)
             except ValueError as error:
-                _warn_once("journal", f"ignoring a line of {path} that is not a cache entry "
+                warn_once("journal", f"ignoring a line of {path} that is not a cache entry "
                                       f"({error})")
         return True
 
     def _warn_bad_file(self, error):
         if isinstance(error, InvalidCacheFile):
-            _warn_once("corrupt", f"ignoring {self._path}: {error}")
+            warn_once("corrupt", f"ignoring {self._path}: {error}")
         elif isinstance(error, NewerSchema):
-            _warn_once("schema", f"ignoring {self._path}: {error}")
+            warn_once("schema", f"ignoring {self._path}: {error}")
         elif isinstance(error, OSError):
-            _warn_once("read", f"cannot read {self._path} ({error})")
+            warn_once("read", f"cannot read {self._path} ({error})")
         else:
             raise error
 
@@ -772,7 +482,7 @@ class TuningCache:
         disk is replaced. When the files cannot be written, a warning (once) and the entry stays
         in memory; later stores try again after ``WRITE_RETRY_INTERVAL`` seconds.
         """
-        _check_key(key)
+        check_key(key)
         clean = validate_entry(entry)
         with self._mutex:
             if not self._loaded:
@@ -786,14 +496,14 @@ class TuningCache:
             except Exception as error:  # noqa: BLE001  (no file problem may stop a convolution)
                 self._write_retry_at = time.monotonic() + WRITE_RETRY_INTERVAL
                 if _is_timeout(error):
-                    _warn_once("lock", f"could not lock {self._lock_path} within "
+                    warn_once("lock", f"could not lock {self._lock_path} within "
                                        f"{LOCK_TIMEOUT:g} s (another process holds it)")
                 elif isinstance(error, UnreadableFile):
-                    _warn_once("read", str(error))
+                    warn_once("read", str(error))
                 elif isinstance(error, NewerSchema):
-                    _warn_once("schema", f"not writing {self._path}: {error}")
+                    warn_once("schema", f"not writing {self._path}: {error}")
                 else:
-                    _warn_once("write", f"cannot write {self._path} ({error})")
+                    warn_once("write", f"cannot write {self._path} ({error})")
 
     def _write_pending(self):
         """Under the lock: the unsaved entries to the journal, or into the snapshot while it is
@@ -892,7 +602,7 @@ class TuningCache:
             # Through a symbolic link, the target is moved aside; the link stays.
             real = pathlib.Path(os.path.realpath(self._path))
             aside = real.with_name(real.name + ".corrupt")
-            _warn_once("corrupt", f"replacing {self._path}: {error}; the bad file is "
+            warn_once("corrupt", f"replacing {self._path}: {error}; the bad file is "
                                   f"kept as {aside if real != self._path else aside.name}")
             os.replace(real, aside)
             document = None
@@ -905,12 +615,12 @@ class TuningCache:
         # This machine's section, validated, with its journal lines; other machines' lines go
         # into their sections (a process journals only once its section is in the snapshot).
         section = self._section(document)
-        ours = _machine_entries(section, strict=False) if section is not None else {}
+        ours = machine_entries(section, strict=False) if section is not None else {}
         for machine, key, entry in records:
             try:
                 entry = validate_entry(entry)
             except ValueError as error:
-                _warn_once("journal", f"ignoring a line of {journal} that is not a cache "
+                warn_once("journal", f"ignoring a line of {journal} that is not a cache "
                                       f"entry ({error})")
                 continue
             if machine == self._id:
@@ -955,7 +665,7 @@ class TuningCache:
             raise UnreadableFile(f"cannot read {path} ({error})") from error
         if data is None or len(data) > MAX_FILE_BYTES:
             aside = path.with_name(path.name + ".corrupt")
-            _warn_once("journal", f"replacing {path}: it is more than {MAX_FILE_BYTES} bytes; "
+            warn_once("journal", f"replacing {path}: it is more than {MAX_FILE_BYTES} bytes; "
                                   f"kept as {aside.name}")
             os.replace(path, aside)
             return []
@@ -1038,7 +748,7 @@ class TuningCache:
         try:
             if len(data) > MAX_FILE_BYTES:
                 raise InvalidCacheFile(f"it is more than {MAX_FILE_BYTES} bytes")
-            document = _parse(data)
+            document = parse_document(data)
             if document["schema"] != SCHEMA:
                 raise InvalidCacheFile(f"it has schema {document['schema']}; this pyconvfast "
                                        f"reads schema {SCHEMA}")
@@ -1049,7 +759,7 @@ class TuningCache:
                     raise InvalidCacheFile(f"machine {name!r} has no 'fingerprint' object")
                 # Filed under the hash of its fingerprint, whatever name the file gave it.
                 fid = fingerprint_id(section["fingerprint"])
-                entries = _machine_entries(section, strict=True)
+                entries = machine_entries(section, strict=True)
                 if fid in incoming:
                     incoming[fid]["entries"].update(entries)
                 else:

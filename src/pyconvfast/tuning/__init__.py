@@ -19,7 +19,8 @@ extensions, pyconvfast version, BLAS): entries made elsewhere are kept but not u
 
 import os
 
-from pyconvfast import _autotune, _cache
+from pyconvfast.tuning import autotune
+from pyconvfast.tuning import store
 
 __all__ = ["cache_path", "report", "clear", "export", "load"]
 
@@ -49,7 +50,7 @@ def cache_path():
     >>> pcf.tuning.cache_path()  # doctest: +SKIP
     PosixPath('/home/me/.cache/pyconvfast/tuning.json')
     """
-    return _cache.get_cache().path
+    return store.get_cache().path
 
 
 def report():
@@ -70,16 +71,17 @@ def report():
     --------
     >>> import os, tempfile
     >>> import pyconvfast as pcf
-    >>> from pyconvfast import _autotune, _cache
+    >>> from pyconvfast.tuning import autotune
+    >>> from pyconvfast.tuning import store
     >>> folder = tempfile.TemporaryDirectory()
     >>> os.environ["PYCONVFAST_CACHE_DIR"] = folder.name
-    >>> _cache.get_cache().store("conv2d|example", {"algorithm": "im2col",
+    >>> store.get_cache().store("conv2d|example", {"algorithm": "im2col",
     ...                                             "timings": {"direct": 2e-3, "im2col": 1e-3}})
     >>> [(entry["key"], entry["algorithm"], entry["timings"]) for entry in pcf.tuning.report()]
     [('conv2d|example', 'im2col', {'direct': 0.002, 'im2col': 0.001})]
     >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
     """
-    entries = _cache.get_cache().entries()
+    entries = store.get_cache().entries()
     return [{"key": key, **entries[key]} for key in sorted(entries)]
 
 
@@ -100,10 +102,11 @@ def clear():
     --------
     >>> import os, tempfile
     >>> import pyconvfast as pcf
-    >>> from pyconvfast import _autotune, _cache
+    >>> from pyconvfast.tuning import autotune
+    >>> from pyconvfast.tuning import store
     >>> folder = tempfile.TemporaryDirectory()
     >>> os.environ["PYCONVFAST_CACHE_DIR"] = folder.name
-    >>> _cache.get_cache().store("conv2d|example", {"algorithm": "direct"})
+    >>> store.get_cache().store("conv2d|example", {"algorithm": "direct"})
     >>> len(pcf.tuning.report())
     1
     >>> pcf.tuning.clear()
@@ -111,8 +114,8 @@ def clear():
     []
     >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
     """
-    _cache.get_cache().clear()
-    _autotune.forget()  # choices this process remembers must go too
+    store.get_cache().clear()
+    autotune.forget()  # choices this process remembers must go too
 
 
 def export(path):
@@ -135,10 +138,11 @@ def export(path):
     --------
     >>> import json, os, tempfile
     >>> import pyconvfast as pcf
-    >>> from pyconvfast import _autotune, _cache
+    >>> from pyconvfast.tuning import autotune
+    >>> from pyconvfast.tuning import store
     >>> folder = tempfile.TemporaryDirectory()
     >>> os.environ["PYCONVFAST_CACHE_DIR"] = folder.name
-    >>> _cache.get_cache().store("conv2d|example", {"algorithm": "direct"})
+    >>> store.get_cache().store("conv2d|example", {"algorithm": "direct"})
     >>> saved = os.path.join(folder.name, "wisdom.json")
     >>> pcf.tuning.export(saved)
     >>> with open(saved) as file:
@@ -147,7 +151,7 @@ def export(path):
     (1, [['conv2d|example']])
     >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
     """
-    _cache.get_cache().export(os.fspath(path))
+    store.get_cache().export(os.fspath(path))
 
 
 def load(path):
@@ -179,10 +183,11 @@ def load(path):
     --------
     >>> import os, tempfile
     >>> import pyconvfast as pcf
-    >>> from pyconvfast import _autotune, _cache
+    >>> from pyconvfast.tuning import autotune
+    >>> from pyconvfast.tuning import store
     >>> folder = tempfile.TemporaryDirectory()
     >>> os.environ["PYCONVFAST_CACHE_DIR"] = folder.name
-    >>> _cache.get_cache().store("conv2d|example", {"algorithm": "direct"})
+    >>> store.get_cache().store("conv2d|example", {"algorithm": "direct"})
     >>> saved = os.path.join(folder.name, "wisdom.json")
     >>> pcf.tuning.export(saved)
     >>> os.environ["PYCONVFAST_CACHE_DIR"] = os.path.join(folder.name, "new")  # an empty cache
@@ -198,6 +203,6 @@ def load(path):
     ValueError: cannot load ...: not a pyconvfast tuning file: its top level is a JSON list, not an object
     >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
     """
-    counts = _cache.get_cache().load(os.fspath(path))
-    _autotune.forget()  # so that the loaded choices, not remembered ones, serve from now on
+    counts = store.get_cache().load(os.fspath(path))
+    autotune.forget()  # so that the loaded choices, not remembered ones, serve from now on
     return counts

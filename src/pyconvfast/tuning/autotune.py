@@ -1,6 +1,6 @@
 """``algorithm="auto"``: choose by timing the usable candidates, remember the choice.
 
-The tuner knows nothing of files: it asks :func:`pyconvfast._cache.get_cache` for an earlier
+The tuner knows nothing of files: it asks :func:`pyconvfast.tuning.store.get_cache` for an earlier
 choice and hands it new ones. What it does on a miss follows ``PYCONVFAST_TUNE``:
 
 - ``measure`` (default): time every usable algorithm with its default parameters;
@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pyconvfast import _heuristic, _registry
+from pyconvfast import _registry
+from pyconvfast.tuning import heuristic
 from pyconvfast._config import TUNE_MODES, get_setting
 
 MODES = TUNE_MODES
@@ -155,9 +156,9 @@ def choose(problem, n_threads, x, weight, bias, out):
     if remembered is not None:
         return remembered
     if mode in ("off", "estimate"):
-        choice = Choice(_heuristic.choose(problem))
+        choice = Choice(heuristic.choose(problem))
     else:
-        from pyconvfast._cache import get_cache
+        from pyconvfast.tuning.store import get_cache
 
         cache = get_cache()
         key = cache_key(problem, n_threads)
@@ -218,7 +219,7 @@ def labelled_candidates(problem, exhaustive):
 
 
 def _candidates(problem, exhaustive):
-    first = _heuristic.choose(problem)
+    first = heuristic.choose(problem)
     names = [first] + [name for name in _registry.names(problem) if name != first]
     for name in names:
         spaces = _registry.get(name).param_space(problem) if exhaustive else [{}]
@@ -569,7 +570,7 @@ def choose_among(key, names, run, weight_bytes, prime=None):
     if mode in ("off", "estimate"):
         name = names[0]
     else:
-        from pyconvfast._cache import get_cache
+        from pyconvfast.tuning.store import get_cache
 
         cache = get_cache()
         entry = cache.lookup(key)
