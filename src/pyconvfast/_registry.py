@@ -65,6 +65,11 @@ class Algorithm:
     kind: str = "conv"
     accurate: bool = True
 
+    def __reduce__(self):
+        # Its functions may be lambdas and closures (one per Winograd tile): an algorithm
+        # pickles as its name and loads as the one registered under it.
+        return get, (self.name,)
+
     def refusal(self, problem):
         """None if it can run ``problem``, else why not (its own reason, or the precision)."""
         if not self.accurate and getattr(problem, "precision", "fast") == "accurate":
