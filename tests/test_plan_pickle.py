@@ -139,3 +139,13 @@ def test_plan_loads_in_another_process(tmp_path):
                     str(tmp_path / "x.npy"), str(tmp_path / "out.npy")],
                    check=True, timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), plan(x))
+
+
+def test_transposed_plan_with_a_rank1_weight():
+    # pcf.plan(transposed=True) used to mark the problem for the rank-1 ("separable")
+    # algorithm, which only plain convolutions have: a TypeError for any rank-1 3x3 weight.
+    x = np.ones((2, 2, 5, 5), np.float32)
+    weight = np.ones((2, 4, 3, 3), np.float32)
+    plan = pcf.plan(x.shape, weight, stride=2, transposed=True)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(plan))(x),
+                                  pcf.conv_transpose2d(x, weight, stride=2))

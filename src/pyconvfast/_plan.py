@@ -344,7 +344,8 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
             precision=precision,
         )
     bias = _api.checked_bias(bias, problem, weight.dtype)
-    problem = _rank1.mark(problem, weight)
+    if not transposed:  # the rank-1 two-pass algorithm is for plain convolutions only
+        problem = _rank1.mark(problem, weight)
     n_threads = resolve_n_threads(n_threads)
     if algorithm != "auto":
         if transposed:
