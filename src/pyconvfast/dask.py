@@ -59,7 +59,7 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
     ) from error
 
 import pyconvfast as pcf
-from pyconvfast import _api
+from pyconvfast import _api, _rank1
 from pyconvfast._config import resolve_precision
 from pyconvfast._plan import Plan
 from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST
@@ -252,9 +252,10 @@ def _blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtyp
         for i, axis in enumerate(spatial_axes):
             j0, j1, _, _ = per_axis[i][index[i]]
             chunks[axis] = (j1 - j0,)
+        token = dask.base.tokenize(piece, run_block, args)
         pieces[index] = piece.map_blocks(run_block, block_padding, *args, chunks=tuple(chunks),
                                          dtype=dtype, meta=meta,
-                                         name=f"pyconvfast-{function}-{dask.base.tokenize(piece, run_block, args)}")
+                                         name=f"pyconvfast-{function}-{token}")
     result = _assemble(pieces, [len(blocks) for blocks in per_axis], spatial_axes)
     # Input chunk i gives output chunk i, on every axis: chunks without outputs stay, empty.
     out_chunks = list(base_chunks)
@@ -382,7 +383,7 @@ def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, 
         has_bias=bias is not None, dtype=x.dtype, precision=precision)
     bias = _api.checked_bias(bias, problem, x.dtype)
     if algorithm != "auto":
-        _api.explicit_algorithm(algorithm, pcf._rank1.mark(problem, weight))
+        _api.explicit_algorithm(algorithm, _rank1.mark(problem, weight))
     if problem.batch == 0:
         return da.empty(problem.out_shape, dtype=x.dtype)
     kwargs = dict(stride=problem.stride, dilation=problem.dilation, groups=groups,
