@@ -61,6 +61,12 @@ class Plan:
     faster in the next). Until it is :attr:`settled`, a plan's results may come from either
     algorithm, each within the usual rounding.
 
+    A plan pickles (for Dask, :mod:`multiprocessing`): as its problem, the algorithm and
+    parameters it runs now (by name), the weight and bias as they are when pickled, and
+    ``n_threads``. Loading prepares the weight again in the loading process; a loaded plan is
+    settled, and gives bitwise the results of the plan it was pickled from once that one has
+    settled on the same algorithm.
+
     Examples
     --------
     >>> import numpy as np
@@ -210,6 +216,47 @@ class Plan:
     def __repr__(self):
         return f"<pyconvfast.Plan {self.algorithm} for x.shape={self.x_shape}>"
 
+    # Pickling (for Dask and multiprocessing): a plan pickles as its problem, the choice it
+    # runs now, the weight and bias as they are at that moment, and n_threads; loading looks
+    # the algorithm up in the registry by name and prepares the weight again, in the loading
+    # process (prepared weights are process-local, e.g. aligned buffers, and often larger than
+    # the weight). Close finalists not yet compared are dropped: a loaded plan is settled and
+    # runs :attr:`algorithm` with :attr:`params` on every call, in every process.
+    _PICKLE_VERSION = 1
+
+    def __getstate__(self):
+        return {
+            "version": self._PICKLE_VERSION,
+            "problem": self.problem,
+            "choice": self._runner[0],
+            "weight": self._weight,
+            "bias": self._bias,
+            "n_threads": self.n_threads,
+            "trial_ratios": self._trial_ratios,
+            "trial_labels": getattr(self, "_trial_labels", None),
+        }
+
+    def __setstate__(self, state):
+        if state.get("version") != self._PICKLE_VERSION:
+            raise ValueError(
+                f"this pyconvfast Plan was pickled by an incompatible version (pickle format "
+                f"{state.get('version')!r}, this version reads {self._PICKLE_VERSION}); make "
+                f"the plan again")
+        self.problem = state["problem"]
+        self.n_threads = state["n_threads"]
+        self._weight = state["weight"]
+        self._bias = state["bias"]
+        choice = state["choice"]
+        algorithm = _registry.get(choice.algorithm)
+        prepared = algorithm.prepare(self.problem, _api.weight_5d(self._weight, self.problem))
+        self._runner = (choice, algorithm, prepared)
+        self._runners = None
+        self._trial_seconds = np.full((TRIAL_ROUNDS, 1), np.nan)
+        self._trial_ratios = state["trial_ratios"]
+        if state["trial_labels"] is not None:
+            self._trial_labels = state["trial_labels"]
+        self._trial_calls = 0
+
 
 def _close_finalists(problem, choice):
     """The tuner's other finalists within :data:`TRIAL_MARGIN` of ``choice``, with the caches
@@ -299,7 +346,8 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
             precision=precision,
         )
     bias = _api.checked_bias(bias, problem, weight.dtype)
-    problem = _rank1.mark(problem, weight)
+    if not transposed:  # the rank-1 two-pass algorithm is for plain convolutions only
+        problem = _rank1.mark(problem, weight)
     n_threads = resolve_n_threads(n_threads)
     if algorithm != "auto":
         if transposed:

@@ -75,6 +75,11 @@ class Algorithm:
     accurate: bool = True
     preferred: Callable[[ConvProblem], bool] = _never
 
+    def __reduce__(self):
+        # Its functions may be lambdas and closures (one per Winograd tile): an algorithm
+        # pickles as its name and loads as the one registered under it.
+        return get, (self.name,)
+
     def refusal(self, problem):
         """None if it can run ``problem``, else why not (its own reason, or the precision)."""
         if not self.accurate and getattr(problem, "precision", "fast") == "accurate":
