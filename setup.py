@@ -4,9 +4,15 @@ The OpenMP probe compiles and links a tiny program with the real compiler of thi
 fails (or ``PYCONVFAST_DISABLE_OPENMP=1`` is set), the extensions are built serial: ``prange``
 loops then compile to plain loops and ``n_threads`` has no effect. No ``-march=native``: a wheel
 built here must run on any x86-64 CPU.
+
+``PYCONVFAST_SANITIZE=address,undefined`` (any ``-fsanitize=`` list) builds instrumented
+extensions for testing: ``-fsanitize=<list> -fno-omit-frame-pointer -fno-sanitize-recover=all
+-O1 -g`` on top of the normal flags, for GCC and Clang only. Never ship such a build; running it
+needs the sanitizer runtime preloaded (docs/building.rst).
 """
 
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -28,6 +34,24 @@ int main(void) {
     return omp_get_max_threads() > 0 && n > 0 ? 0 : 1;
 }
 """
+
+
+def _sanitizer_flags(compiler_type):
+    """Compile and link flags of an opt-in sanitizer build (``PYCONVFAST_SANITIZE``), or []."""
+    sanitizers = os.environ.get("PYCONVFAST_SANITIZE", "").strip()
+    if not sanitizers:
+        return []
+    if compiler_type == "msvc":
+        raise RuntimeError("PYCONVFAST_SANITIZE needs GCC or Clang")
+    if not re.fullmatch(r"[a-z]+(,[a-z]+)*", sanitizers):
+        raise RuntimeError(
+            f"PYCONVFAST_SANITIZE must be a comma-separated -fsanitize= list such as "
+            f"'address,undefined', got {sanitizers!r}"
+        )
+    # -O1 -g after -O3 -g0 wins: readable stacks at a bearable speed. No recovery: the first
+    # report ends the process, so a test run cannot pass with a report in its log.
+    return [f"-fsanitize={sanitizers}", "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all", "-O1", "-g"]
 
 
 def _openmp_flags(compiler_type):
@@ -67,12 +91,15 @@ class BuildExtWithOpenMPProbe(build_ext):
                     "The compiler has no working OpenMP: building pyconvfast serial; "
                     "n_threads will have no effect."
                 )
-        # Objects left in build/ by a build with the other OpenMP setting must not be reused.
+        sanitize = _sanitizer_flags(self.compiler.compiler_type)
+        # Objects left in build/ by a build with another OpenMP or sanitizer setting must not be
+        # reused.
         stamp = Path(self.build_temp) / "pyconvfast-openmp"
-        if not stamp.exists() or stamp.read_text() != str(use_openmp):
+        setting = str(use_openmp) + (" " + " ".join(sanitize) if sanitize else "")
+        if not stamp.exists() or stamp.read_text() != setting:
             self.force = True
             stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.write_text(str(use_openmp))
+            stamp.write_text(setting)
         msvc = self.compiler.compiler_type == "msvc"
         # -g0 after the interpreter's own CFLAGS (which usually hold -g) wins: no debug info in
         # the release extensions (most of the wheel otherwise). PYCONVFAST_DEBUG_INFO=1 keeps it.
@@ -82,8 +109,9 @@ class BuildExtWithOpenMPProbe(build_ext):
             # Kernels that promise the same bits on every CPU must not let the compiler fuse
             # a * b + c into an FMA in their run-time-dispatched AVX2/AVX-512 loops.
             exact = [] if msvc or ext.name not in NO_FP_CONTRACT else ["-ffp-contract=off"]
-            ext.extra_compile_args = optimize + exact + (compile_flags if use_openmp else [])
-            ext.extra_link_args = link_flags if use_openmp else []
+            ext.extra_compile_args = (optimize + exact + (compile_flags if use_openmp else [])
+                                      + sanitize)
+            ext.extra_link_args = (link_flags if use_openmp else []) + sanitize
         super().build_extensions()
 
 

@@ -10,6 +10,10 @@
   to keep the suite quick), ``thorough`` for a long randomized search.
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
+* ``--simd-level=baseline|avx2|avx512f`` runs the session with every run-time-dispatched SIMD
+  kernel (direct_blocked, depthwise, grouped) forced to that instruction-set level (capped to
+  what the CPU has), so that a lower level's code paths get the same tests as the best one;
+  tests marked ``default_simd_level`` (which check the default dispatch) are skipped then.
 """
 
 import os
@@ -34,7 +38,49 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 
+_SIMD_MODULES = ("direct_blocked", "depthwise", "grouped")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--simd-level", choices=("baseline", "avx2", "avx512f"), default=None,
+                     help="force the SIMD kernels to this instruction-set level (capped to "
+                          "what the CPU has) for the whole session")
+
+
+def _simd_libs():
+    import importlib
+
+    return [importlib.import_module(f"pyconvfast._lib.{name}") for name in _SIMD_MODULES]
+
+
+def pytest_configure(config):
+    level = config.getoption("simd_level")
+    if level:
+        config._pyconvfast_simd_before = [lib.simd_level() for lib in _simd_libs()]
+        config._pyconvfast_simd_forced = [lib.set_simd_level(level) for lib in _simd_libs()]
+
+
+def pytest_unconfigure(config):
+    before = getattr(config, "_pyconvfast_simd_before", None)
+    if before:
+        for lib, level in zip(_simd_libs(), before):
+            lib.set_simd_level(level)
+
+
+def pytest_report_header(config):
+    forced = getattr(config, "_pyconvfast_simd_forced", None)
+    if forced:
+        return "pyconvfast SIMD levels forced: " + ", ".join(
+            f"{name}={level}" for name, level in zip(_SIMD_MODULES, forced))
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("simd_level"):
+        skip = pytest.mark.skip(reason="checks the default SIMD dispatch; --simd-level is given")
+        for item in items:
+            if item.get_closest_marker("default_simd_level"):
+                item.add_marker(skip)
     if config.getoption("markexpr", default=""):
         return  # the user chose explicitly with -m
     kept, deselected = [], []

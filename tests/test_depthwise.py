@@ -292,6 +292,7 @@ def test_bitwise_equal_for_every_thread_count(shape, dtype, layout_kind, rng):
             np.testing.assert_array_equal(got, expected, err_msg=f"{params} {n_threads}")
 
 
+@pytest.mark.default_simd_level
 def test_every_simd_level_gives_the_same_bits(rng):
     levels = depthwise_lib.simd_levels()
     assert levels[0] == "baseline" and depthwise_lib.simd_level() == levels[-1]

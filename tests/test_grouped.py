@@ -135,6 +135,7 @@ def test_every_simd_level(level, rng):
         grouped_lib.set_simd_level(previous)
 
 
+@pytest.mark.default_simd_level
 def test_best_simd_level_is_used():
     assert grouped_lib.simd_level() == grouped_lib.simd_levels()[-1]
 
