@@ -202,12 +202,13 @@ for i in range(count):
 """
 
 
-def test_four_processes_storing_at_the_same_time_lose_nothing(cache_dir, tmp_path):
-    n_workers, count = 4, 15
+def _run_workers_at_once(script, cache_dir, tmp_path, n_workers, count):
+    """Start ``n_workers`` processes of ``script`` storing ``count`` entries each, release them
+    together once all are ready, and check that each ended cleanly, with no warning."""
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     env = {**os.environ, "PYCONVFAST_CACHE_DIR": str(cache_dir)}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(barrier), str(w), str(count)],
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(barrier), str(w), str(count)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
                for w in range(n_workers)]
@@ -226,6 +227,11 @@ def test_four_processes_storing_at_the_same_time_lose_nothing(cache_dir, tmp_pat
     for w, (out, err) in zip(workers, results):
         assert w.returncode == 0, err
         assert "Warning" not in err, err
+
+
+def test_four_processes_storing_at_the_same_time_lose_nothing(cache_dir, tmp_path):
+    n_workers, count = 4, 15
+    _run_workers_at_once(WORKER, cache_dir, tmp_path, n_workers, count)
     document = read_json(cache_dir / "tuning.json")  # valid JSON
     (section,) = document["machines"].values()
     expected = {f"conv2d|worker{w}|problem{i}" for w in range(n_workers) for i in range(count)}
@@ -962,29 +968,7 @@ WORKER_WITH_COMPACTION = WORKER.replace(
 def test_four_processes_journaling_and_compacting_at_once_lose_nothing(cache_dir, tmp_path):
     _large_cache(cache_dir, 100)
     n_workers, count = 4, 15
-    barrier = tmp_path / "barrier"
-    barrier.mkdir()
-    env = {**os.environ, "PYCONVFAST_CACHE_DIR": str(cache_dir)}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER_WITH_COMPACTION, str(barrier),
-                                 str(w), str(count)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-               for w in range(n_workers)]
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(barrier.glob("ready*"))) < n_workers:
-            assert time.monotonic() < deadline, "the workers did not start"
-            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
-            time.sleep(0.01)
-        (barrier / "go").touch()
-        results = [w.communicate(timeout=240) for w in workers]
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-    for w, (out, err) in zip(workers, results):
-        assert w.returncode == 0, err
-        assert "Warning" not in err, err
+    _run_workers_at_once(WORKER_WITH_COMPACTION, cache_dir, tmp_path, n_workers, count)
     expected = {f"conv2d|worker{w}|problem{i}" for w in range(n_workers) for i in range(count)}
     expected |= {f"old{i}" for i in range(100)}
     assert set(_cache.TuningCache().entries()) == expected
