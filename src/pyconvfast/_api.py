@@ -390,8 +390,7 @@ def output_array(out, problem, dtype, inputs):
 def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
              **geometry):
     """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
-    # Resolved before the remembered problem is looked up: the default may change between calls.
-    geometry["precision"] = resolve_precision(precision)
+    geometry["precision"] = precision  # None: the remembered problem resolves the default
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
     problem = _rank1.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)

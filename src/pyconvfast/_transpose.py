@@ -252,7 +252,7 @@ def explicit_algorithm(name, problem):
 def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
                    **geometry):
     """Shared body of conv_transpose1d/2d/3d (see their docstrings)."""
-    geometry["precision"] = resolve_precision(precision)
+    geometry["precision"] = precision  # None: the remembered problem resolves the default
     x = _api._as_float_array("x", x)
     weight = _api._as_float_array("weight", weight)
     if weight.dtype != x.dtype:

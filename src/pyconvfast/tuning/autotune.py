@@ -50,9 +50,8 @@ import numpy as np
 
 from pyconvfast import _registry
 from pyconvfast.tuning import heuristic
-from pyconvfast._config import TUNE_MODES, get_setting
+from pyconvfast._config import get_setting
 
-MODES = TUNE_MODES
 REPEATS = 5
 BUDGET_S = 1.0
 CLEARLY_LOSING = 2.0

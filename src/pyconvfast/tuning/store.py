@@ -65,7 +65,6 @@ from pyconvfast.tuning.schema import (
     parse_document, reject_constant, validate_entry, warn_once,
 )
 
-ENV_VAR = "PYCONVFAST_CACHE_DIR"
 FILE_NAME = "tuning.json"
 
 #: Seconds a write waits for another process's lock before giving up (memory only, a warning).
@@ -95,11 +94,6 @@ MAX_ENTRIES = 10_000
 
 # --------------------------------------------------------------------------------------------
 # Files
-
-
-def default_cache_dir():
-    """The cache's folder now (see :func:`pyconvfast._config.cache_dir`)."""
-    return cache_dir()
 
 
 def _signature(stat):
@@ -260,7 +254,7 @@ class TuningCache:
 
     def __init__(self, directory=None):
         self._directory = (pathlib.Path(os.path.abspath(os.fspath(directory)))
-                           if directory is not None else default_cache_dir())
+                           if directory is not None else cache_dir())
         self._path = self._directory / FILE_NAME
         self._lock_path = self._directory / (FILE_NAME + ".lock")
         self._mutex = threading.RLock()
