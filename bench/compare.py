@@ -37,7 +37,7 @@ def blas_peak(dtype, n_threads, size=2048):
     """GFLOP/s of a size x size GEMM through SciPy's BLAS on ``n_threads`` threads."""
     from scipy.linalg import blas
 
-    from pyconvfast._threads import blas_threads
+    from pyconvfast._core.threads import blas_threads
 
     a = np.asfortranarray(np.random.default_rng(0).standard_normal((size, size)).astype(dtype))
     gemm = blas.sgemm if dtype == np.float32 else blas.dgemm

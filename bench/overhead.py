@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 
 CALLS = 2_000
@@ -51,7 +52,7 @@ def main():
     w5 = _api.weight_5d(w, problem)
 
     def kernel_of(name, params=None):
-        algorithm = _registry.get(name)
+        algorithm = registry.get(name)
         prepared = algorithm.prepare(problem, w5)
         return lambda: algorithm.run(problem, x5, prepared, None, out5, 1, params or {})
 

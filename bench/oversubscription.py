@@ -24,8 +24,9 @@ import time
 import numpy as np
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
-from pyconvfast._threads import blas_threads
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
+from pyconvfast._core.threads import blas_threads
 
 LAYERS = {  # name: (x shape, w shape, padding)
     "3x3 64ch 56x56": ((1, 64, 56, 56), (64, 64, 3, 3), 1),
@@ -53,7 +54,7 @@ def _calls(x_shape, w_shape, padding, threads):
     w = rng.standard_normal(w_shape).astype(np.float32)
     out = np.empty(pcf.conv_output_shape(x_shape, w_shape, padding=padding), np.float32)
     _, _, _, problem = _api.validated_arrays(2, x, w, None, {"padding": padding})
-    im2col = _registry.get("im2col")
+    im2col = registry.get("im2col")
     x5, o5 = _api._channels_first_5d(x, problem), _api._channels_first_5d(out, problem)
     prepared = im2col.prepare(problem, _api.weight_5d(w, problem))
 

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 from pyconvfast._models import model_layers
 
 
@@ -28,7 +29,7 @@ def _variants(layer, threads, layout):
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     x, w, _, problem = _api.validated_arrays(2, x, w, None, dict(layer.kwargs, layout=layout))
     out = np.empty(problem.out_shape, np.float32)
-    im2col = _registry.get("im2col")
+    im2col = registry.get("im2col")
     x5, o5 = _api._channels_first_5d(x, problem), _api._channels_first_5d(out, problem)
     prepared = im2col.prepare(problem, _api.weight_5d(w, problem))
 

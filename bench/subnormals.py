@@ -85,7 +85,7 @@ def main(argv=None):
     print(f"pyconvfast {pcf.__version__} from {os.path.dirname(pcf.__file__)}, "
           f"{args.threads} threads; ms (ratio to normal)")
     rows = [(name, _conv_calls(name, args.threads)) for name in PROBLEMS]
-    from pyconvfast._threads import blas_threads
+    from pyconvfast._core.threads import blas_threads
     for blas_count in (1, args.threads):
         def limited(call, count=blas_count):
             def run():

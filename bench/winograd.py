@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 
 LAYERS = [(64, 56), (128, 28), (256, 14), (512, 7)]  # (channels, height = width), padding 1
 BATCHES = (1, 8)
@@ -28,7 +29,7 @@ def _variants(problem, x, w, out, n_threads, with_params):
     out5 = out[:, :, None]
     variants = {}
     for name in ("im2col", "winograd_f2x2_3x3", "winograd_f4x4_3x3"):
-        algorithm = _registry.get(name)
+        algorithm = registry.get(name)
         prepared = algorithm.prepare(problem, w[:, :, None])
         spaces = algorithm.param_space(problem) if with_params and name != "im2col" else [{}]
         for params in spaces:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from pyconvfast.tuning import store as _cache
 from reference import assert_conv_matches
@@ -45,7 +46,7 @@ def test_measure_times_every_usable_algorithm_and_stores_the_winner(fresh_cache,
     assert 2 <= len(cold) <= 3 and set(cold) <= set(warm)
     problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
     weight_bytes = {name: _autotune.prepared_bytes(
-        _registry.get(name).prepare(problem, _api.weight_5d(w, problem))) for name in cold}
+        registry.get(name).prepare(problem, _api.weight_5d(w, problem))) for name in cold}
     decisive = _autotune.decisive_times(warm, cold, weight_bytes)
     assert entry["plan_algorithm"] == min(decisive, key=decisive.get)
     assert entry["algorithm"] == min(decisive, key=lambda name: decisive[name] + prepare[name])
@@ -65,7 +66,7 @@ def _slowed(name, base, run_seconds, prepare_seconds, ran=None):
         if ran is not None:
             ran.append(name)
 
-    return _registry.Algorithm(name=name, summary="test double", supports=base.supports,
+    return registry.Algorithm(name=name, summary="test double", supports=base.supports,
                                run=run, prepare=prepare)
 
 
@@ -77,12 +78,12 @@ def test_a_call_counts_the_weight_preparation_and_a_plan_does_not(fresh_cache, r
     # running the other fails.
     ran = []
     doubles = {
-        "test_fast_run": _slowed("test_fast_run", _registry.get("direct"), 0.002, 0.05, ran),
-        "test_cheap_prepare": _slowed("test_cheap_prepare", _registry.get("im2col"), 0.01, 0.0,
+        "test_fast_run": _slowed("test_fast_run", registry.get("direct"), 0.002, 0.05, ran),
+        "test_cheap_prepare": _slowed("test_cheap_prepare", registry.get("im2col"), 0.01, 0.0,
                                       ran),
     }
     for name, algorithm in doubles.items():
-        monkeypatch.setitem(_registry._ALGORITHMS, name, algorithm)
+        monkeypatch.setitem(registry._ALGORITHMS, name, algorithm)
     monkeypatch.setattr(_autotune, "_candidates",
                         lambda problem, exhaustive: ((name, {}) for name in doubles))
     x, w = _problem_arrays(rng)
@@ -103,7 +104,7 @@ def test_a_call_counts_the_weight_preparation_and_a_plan_does_not(fresh_cache, r
 
 def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, monkeypatch):
     """One slow first measurement (a burst of load) must not decide between close contenders."""
-    im2col = _registry.get("im2col")
+    im2col = registry.get("im2col")
     runs = []
 
     def unlucky_run(*args):
@@ -111,12 +112,12 @@ def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, m
         time.sleep(0.02 if len(runs) <= 1 + _autotune.REPEATS else 0.001)
         im2col.run(*args)
 
-    doubles = {"test_unlucky": _registry.Algorithm(name="test_unlucky", summary="test double",
+    doubles = {"test_unlucky": registry.Algorithm(name="test_unlucky", summary="test double",
                                                    supports=im2col.supports, run=unlucky_run,
                                                    prepare=im2col.prepare),
                "test_steady": _slowed("test_steady", im2col, 0.004, 0.0)}
     for name, algorithm in doubles.items():
-        monkeypatch.setitem(_registry._ALGORITHMS, name, algorithm)
+        monkeypatch.setitem(registry._ALGORITHMS, name, algorithm)
     monkeypatch.setattr(_autotune, "_candidates",
                         lambda problem, exhaustive: ((name, {}) for name in doubles))
     x, w = _problem_arrays(rng)
@@ -149,7 +150,7 @@ def test_prepared_bytes_counts_the_largest_array_of_a_prepared_weight(rng):
     assert _autotune.prepared_bytes(weight) == 200
     w = rng.standard_normal((4, 3, 5, 5))
     problem = _api.make_problem((1, 3, 16, 16), w.shape, n_spatial=2, dtype=np.float64)
-    spectra = _registry.get("fft").prepare(problem, _api.weight_5d(w, problem))
+    spectra = registry.get("fft").prepare(problem, _api.weight_5d(w, problem))
     assert _autotune.prepared_bytes(spectra) == spectra.nbytes > w.nbytes
 
 
@@ -222,7 +223,7 @@ def test_a_cached_entry_that_cannot_run_the_problem_is_ignored(fresh_cache, rng,
     cache.store(key, {"algorithm": "no_such_algorithm", "params": {}, "timings": {}})
     got = pcf.conv2d(x, w, padding=1, n_threads=1)
     assert_conv_matches(got, x, w, padding=1)
-    assert cache.lookup(key)["algorithm"] in _registry.names(problem)
+    assert cache.lookup(key)["algorithm"] in registry.names(problem)
 
 
 def test_a_cached_entry_with_foreign_params_is_ignored(fresh_cache, rng):
@@ -281,7 +282,7 @@ def _plan_with_finalists(monkeypatch, x, w, doubles, chosen, warm, cold, **kwarg
     from pyconvfast import _plan
 
     for name, algorithm in doubles.items():
-        monkeypatch.setitem(_registry._ALGORITHMS, name, algorithm)
+        monkeypatch.setitem(registry._ALGORITHMS, name, algorithm)
     choice = _autotune.Choice(chosen, timings=warm, source="measured", cold_timings=cold)
     monkeypatch.setattr(_plan.autotune, "choose", lambda *args: choice)
     return pcf.plan(x.shape, w, **kwargs)
@@ -294,8 +295,8 @@ def test_a_plan_times_close_finalists_on_its_first_calls_and_keeps_the_fastest(
     from pyconvfast._plan import TRIAL_ROUNDS
 
     ran = []
-    doubles = {"test_slow": _slowed("test_slow", _registry.get("direct"), 0.02, 0.0, ran),
-               "test_fast": _slowed("test_fast", _registry.get("im2col"), 0.0, 0.0, ran)}
+    doubles = {"test_slow": _slowed("test_slow", registry.get("direct"), 0.02, 0.0, ran),
+               "test_fast": _slowed("test_fast", registry.get("im2col"), 0.0, 0.0, ran)}
     x, w = _problem_arrays(rng)
     bias = rng.standard_normal(8).astype(np.float32)
     times = {"test_slow": 0.010, "test_fast": 0.012}  # within the margin: both are timed
@@ -319,8 +320,8 @@ def test_a_plan_whose_finalists_are_far_apart_runs_its_pick_at_once(fresh_cache,
     from pyconvfast._plan import TRIAL_MARGIN
 
     ran = []
-    doubles = {"test_pick": _slowed("test_pick", _registry.get("direct"), 0.0, 0.0, ran),
-               "test_far": _slowed("test_far", _registry.get("im2col"), 0.0, 0.0, ran)}
+    doubles = {"test_pick": _slowed("test_pick", registry.get("direct"), 0.0, 0.0, ran),
+               "test_far": _slowed("test_far", registry.get("im2col"), 0.0, 0.0, ran)}
     x, w = _problem_arrays(rng)
     warm = {"test_pick": 0.010, "test_far": 0.010 * TRIAL_MARGIN * 1.01}
     cold = {"test_pick": 0.020, "test_far": 0.020 * TRIAL_MARGIN * 1.01}
@@ -345,11 +346,11 @@ def test_a_finalist_must_beat_the_tuners_pick_clearly_to_replace_it(
         def run(*args):
             base.run(*args)
             clock[0] += seconds
-        return _registry.Algorithm(name="test", summary="test double", supports=base.supports,
+        return registry.Algorithm(name="test", summary="test double", supports=base.supports,
                                    run=run, prepare=base.prepare)
 
-    doubles = {"test_pick": taking(1.0, _registry.get("direct")),
-               "test_other": taking(other_seconds, _registry.get("im2col"))}
+    doubles = {"test_pick": taking(1.0, registry.get("direct")),
+               "test_other": taking(other_seconds, registry.get("im2col"))}
     x, w = _problem_arrays(rng)
     times = {"test_pick": 0.010, "test_other": 0.011}
     plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
@@ -380,11 +381,11 @@ def test_a_plan_compares_its_finalists_call_by_call_and_by_the_median(fresh_cach
             calls[0] += 1
             luck = lucky if round_index == lucky_round else 1.0
             clock[0] += relative * drift[round_index % len(drift)] * luck
-        return _registry.Algorithm(name="test", summary="test double", supports=base.supports,
+        return registry.Algorithm(name="test", summary="test double", supports=base.supports,
                                    run=run, prepare=base.prepare)
 
-    doubles = {"test_pick": taking(1.0, _registry.get("direct"), lucky=0.5),
-               "test_other": taking(0.9, _registry.get("im2col"))}
+    doubles = {"test_pick": taking(1.0, registry.get("direct"), lucky=0.5),
+               "test_other": taking(0.9, registry.get("im2col"))}
     x, w = _problem_arrays(rng)
     times = {"test_pick": 0.010, "test_other": 0.011}
     plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
@@ -399,8 +400,8 @@ def test_a_plan_compares_its_finalists_call_by_call_and_by_the_median(fresh_cach
 def test_a_plan_in_its_trial_is_safe_from_several_threads(fresh_cache, rng, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    doubles = {"test_a": _slowed("test_a", _registry.get("direct"), 0.001, 0.0),
-               "test_b": _slowed("test_b", _registry.get("im2col"), 0.0, 0.0)}
+    doubles = {"test_a": _slowed("test_a", registry.get("direct"), 0.001, 0.0),
+               "test_b": _slowed("test_b", registry.get("im2col"), 0.0, 0.0)}
     x, w = _problem_arrays(rng)
     times = {"test_a": 0.010, "test_b": 0.010}
     plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_a", times, times, padding=1)

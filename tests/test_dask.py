@@ -275,7 +275,7 @@ def test_channel_shuffle():
 
 
 def test_task_threads(monkeypatch):
-    from pyconvfast._threads import resolve_n_threads
+    from pyconvfast._core.threads import resolve_n_threads
 
     cores = resolve_n_threads(None)
     assert pcfd.task_threads() == cores  # main thread: the synchronous scheduler

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import depthwise as depthwise_lib
 from cases import CONV, make_case, with_memory
@@ -24,7 +25,7 @@ from reference import (
     CHANNELS_FIRST, CHANNELS_LAST, NUMPY_PAD_MODE, assert_conv_matches, padding_pairs,
 )
 
-ALGORITHM = _registry.get("depthwise")
+ALGORITHM = registry.get("depthwise")
 SWEEP_SEED = 20240611  # test_sweep.SEED
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -324,7 +325,7 @@ def test_every_simd_level_gives_the_same_bits(rng):
 def test_sweep_exercises_depthwise():
     """The seeded sweep (tests/test_sweep.py) runs "depthwise" on hundreds of its cases, with
     every channel multiplier, layout, dimension and loop order."""
-    from pyconvfast import _algorithms
+    from pyconvfast._algorithms import depthwise as depthwise_algorithm
 
     cases = [make_case(SWEEP_SEED, i) for i in range(2000)]
     seen = []
@@ -334,7 +335,7 @@ def test_sweep_exercises_depthwise():
             continue
         problem = _api.make_problem(x.shape, w.shape, n_spatial=case.n_spatial,
                                     **case.kwargs)
-        order = _algorithms._depthwise_loop_order(problem, _api._channels_first_5d(x, problem),
+        order = depthwise_algorithm._depthwise_loop_order(problem, _api._channels_first_5d(x, problem),
                                                   {})
         seen.append((case.w_shape[0] // case.kwargs["groups"], case.kwargs["layout"],
                      case.n_spatial, order))

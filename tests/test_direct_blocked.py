@@ -13,7 +13,8 @@ from cases import CONV, MEMORY_KINDS, PADDING_MODES, with_memory
 from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api
+from pyconvfast import _api
+from pyconvfast._algorithms import direct as direct_algorithm
 from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import direct_blocked
 
@@ -36,7 +37,7 @@ def level(request):
 def _blocked(x_shape, w_shape, **kwargs):
     n_spatial = len(w_shape) - 2
     problem = _api.make_problem(x_shape, w_shape, n_spatial=n_spatial, **kwargs)
-    return _algorithms._direct_blocked_applies(problem)
+    return direct_algorithm._direct_blocked_applies(problem)
 
 
 def test_the_blocked_path_is_taken_from_four_output_and_two_input_channels_per_group():

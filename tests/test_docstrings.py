@@ -10,7 +10,7 @@ import pytest
 
 import pyconvfast
 
-MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._padding", "pyconvfast._plan",
+MODULES = ["pyconvfast", "pyconvfast._conv", "pyconvfast._core.padding", "pyconvfast._plan",
            "pyconvfast.tuning", "pyconvfast._transpose", "pyconvfast._resize"]
 
 

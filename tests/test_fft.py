@@ -14,10 +14,13 @@ from cases import CONV, with_memory
 from reference import CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _api, _fft, _registry, _workspace
+from pyconvfast import _api
+from pyconvfast._algorithms import fft
+from pyconvfast._algorithms import registry
+from pyconvfast._core import workspace
 from pyconvfast.tuning import heuristic as _heuristic
 
-ALGORITHM = _registry.get("fft")
+ALGORITHM = registry.get("fft")
 
 
 def check(x, w, b=None, **kwargs):
@@ -32,8 +35,8 @@ def problem_of(x_shape, w_shape, **kwargs):
 
 
 def n_blocks(problem):
-    _, block, _ = _fft._block_plan(problem, _workspace.workspace_bytes(), None)
-    live = _fft._live_range(problem)
+    _, block, _ = fft._block_plan(problem, workspace.workspace_bytes(), None)
+    live = fft._live_range(problem)
     return int(np.prod([-(-(stop - start) // b) for (start, stop), b in zip(live, block)]))
 
 
@@ -59,8 +62,8 @@ def test_long_signals_across_block_boundaries(workspace_mb, monkeypatch, rng):
             x = rng.standard_normal((2, 2, length)).astype(dtype)
             w = rng.standard_normal((3, 2, k)).astype(dtype)
             problem = problem_of(x.shape, w.shape, padding="same", dilation=dilation)
-            assert n_blocks(problem) >= 4, (length, k, _fft._block_plan(
-                problem, _workspace.workspace_bytes(), None))
+            assert n_blocks(problem) >= 4, (length, k, fft._block_plan(
+                problem, workspace.workspace_bytes(), None))
             check(x, w, rng.standard_normal(3).astype(dtype), padding="same", dilation=dilation)
 
 
@@ -69,8 +72,8 @@ def test_samples_split_into_passes(monkeypatch, rng):
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", "0.1")
     x = rng.standard_normal((7, 4, 300)).astype(np.float32)
     w = rng.standard_normal((4, 4, 15)).astype(np.float32)
-    _, _, n_samples = _fft._block_plan(problem_of(x.shape, w.shape),
-                                        _workspace.workspace_bytes(), None)
+    _, _, n_samples = fft._block_plan(problem_of(x.shape, w.shape),
+                                        workspace.workspace_bytes(), None)
     assert n_samples < 7
     check(x, w)
 
@@ -176,7 +179,7 @@ def test_prepared_spectra_reused_and_block_sizes_of_param_space(rng):
         assert_conv_matches(out, x, w, padding="same", algorithm="fft", context=str(params))
     # every size tried is kept with the prepared weight, for the next call
     assert len(prepared._spectra) == len({tuple(p["fft_size"]) for p in space[1:]} | {
-        _fft._block_plan(problem, _workspace.workspace_bytes(), None)[0]})
+        fft._block_plan(problem, workspace.workspace_bytes(), None)[0]})
 
 
 @pytest.mark.parametrize("n_threads", (1, 2, 3))

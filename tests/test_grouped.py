@@ -13,11 +13,13 @@ from cases import CONV
 from reference import assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms_grouped, _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import grouped as grouped_algorithm
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import grouped as grouped_lib
 
-ALGORITHM = _registry.get("grouped")
+ALGORITHM = registry.get("grouped")
 
 
 def _check(x, w, b=None, **kwargs):
@@ -161,11 +163,11 @@ def test_pixel_block_bounds():
     """The block keeps the lowered input near its budget and gives each thread tasks."""
     small = _api.make_problem((1, 128, 56, 56), (128, 4, 3, 3), n_spatial=2, padding=1,
                               groups=32)
-    block = _algorithms_grouped.pixel_block(small, 2)
+    block = grouped_algorithm.pixel_block(small, 2)
     assert block % 16 == 0 and 64 <= block <= 4096
-    assert block * 36 <= 2 * _algorithms_grouped._BLOCK_ELEMENTS
+    assert block * 36 <= 2 * grouped_algorithm._BLOCK_ELEMENTS
     few = _api.make_problem((1, 24, 8, 8), (24, 8, 1, 1), n_spatial=2, groups=3)
-    assert _algorithms_grouped.pixel_block(few, 2) == 64  # 3 groups x 1 block < 8 tasks
+    assert grouped_algorithm.pixel_block(few, 2) == 64  # 3 groups x 1 block < 8 tasks
 
 
 def test_auto_picks_grouped_for_resnext():

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
-from pyconvfast._algorithms import POINTWISE_MODES
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
+from pyconvfast._algorithms.im2col import POINTWISE_MODES
 
 BIG_STRIDES = [2**31 + 16, 2**32 + 16]  # elements: rejected by BLAS, and wrapping to 16
 
@@ -159,7 +160,7 @@ def test_pointwise_every_mode(sparse_array, rng, channel_stride, groups, n_threa
     x = _channel_strided(sparse_array, values, channel_stride)
     x, weight, bias, problem = _api.validated_arrays(2, x, weight, bias, {"groups": groups})
     want = pcf.conv2d(values, weight, bias, groups=groups, algorithm="im2col")
-    im2col = _registry.get("im2col")
+    im2col = registry.get("im2col")
     for mode in POINTWISE_MODES:
         out = _channel_strided(sparse_array, np.full_like(want, np.nan), channel_stride)
         im2col.run(problem, _api._channels_first_5d(x, problem),
@@ -297,13 +298,13 @@ def test_gemm_flat_checks_its_buffers():
 def test_transpose_gemm_runs_batch_slices(monkeypatch, rng, limit):
     """transpose_gemm packs (C_in, samples * positions): past the BLAS limit it runs the batch
     in slices of samples (here 1, 2 of 16 positions, or the whole batch)."""
-    from pyconvfast import _transpose_algorithms
+    from pyconvfast._algorithms import transpose_gemm
 
     x = _integers(rng, (5, 3, 4, 4))
     weight = _integers(rng, (3, 2, 3, 3))
     bias = _integers(rng, (2,))
     want = pcf.conv_transpose2d(x, weight, bias, stride=2, padding=1, algorithm="transpose_gemm")
-    monkeypatch.setattr(_transpose_algorithms, "BLAS_INT_MAX", limit)
+    monkeypatch.setattr(transpose_gemm, "BLAS_INT_MAX", limit)
     for n_threads in (1, 2):
         got = pcf.conv_transpose2d(x, weight, bias, stride=2, padding=1, n_threads=n_threads,
                                    algorithm="transpose_gemm")

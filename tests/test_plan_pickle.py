@@ -118,10 +118,10 @@ def test_unknown_pickle_version_is_refused():
 
 
 def test_algorithm_pickles_by_name():
-    from pyconvfast import _registry
+    from pyconvfast._algorithms import registry
 
     for name in pcf.list_algorithms() + pcf.list_algorithms(transposed=True):
-        algorithm = _registry.get(name)
+        algorithm = registry.get(name)
         assert pickle.loads(pickle.dumps(algorithm)) is algorithm
 
 

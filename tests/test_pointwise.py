@@ -12,10 +12,11 @@ from pyconvfast._lib.im2col import pointwise_form
 from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry
-from pyconvfast._algorithms import POINTWISE_MODES, _is_pointwise
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
+from pyconvfast._algorithms.im2col import POINTWISE_MODES, _is_pointwise
 
-IM2COL = _registry.get("im2col")
+IM2COL = registry.get("im2col")
 
 
 def _arrays(rng, batch, c_in, c_out, spatial, groups, dtype, layout):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _registry
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from reference import conv_reference
 
@@ -25,9 +25,9 @@ NOT_ACCURATE = {"winograd_f2x2_3x3", "winograd_f4x4_3x3", "fft"}
 
 
 def test_the_registry_says_which_algorithms_are_not_accurate():
-    assert {name for name in _registry.names(kind="conv")
-            if not _registry.get(name).accurate} == NOT_ACCURATE
-    assert all(_registry.get(name).accurate for name in _registry.names(kind="conv_transpose"))
+    assert {name for name in registry.names(kind="conv")
+            if not registry.get(name).accurate} == NOT_ACCURATE
+    assert all(registry.get(name).accurate for name in registry.names(kind="conv_transpose"))
 
 
 def test_list_algorithms_under_accurate_drops_exactly_those(rng):
@@ -94,11 +94,11 @@ def spied_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("PYCONVFAST_TUNE", "measure")
     _autotune.forget()
     ran = []
-    for name, algorithm in list(_registry._ALGORITHMS.items()):
+    for name, algorithm in list(registry._ALGORITHMS.items()):
         def run(*args, _run=algorithm.run, _name=name):
             ran.append(_name)
             return _run(*args)
-        monkeypatch.setitem(_registry._ALGORITHMS, name, dataclasses.replace(algorithm, run=run))
+        monkeypatch.setitem(registry._ALGORITHMS, name, dataclasses.replace(algorithm, run=run))
     yield ran
     _autotune.forget()
 
@@ -171,7 +171,7 @@ def test_each_setting_from_context_set_config_and_environment(monkeypatch, tmp_p
         assert (config["tune"], config["workspace_mb"], config["cache_dir"], config["n_threads"]) \
             == ("estimate", 8.0, str(tmp_path / "scoped"), 1)
         assert pcf.tuning.cache_path() == tmp_path / "scoped" / "tuning.json"
-        from pyconvfast._workspace import workspace_bytes
+        from pyconvfast._core.workspace import workspace_bytes
 
         assert workspace_bytes() == 8 * 2**20
     assert pcf.get_config()["tune"] == "off"

@@ -23,7 +23,9 @@ from reference import (
 )
 
 import pyconvfast as pcf
-from pyconvfast import _api, _rank1, _registry, _separable
+from pyconvfast import _api, _separable
+from pyconvfast._algorithms import separable
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
 
 DTYPES = (np.float32, np.float64)
@@ -232,8 +234,8 @@ def test_separate_kernel_refuses_non_rank1(rng, dtype):
 
 
 def test_separate_kernel_default_rtol():
-    assert _rank1.default_rtol(np.float32) == pytest.approx(16 * 2**-23)
-    assert _rank1.default_rtol(np.float64) == pytest.approx(16 * 2**-52)
+    assert separable.default_rtol(np.float32) == pytest.approx(16 * 2**-23)
+    assert separable.default_rtol(np.float64) == pytest.approx(16 * 2**-52)
     # a float64 Gaussian rounded to float32 is rank-1 for the float32 tolerance
     assert pcf.separate_kernel(_gaussian(15, 3.0, np.float64).astype(np.float32)) is not None
 
@@ -270,11 +272,11 @@ def test_separable_algorithm_offered_only_for_rank1_weights(rng):
     # a 1-D row of taps is rank-1 but too small to gain: not offered
     assert "separable" not in pcf.list_algorithms(x, gauss[:, :, :2], groups=3)
     # the heuristic takes it for 5x5 and larger
-    problem = _rank1.mark(_api.make_problem(x.shape, gauss.shape, n_spatial=2, groups=3), gauss)
+    problem = separable.mark(_api.make_problem(x.shape, gauss.shape, n_spatial=2, groups=3), gauss)
     assert problem.rank1_kernel and "|rank1" in problem.key
     assert _heuristic.choose(problem) == "separable"
     small = np.ones((3, 1, 3, 3), np.float32)
-    problem = _rank1.mark(_api.make_problem(x.shape, small.shape, n_spatial=2, groups=3), small)
+    problem = separable.mark(_api.make_problem(x.shape, small.shape, n_spatial=2, groups=3), small)
     assert problem.rank1_kernel and _heuristic.choose(problem) != "separable"
     plan = pcf.plan(x.shape, gauss, groups=3, padding=3)
     assert plan.algorithm == "separable"
@@ -314,7 +316,7 @@ def test_separable_never_silently_wrong_after_in_place_change(rng):
 
     forced = replace(problem, rank1_kernel=True)
     with pytest.raises(ValueError, match="rank-1"):
-        _registry.get("separable").prepare(forced, _api.weight_5d(weight, forced))
+        registry.get("separable").prepare(forced, _api.weight_5d(weight, forced))
 
 
 def test_auto_measure_mode_may_pick_separable(monkeypatch, rng):

@@ -162,7 +162,7 @@ def test_concurrent_calls_from_python_threads(rng):
 def test_blas_limit_from_overlapping_python_threads_restores_the_callers_count():
     """BLAS's thread count is global: overlapping limits (A enters, B enters, A leaves, B
     leaves) keep the limit until the last one leaves, then restore the count from before."""
-    from pyconvfast._threads import blas_threads
+    from pyconvfast._core.threads import blas_threads
 
     libraries = blas_threads._libraries
     original = [lib.get_num_threads() for lib in libraries]
@@ -186,7 +186,7 @@ def test_blas_limit_from_overlapping_python_threads_restores_the_callers_count()
 def test_thread_limit_is_what_the_blas_keeps():
     """The limit is no more than any controlled BLAS keeps when asked for the most threads
     (64 for SciPy's OpenBLAS), and the probe left each library's own count as it was."""
-    from pyconvfast._threads import MAX_THREADS, blas_threads
+    from pyconvfast._core.threads import MAX_THREADS, blas_threads
 
     limit = pcf.thread_limit()
     assert 1 <= limit <= MAX_THREADS
@@ -201,7 +201,7 @@ def test_thread_limit_is_what_the_blas_keeps():
 
 @pytest.mark.parametrize("requested", [1000, 32768])
 def test_n_threads_above_the_limit_is_clamped_with_a_warning(requested):
-    from pyconvfast._threads import resolve_n_threads
+    from pyconvfast._core.threads import resolve_n_threads
 
     with pytest.warns(RuntimeWarning, match=f"n_threads={requested} is more than the runtimes "
                                             f"support here; using {pcf.thread_limit()} threads"):
@@ -211,7 +211,7 @@ def test_n_threads_above_the_limit_is_clamped_with_a_warning(requested):
 def test_n_threads_up_to_the_limit_is_kept_without_a_warning():
     import warnings
 
-    from pyconvfast._threads import resolve_n_threads
+    from pyconvfast._core.threads import resolve_n_threads
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api
+from pyconvfast import _api
+from pyconvfast._algorithms import im2col
 from cases import CONV
 from reference import assert_conv_matches
 
@@ -172,7 +173,7 @@ def test_small_workspace_blocks(workspace_mb, monkeypatch, rng):
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", workspace_mb)
     if workspace_mb == "0.0001":  # ~100 bytes: im2col must fall back to one position a chunk
         problem = _api.make_problem((2, 33, 13, 13), (17, 33, 3, 3), n_spatial=2, padding=1)
-        assert _algorithms.im2col_chunk(problem, 2, 4) == 1
+        assert im2col.im2col_chunk(problem, 2, 4) == 1
     for x_shape, w_shape, kwargs in (
         ((2, 3, 17), (5, 3, 3), {"padding": 1}),
         ((1, 4, 9, 11), (6, 4, 3, 3), {"padding": "same", "stride": (2, 1)}),

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _api, _registry, _transpose
+from pyconvfast import _api, _transpose
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from pyconvfast.tuning import heuristic as _heuristic
-from pyconvfast import _transpose_algorithms as talg
+from pyconvfast._algorithms import transpose_gemm, transpose_taps
 from reference import CHANNELS_FIRST, CHANNELS_LAST
 from reference_transpose import (
     assert_transpose_matches, conv_transpose_reference, out_size,
@@ -253,7 +254,7 @@ def test_gemm_blocks(rng, params):
         x, w, b = _data(rng, (5, 6, 5, 5), (6, k_g, 3, 3), np.float32)
         problem = _transpose.make_problem(x.shape, w.shape, n_spatial=2, stride=2,
                                           has_bias=True, dtype=x.dtype)
-        algorithm = _registry.get("transpose_gemm")
+        algorithm = registry.get("transpose_gemm")
         out = np.full(problem.out_shape, np.nan, np.float32)
         algorithm.run(problem, _api._channels_first_5d(x, problem),
                       algorithm.prepare(problem, _api.weight_5d(w, problem)), b,
@@ -265,7 +266,7 @@ def test_gemm_workspace_bound_splits_samples(rng, monkeypatch):
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", "0.01")
     x, w, b = _data(rng, (6, 5, 9, 9), (5, 7, 4, 4), np.float32)
     problem = _transpose.make_problem(x.shape, w.shape, n_spatial=2, stride=2, dtype=x.dtype)
-    assert talg.gemm_blocks(problem, 2, 4) == (1, 1)
+    assert transpose_gemm.gemm_blocks(problem, 2, 4) == (1, 1)
     _check_all(x, w, b, stride=2, padding=1)
 
 
@@ -275,8 +276,8 @@ def test_subpixel_phases_partition_the_output():
         out = (in_size - 1) * s + d * (k - 1) + 1 - 2 * p
         if out < 1:
             continue
-        phases = talg.subpixel_phases(in_size, out, k, s, d, p)
-        taps = talg.transposed_taps(in_size, out, k, s, d, p)
+        phases = transpose_taps.subpixel_phases(in_size, out, k, s, d, p)
+        taps = transpose_taps.transposed_taps(in_size, out, k, s, d, p)
         assert [r for r, _, _ in phases] == list(range(min(s, out)))
         for r, phase_taps, table in phases:
             for q in range(table.shape[0]):
@@ -412,10 +413,10 @@ def test_transposed_refuses_forward_algorithm():
 
 def test_direct_refuses_huge_gathers():
     big = _transpose.make_problem((1, 21, 16, 16), (21, 21, 64, 64), n_spatial=2, stride=32)
-    reason = _registry.get("transpose_direct").supports(big)
+    reason = registry.get("transpose_direct").supports(big)
     assert reason.startswith("the gather loop would visit 5.35e+11 (output, channel, tap) "
                              "triples, above 2.68e+08: use transpose_gemm")
-    assert _registry.names(big) == ["transpose_gemm", "transpose_subpixel"]
+    assert registry.names(big) == ["transpose_gemm", "transpose_subpixel"]
 
 
 def test_heuristic_picks_a_transposed_algorithm():
@@ -573,8 +574,8 @@ def test_bad_arrays():
 @pytest.mark.parametrize("min_columns", [1, 7, 13, 40])
 def test_gemm_chunks_split_samples_and_rows(rng, monkeypatch, min_columns):
     """Chunks of input rows that end inside a sample, span samples, and cover one row."""
-    monkeypatch.setattr(talg, "GEMM_CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(talg, "GEMM_MIN_COLUMNS", min_columns)
+    monkeypatch.setattr(transpose_gemm, "GEMM_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(transpose_gemm, "GEMM_MIN_COLUMNS", min_columns)
     for x_shape, w_shape, kwargs in (
         ((3, 5, 6, 7), (5, 4, 4, 3), dict(stride=(2, 3), padding=1)),
         ((2, 4, 3, 4, 5), (4, 3, 2, 3, 3), dict(stride=2, padding=(0, 1, 1), output_padding=1)),

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from pyconvfast import _algorithms, _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import winograd as winograd_algorithm
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
 from reference import (
     ALGORITHM_TOLERANCE, assert_conv_matches, conv_reference, conv_scale,
@@ -117,7 +119,7 @@ def test_blocks_of_tiles_across_samples(algorithm, monkeypatch, rng):
     x = rng.standard_normal((3, 4, 13, 11)).astype(np.float32)
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
-    chosen = _registry.get(algorithm)
+    chosen = registry.get(algorithm)
     prepared = chosen.prepare(problem, w[:, :, None])
     expected = pcf.conv2d(x, w, padding=1, algorithm="direct")
     spaces = chosen.param_space(problem) + [{"block": b} for b in (1, 5, 7, 1000)]
@@ -129,7 +131,7 @@ def test_blocks_of_tiles_across_samples(algorithm, monkeypatch, rng):
             assert_conv_matches(out, x, w, padding=1, algorithm=algorithm,
                                 context=f"params={params} n_threads={n_threads}")
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", "0.0001")
-    assert _algorithms._winograd_schedule(problem, TILE[algorithm], 2, 4)[0] == 1
+    assert winograd_algorithm._winograd_schedule(problem, TILE[algorithm], 2, 4)[0] == 1
     got = pcf.conv2d(x, w, padding=1, algorithm=algorithm, n_threads=2)
     assert_conv_matches(got, x, w, padding=1, algorithm=algorithm)
 
@@ -263,7 +265,7 @@ def test_prepared_weight_reused_across_inputs(algorithm, dtype, rng):
     b = rng.standard_normal(9).astype(dtype)
     problem = _api.make_problem((2, 4, 12, 10), w.shape, n_spatial=2, padding=1, has_bias=True,
                                 dtype=dtype)
-    chosen = _registry.get(algorithm)
+    chosen = registry.get(algorithm)
     prepared = chosen.prepare(problem, w[:, :, None])
     u = prepared[0]
     assert u.shape == ((TILE[algorithm] + 2) ** 2, 9, 4) and u.flags.c_contiguous
@@ -287,7 +289,7 @@ def test_weight_transform_matches_lavin_matrices(rng):
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     problem = _api.make_problem((1, 3, 8, 8), w.shape, n_spatial=2)
     for algorithm, g in g_matrices.items():
-        u = _registry.get(algorithm).prepare(problem, w[:, :, None])[0]
+        u = registry.get(algorithm).prepare(problem, w[:, :, None])[0]
         expected = np.einsum("ir,kcrs,js->ijkc", g, w.astype(np.float64), g)
         np.testing.assert_allclose(u.reshape(expected.shape), expected, rtol=2 ** -23, atol=1e-7)
 
@@ -305,7 +307,7 @@ def test_bitwise_the_same_for_every_thread_count(algorithm, dtype, rng):
         w = rng.standard_normal((shape[1], shape[1] // groups, 3, 3)).astype(dtype)
         problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1, groups=groups,
                                     dtype=dtype)
-        ways |= {_algorithms._winograd_schedule(problem, TILE[algorithm], n, x.itemsize)[1]
+        ways |= {winograd_algorithm._winograd_schedule(problem, TILE[algorithm], n, x.itemsize)[1]
                  for n in (2, 3, 4, 7)}
         results = {n: pcf.conv2d(x, w, padding=1, groups=groups, algorithm=algorithm,
                                  n_threads=n) for n in (1, 2, 3, 4, 7)}
@@ -321,7 +323,7 @@ def test_bitwise_the_same_for_every_thread_count(algorithm, dtype, rng):
 
 @pytest.mark.parametrize("algorithm", WINOGRAD)
 def test_supports_says_why_not(algorithm):
-    chosen = _registry.get(algorithm)
+    chosen = registry.get(algorithm)
 
     def reason(x_shape, w_shape, n_spatial=2, **kwargs):
         return chosen.supports(_api.make_problem(x_shape, w_shape, n_spatial=n_spatial, **kwargs))
@@ -390,7 +392,7 @@ def test_gil_released_during_the_kernel(algorithm, rng):
     import time
 
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
-    chosen = _registry.get(algorithm)
+    chosen = registry.get(algorithm)
     batch = 1
     while True:  # a call long enough (0.3 s) to tell a held GIL from a 5 ms switch interval
         x = rng.standard_normal((batch, 64, 56, 56)).astype(np.float32)

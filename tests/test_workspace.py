@@ -1,4 +1,4 @@
-"""The kernels' work buffers, kept between calls (pyconvfast._workspace)."""
+"""The kernels' work buffers, kept between calls (pyconvfast._core.workspace)."""
 
 import threading
 
@@ -7,7 +7,7 @@ from reference import assert_conv_matches
 
 import pyconvfast as pcf
 from pyconvfast._lib.memory import bytes_to_boundary
-from pyconvfast._workspace import WorkspacePool, aligned_empty, pool
+from pyconvfast._core.workspace import WorkspacePool, aligned_empty, pool
 
 
 def test_borrow_gives_aligned_slices_of_the_requested_size():

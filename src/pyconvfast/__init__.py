@@ -16,13 +16,13 @@ from pyconvfast._config import config_context, get_config, set_config
 from pyconvfast._conv import conv1d, conv2d, conv3d, conv_output_shape, list_algorithms
 from pyconvfast._deform import deform_conv2d
 from pyconvfast._plan import Plan, plan
-from pyconvfast._rank1 import separate_kernel
+from pyconvfast._algorithms.separable import separate_kernel
 from pyconvfast._separable import (
     flattened_conv2d, separable_conv2d, spatially_separable_conv2d,
 )
 from pyconvfast._show_config import show_config
 from pyconvfast._shuffle import channel_shuffle
-from pyconvfast._threads import thread_limit
+from pyconvfast._core.threads import thread_limit
 from pyconvfast._resize import resize_conv2d
 from pyconvfast._transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from pyconvfast._version import __version__

@@ -1,7 +1,7 @@
 """Argument normalization, validation, layout handling and dispatch for the public functions.
 
 Everything a user passes is checked here, before any large allocation, and turned into a
-:class:`~pyconvfast._problem.ConvProblem` plus 5-D channels-first views of the arrays; the chosen
+:class:`~pyconvfast._core.problem.ConvProblem` plus 5-D channels-first views of the arrays; the chosen
 algorithm then computes straight into ``out``. Channels-last arrays and flipped kernels are views
 (``np.moveaxis``, negative strides), never copies.
 """
@@ -11,11 +11,13 @@ import os
 
 import numpy as np
 
-from pyconvfast import _algorithms, _rank1, _registry  # noqa: F401 (registering)
+from pyconvfast._algorithms import im2col
+from pyconvfast._algorithms import separable
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
-from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
+from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
 from pyconvfast._config import resolve_precision
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.threads import resolve_n_threads
 
 # Geometry integers above this are refused: it keeps every index arithmetic inside int64.
 _MAX_GEOMETRY_INT = 2**62
@@ -342,7 +344,7 @@ def weight_5d(weight, problem):
 
 def explicit_algorithm(name, problem):
     """The registered algorithm ``name``, checked to support ``problem``."""
-    chosen = _registry.get(name)
+    chosen = registry.get(name)
     reason = chosen.refusal(problem)
     if reason is not None:
         raise ValueError(f"algorithm={name!r} cannot run this problem: {reason}")
@@ -392,9 +394,9 @@ def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision
     """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
     geometry["precision"] = precision  # None: the remembered problem resolves the default
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
-    problem = _rank1.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
+    problem = separable.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)
-    _algorithms.warm_blas_in_threads(n_threads)
+    im2col.warm_blas_in_threads(n_threads)
     chosen = None if algorithm == "auto" else explicit_algorithm(algorithm, problem)
     out = output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
     if problem.batch == 0:
@@ -404,6 +406,6 @@ def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision
     params = {}
     if chosen is None:
         choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
-        chosen, params = _registry.get(choice.algorithm), choice.params
+        chosen, params = registry.get(choice.algorithm), choice.params
     chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
     return out

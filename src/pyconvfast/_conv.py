@@ -3,7 +3,9 @@ and ``list_algorithms``; the work is done by :mod:`pyconvfast._api`."""
 
 import numpy as np
 
-from pyconvfast import _api, _rank1, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import separable
+from pyconvfast._algorithms import registry
 
 _CONV_DOC = """{n}-D convolution (cross-correlation, as in deep learning) of a batch of {what}.
 
@@ -205,7 +207,7 @@ def list_algorithms(x=None, weight=None, *, dtype=None, transposed=False, **conv
     if not isinstance(transposed, (bool, np.bool_)):
         raise TypeError(f"transposed must be a bool, got transposed={transposed!r}")
     if x is None and weight is None:
-        return _registry.names(kind="conv_transpose" if transposed else "conv")
+        return registry.names(kind="conv_transpose" if transposed else "conv")
     if x is None or weight is None:
         raise ValueError("list_algorithms needs both x and weight (arrays or shapes), or neither")
     if dtype is None:
@@ -218,11 +220,11 @@ def list_algorithms(x=None, weight=None, *, dtype=None, transposed=False, **conv
             _api._shape_of("x", x), weight_shape, n_spatial=_transpose.n_spatial_of(weight_shape),
             dtype=dtype, **conv_kwargs,
         )
-        return _registry.names(problem)
+        return registry.names(problem)
     problem = _api.make_problem(
         _api._shape_of("x", x), weight_shape, n_spatial=_api.n_spatial_of(weight_shape), dtype=dtype,
         **conv_kwargs,
     )
     if isinstance(weight, np.ndarray) and weight.dtype in _api._FLOAT_DTYPES:
-        problem = _rank1.mark(problem, _api._as_float_array("weight", weight))
-    return _registry.names(problem)
+        problem = separable.mark(problem, _api._as_float_array("weight", weight))
+    return registry.names(problem)

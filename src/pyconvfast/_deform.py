@@ -2,7 +2,7 @@
 
 The arguments are validated here (the geometry by :func:`pyconvfast._api.make_problem`, as for
 ``conv2d``); the work is done by ``_lib/deform.pyx`` (deformable im2col + BLAS GEMM, OpenMP over
-chunks of output positions). Deformable convolution is not a :class:`~pyconvfast._problem.ConvProblem`
+chunks of output positions). Deformable convolution is not a :class:`~pyconvfast._core.problem.ConvProblem`
 the convolution tuner could hand to another algorithm: it has one algorithm of its own,
 ``"deformable_im2col"``, kept out of :func:`pyconvfast.list_algorithms` (whose names all run
 plain convolutions), and ``algorithm="auto"`` runs it without timing anything.
@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from pyconvfast._workspace import workspace_bytes
+from pyconvfast._core.workspace import workspace_bytes
 from pyconvfast import _api
 from pyconvfast._lib.deform import deform_conv
-from pyconvfast._threads import blas_threads, resolve_n_threads
+from pyconvfast._core.threads import blas_threads, resolve_n_threads
 
 #: The algorithms ``deform_conv2d`` accepts besides "auto".
 ALGORITHMS = ("deformable_im2col",)

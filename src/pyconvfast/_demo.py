@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from pyconvfast._plan import plan
-from pyconvfast._reference import error_scale, reference_conv
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.reference import error_scale, reference_conv
+from pyconvfast._core.threads import resolve_n_threads
 
 # name, C_in, C_out, kernel, stride, padding, input size at 224x224
 RESNET18_LAYERS = (

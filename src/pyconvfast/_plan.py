@@ -4,10 +4,12 @@ import time
 
 import numpy as np
 
-from pyconvfast import _api, _rank1, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import separable
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
 from pyconvfast.tuning import heuristic
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.threads import resolve_n_threads
 
 # An auto plan times again, on its own first calls, the tuner's finalists that came within this
 # factor of its pick (back to back or with the caches flushed) ...
@@ -91,7 +93,7 @@ class Plan:
         # call from another thread never mixes one algorithm with another's prepared weight.
         self._runners = []
         for candidate in [choice] + _close_finalists(problem, choice):
-            algorithm = _registry.get(candidate.algorithm)
+            algorithm = registry.get(candidate.algorithm)
             self._runners.append((candidate, algorithm, algorithm.prepare(problem, weight_5d)))
         self._runner = self._runners[0]
         # seconds[round][finalist]; the medians of the finalists' ratios to the pick, once done
@@ -209,7 +211,7 @@ class Plan:
                          f"{self._trial_labels[0]}'s in the same round:")
             for label, ratio in zip(self._trial_labels, self._trial_ratios):
                 lines.append(f"  {label:<32} {ratio:10.3f}")
-        usable = _registry.names(self.problem)
+        usable = registry.names(self.problem)
         lines.append(f"usable algorithms: {', '.join(usable)}")
         return "\n".join(lines)
 
@@ -247,7 +249,7 @@ class Plan:
         self._weight = state["weight"]
         self._bias = state["bias"]
         choice = state["choice"]
-        algorithm = _registry.get(choice.algorithm)
+        algorithm = registry.get(choice.algorithm)
         prepared = algorithm.prepare(self.problem, _api.weight_5d(self._weight, self.problem))
         self._runner = (choice, algorithm, prepared)
         self._runners = None
@@ -347,7 +349,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
         )
     bias = _api.checked_bias(bias, problem, weight.dtype)
     if not transposed:  # the rank-1 two-pass algorithm is for plain convolutions only
-        problem = _rank1.mark(problem, weight)
+        problem = separable.mark(problem, weight)
     n_threads = resolve_n_threads(n_threads)
     if algorithm != "auto":
         if transposed:

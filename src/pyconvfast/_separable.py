@@ -1,16 +1,17 @@
 """The factored convolutions: ``spatially_separable_conv2d`` (rank-1 kernels, two 1-D passes)
 and ``flattened_conv2d`` (pointwise, vertical and horizontal passes).
 
-Each validates its factors, builds the :class:`~pyconvfast._problem.ConvProblem` of the dense
+Each validates its factors, builds the :class:`~pyconvfast._core.problem.ConvProblem` of the dense
 convolution it equals (so that geometry, padding, layout and ``out=`` behave exactly as in
-:func:`pyconvfast.conv2d`), and runs the passes of :mod:`pyconvfast._passes`.
+:func:`pyconvfast.conv2d`), and runs the passes of :mod:`pyconvfast._algorithms.passes`.
 """
 
 import numpy as np
 
-from pyconvfast._kernel_args import tap_tables
-from pyconvfast import _api, _passes
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.kernel_args import tap_tables
+from pyconvfast import _api
+from pyconvfast._algorithms import passes
+from pyconvfast._core.threads import resolve_n_threads
 
 
 def _factor_array(name, value, ndim, meaning, dtype):
@@ -120,7 +121,7 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
     x5, bias, out, out5, problem, n_threads = _prepared_call(
         x, weight_shape, bias, {"column": column, "row": row}, geometry, out, n_threads)
     if problem.batch:
-        _passes.two_pass(
+        passes.two_pass(
             x5, _flip_last(column, problem.flip), _flip_last(row, problem.flip), bias, out5,
             groups=problem.groups, stride=problem.stride, dilation=problem.dilation,
             pad_before=problem.pad_before, pad_after=problem.pad_after,
@@ -199,7 +200,7 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
         {"lateral": lateral, "vertical": vertical, "horizontal": horizontal},
         geometry, out, n_threads)
     if problem.batch:
-        _passes.three_pass(
+        passes.three_pass(
             x5, np.ascontiguousarray(lateral), _flip_last(vertical, problem.flip),
             _flip_last(horizontal, problem.flip), bias, out5, stride=problem.stride,
             dilation=problem.dilation, pad_before=problem.pad_before,
@@ -284,8 +285,8 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
     True
     """
     from pyconvfast._lib.separable import conv_separable_fused
-    from pyconvfast._problem import CHANNELS_LAST
-    from pyconvfast._threads import blas_threads
+    from pyconvfast._core.problem import CHANNELS_LAST
+    from pyconvfast._core.threads import blas_threads
 
     x = _api._as_float_array("x", x)
     depthwise = _factor_array("depthwise", depthwise, 4, "(C * m, 1, R, S)", x.dtype)

@@ -15,7 +15,7 @@ from pyconvfast.tuning.store import get_cache
 from pyconvfast._config import get_config
 from pyconvfast._lib import depthwise, direct_blocked, grouped
 from pyconvfast._lib.openmp_info import max_threads, openmp_enabled
-from pyconvfast._threads import blas_threads, thread_limit
+from pyconvfast._core.threads import blas_threads, thread_limit
 from pyconvfast._version import __version__
 
 

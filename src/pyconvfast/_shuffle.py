@@ -4,8 +4,8 @@ import operator
 
 import numpy as np
 
-from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST
+from pyconvfast._core.threads import resolve_n_threads
 
 _LAYOUTS = tuple(CHANNELS_FIRST.values()) + tuple(CHANNELS_LAST.values())
 

@@ -1,7 +1,7 @@
 """Transposed convolution: ``conv_transpose1d``, ``conv_transpose2d``, ``conv_transpose3d``.
 
 The problem type (:class:`ConvTransposeProblem`), its validation and the public functions; the
-kernels are registered by :mod:`pyconvfast._transpose_algorithms` under ``kind="conv_transpose"``,
+kernels are registered by :mod:`pyconvfast._algorithms.transpose_gemm` and its two siblings under ``kind="conv_transpose"``,
 so that the tuner, its cache and the registry keep them apart from plain convolutions (the cache
 key starts with ``conv_transposeNd``).
 """
@@ -11,14 +11,13 @@ from functools import cached_property
 
 import numpy as np
 
-from pyconvfast import _api, _registry
+from pyconvfast import _api
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
-from pyconvfast import _transpose_algorithms  # noqa: F401 (registers the algorithms)
+from pyconvfast._algorithms.transpose_taps import KIND
 from pyconvfast._config import resolve_precision
-from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
-from pyconvfast._threads import resolve_n_threads
-
-KIND = _transpose_algorithms.KIND
+from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
+from pyconvfast._core.threads import resolve_n_threads
 
 
 @dataclass(frozen=True)
@@ -240,7 +239,7 @@ cached_problem = _api.remembered(make_problem)
 
 def explicit_algorithm(name, problem):
     """The transposed algorithm ``name``, checked to support ``problem``."""
-    usable_kind = _registry.names(kind=KIND)
+    usable_kind = registry.names(kind=KIND)
     if name not in usable_kind:
         raise ValueError(
             f"unknown algorithm={name!r} for a transposed convolution; choose 'auto' or one of "
@@ -271,7 +270,7 @@ def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, pre
     params = {}
     if chosen is None:
         choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
-        chosen, params = _registry.get(choice.algorithm), choice.params
+        chosen, params = registry.get(choice.algorithm), choice.params
     chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
     return out
 

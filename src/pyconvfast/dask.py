@@ -59,11 +59,12 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
     ) from error
 
 import pyconvfast as pcf
-from pyconvfast import _api, _rank1
+from pyconvfast import _api
+from pyconvfast._algorithms import separable
 from pyconvfast._config import resolve_precision
 from pyconvfast._plan import Plan
-from pyconvfast._problem import CHANNELS_FIRST, CHANNELS_LAST
-from pyconvfast._threads import resolve_n_threads
+from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST
+from pyconvfast._core.threads import resolve_n_threads
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -383,7 +384,7 @@ def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, 
         has_bias=bias is not None, dtype=x.dtype, precision=precision)
     bias = _api.checked_bias(bias, problem, x.dtype)
     if algorithm != "auto":
-        _api.explicit_algorithm(algorithm, _rank1.mark(problem, weight))
+        _api.explicit_algorithm(algorithm, separable.mark(problem, weight))
     if problem.batch == 0:
         return da.empty(problem.out_shape, dtype=x.dtype)
     kwargs = dict(stride=problem.stride, dilation=problem.dilation, groups=groups,

@@ -3,7 +3,7 @@
 Every problem is seen as 3-D: (N, C, D, H, W) activations and (K, C/groups, KD, KH, KW) weights,
 1-D and 2-D problems having singleton leading spatial axes. Arrays are read through their strides,
 so channels-last and negatively strided views need no copy. Padding of every mode is done by
-per-axis tap tables (see ``pyconvfast._padding``): ``table[o, t]`` is the input index read by
+per-axis tap tables (see ``pyconvfast._core.padding``): ``table[o, t]`` is the input index read by
 output ``o`` at kernel tap ``t``, or -1 where the tap falls on a zero.
 
 Each (sample, output channel) pair is one task of a static ``prange``; the task accumulates its

@@ -6,7 +6,7 @@ is read in place through its strides, in any layout: a register tile broadcasts 
 and multiplies it by whole vectors of output channels, for several output pixels of a row at
 once (``direct_blocked_simd.h``: 2 blocks x 12 pixels with AVX-512F, 1 block x 6 pixels with
 AVX2 + FMA, a small tile on the SSE2 baseline, one chosen at import). Padding of every mode and
-every stride and dilation go through the tap tables of ``pyconvfast._padding``: along D and H
+every stride and dilation go through the tap tables of ``pyconvfast._core.padding``: along D and H
 whole input rows are chosen per tap, along W the interior columns need no table and the few
 border columns use it, so no padded copy of the input is ever made.
 

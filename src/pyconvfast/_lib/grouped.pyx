@@ -7,7 +7,7 @@ tasks, every group of the layer in the same parallel loop. A task
 
 1. lowers its block of output pixels for its group into a per-thread buffer,
    ``B[d, p]`` for the ``depth = C_in/groups * KD * KH * KW`` taps ``d`` in (channel, kd, kh, kw)
-   order, through the tap tables of :mod:`pyconvfast._padding` (any stride, dilation and padding
+   order, through the tap tables of :mod:`pyconvfast._core.padding` (any stride, dilation and padding
    mode, no padded copy of the input; interior runs of a row are copied without the tables);
 2. multiplies the group's packed weights (``C_out/groups`` rounded up to blocks of 4 output
    channels) by ``B`` with a register-tile micro-kernel (``grouped_simd.h``): 4 output channels x

@@ -7,7 +7,7 @@ through the tap tables (as in ``direct``). BLAS then computes
 ``acc[Kg, P] = W_g[Kg, C_g*T] @ col[C_g*T, P]`` and the result is copied, bias added, into the
 strided output. Chunks keep each thread's buffers under the workspace bound, and are cut small
 enough that every thread has a task even for one sample of a 1-D signal. The buffers are one
-slice per thread of a work array the caller passes in (``pyconvfast._workspace``: kept from
+slice per thread of a work array the caller passes in (``pyconvfast._core.workspace``: kept from
 call to call, so that steady calls touch no fresh page).
 
 Tasks run on a static ``prange``, each thread calling single-threaded BLAS (the caller limits

@@ -29,7 +29,7 @@ single-threaded BLAS. Both ways do the same arithmetic on the same GEMM shapes, 
 is bitwise the same for every thread count (tested). Every parallel region flushes subnormals
 to zero in each of its threads and restores their floating-point state after (``fpstate.h``).
 The buffers are slices of a work array the caller passes in and keeps between calls
-(``pyconvfast._workspace``), laid out as :func:`work_layout` says.
+(``pyconvfast._core.workspace``), laid out as :func:`work_layout` says.
 """
 
 from cython cimport floating

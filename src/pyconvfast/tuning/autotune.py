@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pyconvfast import _registry
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic
 from pyconvfast._config import get_setting
 
@@ -205,8 +205,8 @@ def _from_entry(problem, entry):
 
 def _can_run(problem, name, params):
     """Whether algorithm ``name`` with kernel parameters ``params`` can run ``problem``."""
-    return (_registry.can_run(name, problem) and isinstance(params, dict)
-            and (not params or params in _registry.get(name).param_space(problem)))
+    return (registry.can_run(name, problem) and isinstance(params, dict)
+            and (not params or params in registry.get(name).param_space(problem)))
 
 
 def labelled_candidates(problem, exhaustive):
@@ -219,9 +219,9 @@ def labelled_candidates(problem, exhaustive):
 
 def _candidates(problem, exhaustive):
     first = heuristic.choose(problem)
-    names = [first] + [name for name in _registry.names(problem) if name != first]
+    names = [first] + [name for name in registry.names(problem) if name != first]
     for name in names:
-        spaces = _registry.get(name).param_space(problem) if exhaustive else [{}]
+        spaces = registry.get(name).param_space(problem) if exhaustive else [{}]
         for params in spaces:
             yield name, params
 
@@ -248,11 +248,11 @@ def measure(problem, n_threads, x, weight, bias, out, exhaustive=False):
     for name, _ in candidates.values():
         if name not in prepared_weights:
             prepared_weights[name], prepare_timings[name] = _timed_prepare(
-                _registry.get(name), problem, weight)
+                registry.get(name), problem, weight)
 
     def run(label):
         name, params = candidates[label]
-        _registry.get(name).run(problem, x, prepared_weights[name], bias, out, n_threads, params)
+        registry.get(name).run(problem, x, prepared_weights[name], bias, out, n_threads, params)
 
     def prepare_time(label):
         return prepare_timings[candidates[label][0]]
@@ -332,7 +332,7 @@ def _spatial_crop(problem, flops):
     """The problem cut to a block of its first outputs along every spatial axis (the same
     share of each axis, at least :data:`MIN_SLICE_OUTPUTS` outputs per axis) so as to cost
     about ``flops``, or None where it cannot be cut or need not be."""
-    from pyconvfast._problem import ConvProblem
+    from pyconvfast._core.problem import ConvProblem
 
     if problem.flops <= flops or not isinstance(problem, ConvProblem):
         return None

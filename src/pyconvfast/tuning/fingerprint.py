@@ -63,7 +63,7 @@ def _blas():
     """The BLAS SciPy calls (the libraries ``_threads.blas_threads`` controls), as threadpoolctl
     describes it, without the thread count."""
     try:
-        from pyconvfast._threads import blas_threads
+        from pyconvfast._core.threads import blas_threads
 
         libraries = blas_threads.describe()
     except Exception:  # noqa: BLE001  (an unusual BLAS must not stop convolutions)

@@ -10,7 +10,7 @@ than importing algorithm modules.
 
 import math
 
-from pyconvfast import _registry
+from pyconvfast._algorithms import registry
 
 # Taps per axis from which fft wins (see above): (1-D, 2-D) for dense layers; with one input
 # channel per group, (1-D single channel, 1-D several channels, 2-D).
@@ -58,10 +58,10 @@ def _direct_pays(problem):
 
 def _preference(problem):
     if getattr(problem, "kind", "conv") == "conv_transpose":
-        from pyconvfast._transpose_algorithms import preference
-
-        return preference(problem)
-    if _registry.can_run("separable", problem) and _registry.get("separable").preferred(problem):
+        if registry.get("transpose_direct").preferred(problem):
+            return ("transpose_direct", "transpose_gemm")
+        return ("transpose_gemm", "transpose_subpixel", "transpose_direct")
+    if registry.can_run("separable", problem) and registry.get("separable").preferred(problem):
         return ("separable", "depthwise", "im2col", "direct")
     if _fft_pays(problem):
         return ("fft", "im2col", "direct")
@@ -91,7 +91,7 @@ def choose(problem):
     str
         A registered name whose ``supports(problem)`` is None.
     """
-    usable = _registry.names(problem)
+    usable = registry.names(problem)
     for name in _preference(problem):
         if name in usable:
             return name

@@ -9,11 +9,11 @@ import math
 
 import numpy as np
 
-from pyconvfast._kernel_args import bias_or_empty, tap_tables
+from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
-from pyconvfast._padding import tap_table
-from pyconvfast._registry import Algorithm, register
-from pyconvfast._workspace import aligned_empty
+from pyconvfast._core.padding import tap_table
+from pyconvfast._algorithms.registry import Algorithm, register
+from pyconvfast._core.workspace import aligned_empty
 
 # Elements of one task's lowered input block (taps x pixels) aimed at: 64 KiB of float32, so
 # that the block stays in L2 while every output-channel block of the group sweeps over it.

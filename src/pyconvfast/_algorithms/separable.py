@@ -33,8 +33,8 @@ import threading
 
 import numpy as np
 
-from pyconvfast import _passes
-from pyconvfast._registry import Algorithm, register
+from pyconvfast._algorithms import passes
+from pyconvfast._algorithms.registry import Algorithm, register
 
 # Weights with more (C_out, C_in // groups) slices are not checked: learned layers are never
 # rank-1, and filters (blur, edges) have a few slices.
@@ -275,7 +275,7 @@ def _prepare(problem, weight):
 
 def _run(problem, x, prepared, bias, out, n_threads, params):
     column, row = prepared
-    _passes.two_pass(
+    passes.two_pass(
         x, column, row, bias, out, groups=problem.groups, stride=problem.stride,
         dilation=problem.dilation, pad_before=problem.pad_before, pad_after=problem.pad_after,
         padding_mode=problem.padding_mode, n_threads=n_threads,

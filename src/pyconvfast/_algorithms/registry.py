@@ -16,7 +16,7 @@ arguments.
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from pyconvfast._problem import ConvProblem
+from pyconvfast._core.problem import ConvProblem
 
 
 def _keep_weight(problem, weight):
@@ -29,6 +29,11 @@ def _default_params(problem):
 
 def _never(problem):
     return False
+
+
+def any_problem(problem):
+    """``supports`` of an algorithm that runs every problem of its kind."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,8 @@ class Algorithm:
     preferred: Callable[[ConvProblem], bool] = _never
 
     def __reduce__(self):
-        # Its functions may be lambdas and closures (one per Winograd tile): an algorithm
-        # pickles as its name and loads as the one registered under it.
+        # An algorithm pickles as its name and loads as the one registered under it (the
+        # registry is the same in every process; its functions need not be shipped).
         return get, (self.name,)
 
     def refusal(self, problem):

@@ -1,7 +1,7 @@
 """Convolutions computed as a chain of cheaper passes: two 1-D passes for a rank-1 (spatially
 separable) kernel, and the pointwise + vertical + horizontal passes of a flattened layer.
 
-Everything here works on the 5-D channels-first views of :mod:`pyconvfast._registry` and runs
+Everything here works on the 5-D channels-first views of :mod:`pyconvfast._algorithms.registry` and runs
 the registered kernels (``depthwise`` for every 1-D pass, the heuristic's choice for the grouped
 passes), so it never parses arguments. Padding by index arithmetic commutes with these passes:
 the pass along W pads W (and reads every input row), the pass along H pads H of the
@@ -11,9 +11,9 @@ the padded input row, for every padding mode (zeros included: a zero row passes 
 
 import numpy as np
 
-from pyconvfast import _registry
+from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic
-from pyconvfast._problem import ConvProblem
+from pyconvfast._core.problem import ConvProblem
 
 
 def _problem_1d(batch, c_in, c_out, groups, in_size, axis, kernel, stride, dilation, pad,
@@ -31,7 +31,7 @@ def _problem_1d(batch, c_in, c_out, groups, in_size, axis, kernel, stride, dilat
 
 
 def _run(name, problem, x5, weight5, bias, out5, n_threads):
-    algorithm = _registry.get(name)
+    algorithm = registry.get(name)
     algorithm.run(problem, x5, algorithm.prepare(problem, weight5), bias, out5, n_threads, {})
 
 

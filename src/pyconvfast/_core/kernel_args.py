@@ -1,8 +1,8 @@
 """What every algorithm's adapter hands its compiled kernel besides the arrays: the tap tables
 of a problem and the bias (or an empty array).
 
-Shared by the algorithm modules (``_algorithms``, ``_algorithms_grouped``, ``_fft``,
-``_separable``, ``_transpose_algorithms``), below all of them, so that none imports another
+Shared by the algorithm modules (:mod:`pyconvfast._algorithms`) and the front ends that run
+kernels themselves (``_separable``, ``_resize``), below all of them, so that none imports another
 for these.
 """
 
@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from pyconvfast._padding import tap_table
+from pyconvfast._core.padding import tap_table
 
 
 @functools.lru_cache(maxsize=512)
@@ -24,7 +24,7 @@ def tap_tables(problem):
     Returns
     -------
     tuple of 3 ndarray of int64, shapes ``(out_size, kernel)`` per axis (leading axes of 1)
-        See :func:`pyconvfast._padding.tap_table`.
+        See :func:`pyconvfast._core.padding.tap_table`.
 
     Examples
     --------

@@ -45,9 +45,10 @@ import numpy as np
 import scipy.fft
 
 
-from pyconvfast._padding import tap_table
-from pyconvfast._threads import thread_count_setter
-from pyconvfast._workspace import workspace_bytes
+from pyconvfast._core.padding import tap_table
+from pyconvfast._core.threads import thread_count_setter
+from pyconvfast._core.workspace import workspace_bytes
+from pyconvfast._algorithms.registry import Algorithm, register
 
 # Cost model of one block, in flops: a real FFT of n points ~ 2.5 n log2 n, a complex
 # multiply-add 8, and a fixed cost per block pass (Python, gathers, a dozen NumPy and pocketfft
@@ -317,7 +318,7 @@ class _NumpyBlasThreads:
     """Thread count of the BLAS that ``numpy.matmul`` calls (NumPy's own copy).
 
     Found once, then two calls into the BLAS per :meth:`limit`, like
-    :class:`pyconvfast._threads._BlasThreads` for SciPy's copy.
+    :class:`pyconvfast._core.threads._BlasThreads` for SciPy's copy.
     """
 
     def __init__(self):
@@ -451,3 +452,17 @@ def run(problem, x, prepared, bias, out, n_threads, params):
             # Outputs that read only padding inside the live range (dilation skips the input).
             index = (slice(None), slice(None)) + (slice(None),) * axis + (np.flatnonzero(dead),)
             out[index] = 0 if bias is None else bias_5d
+
+
+
+register(Algorithm(
+    name="fft",
+    summary="real FFTs in overlap-save blocks (scipy.fft) with a complex GEMM per frequency: "
+            "stride-1 layers with large kernels",
+    supports=supports,
+    run=run,
+    prepare=prepare,
+    param_space=param_space,
+    accurate=False,
+))
+

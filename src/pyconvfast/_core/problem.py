@@ -32,7 +32,7 @@ class ConvProblem:
     flip: bool = False
     has_bias: bool = False
     unbatched: bool = False
-    # The weight was found rank-1 in every slice (pyconvfast._rank1.mark): the "separable"
+    # The weight was found rank-1 in every slice (pyconvfast._algorithms.separable.mark): the "separable"
     # algorithm may run it.
     rank1_kernel: bool = False
     # "accurate": only the algorithms within the plain summation bound may run it

@@ -1,0 +1,60 @@
+"""``direct``: every problem, read in place; channel-blocked SIMD register tiles
+(:mod:`pyconvfast._lib.direct_blocked`) from a few output channels per group, else the generic
+loop (:mod:`pyconvfast._lib.direct`), whose summation order ``depthwise`` reproduces bit for bit.
+"""
+
+from pyconvfast._lib.direct import conv_direct
+from pyconvfast._lib.direct_blocked import conv_direct_blocked
+from pyconvfast._lib.direct_blocked import pack_weights as direct_pack_weights
+from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
+from pyconvfast._core.workspace import aligned_empty
+from pyconvfast._algorithms.registry import Algorithm, any_problem, register
+
+# (_lib/direct_blocked.pyx) rather than the generic loop (_lib/direct.pyx): its vectors hold 16
+# float32 or 8 float64 output channels of one group. Problems with one input channel per group
+# keep the generic loop, whose summation order (no fused multiply-add) ``depthwise`` reproduces
+# bit for bit.
+DIRECT_BLOCKED_MIN_CHANNELS = 4
+
+
+def _direct_blocked_applies(problem):
+    return (problem.c_out // problem.groups >= DIRECT_BLOCKED_MIN_CHANNELS
+            and problem.c_in // problem.groups >= 2
+            and problem.dtype in ("float32", "float64"))
+
+
+def _direct_prepare(problem, weight):
+    """(packed, weight): the weight packed in channel blocks where the blocked kernel applies
+    (else None), and the weight itself for the generic loop."""
+    packed = direct_pack_weights(weight, problem.groups, aligned_empty) \
+        if _direct_blocked_applies(problem) else None
+    return packed, weight
+
+
+def _item_strides(x, out):
+    """Whether every stride of both arrays (of one dtype) is a whole number of items."""
+    return not any(s % x.itemsize for s in x.strides + out.strides)
+
+
+def _run_direct(problem, x, prepared, bias, out, n_threads, params):
+    packed, weight = prepared
+    bias = bias_or_empty(bias, x.dtype)
+    if packed is not None and _item_strides(x, out):
+        geometry = problem.as_3d()
+        conv_direct_blocked(x, packed, problem.c_out, bias, out, *tap_tables(problem),
+                            geometry["stride"][2], geometry["dilation"][2],
+                            geometry["pad_before"][2], n_threads)
+    else:
+        conv_direct(x, weight, bias, out, *tap_tables(problem), n_threads)
+
+
+register(Algorithm(
+    name="direct",
+    summary="any stride, dilation, padding mode and groups; channel-blocked SIMD register tiles "
+            f"from {DIRECT_BLOCKED_MIN_CHANNELS} output channels per group",
+    supports=any_problem,
+    run=_run_direct,
+    prepare=_direct_prepare,
+))
+
+
