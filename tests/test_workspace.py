@@ -3,11 +3,13 @@
 import threading
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from reference import assert_conv_matches
 
 import pyconvfast as pcf
 from pyconvfast._lib.memory import bytes_to_boundary
-from pyconvfast._core.workspace import WorkspacePool, aligned_empty, pool
+from pyconvfast._core.workspace import WorkspacePool, aligned_empty, pool, work_chunk
 
 
 def test_borrow_gives_aligned_slices_of_the_requested_size():
@@ -98,3 +100,22 @@ def test_python_threads_with_different_sizes_at_once(rng):
     for thread in threads:
         thread.join()
     assert not errors, errors[0]
+
+
+@given(n_items=st.integers(1, 10_000), item_bytes=st.integers(1, 4096),
+       budget=st.integers(1, 1 << 22), cap=st.none() | st.integers(1, 5000),
+       multiple=st.sampled_from([1, 16]), units=st.integers(1, 64), min_tasks=st.integers(1, 64))
+def test_work_chunk_keeps_its_bounds(n_items, item_bytes, budget, cap, multiple, units,
+                                     min_tasks):
+    """The one chunk-size rule: within [1, n_items]; under the budget and the cap, and a
+    multiple, unless one multiple is already more; with fewer units than tasks wanted, no
+    larger than an even split of a unit into that many tasks."""
+    chunk = work_chunk(n_items, item_bytes, budget, cap=cap, multiple=multiple, units=units,
+                       min_tasks=min_tasks)
+    assert 1 <= chunk <= n_items
+    if chunk > multiple:
+        assert chunk * item_bytes <= budget and chunk <= (cap or n_items)
+        assert chunk % multiple == 0
+        if units < min_tasks:
+            assert chunk <= -(-n_items // -(-min_tasks // units))
+    assert work_chunk(n_items, item_bytes, budget, minimum=n_items) == n_items

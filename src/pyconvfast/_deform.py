@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from pyconvfast._core.workspace import workspace_bytes
+from pyconvfast._core.workspace import work_chunk, workspace_bytes
 from pyconvfast import _api
 from pyconvfast._lib.deform import deform_conv
 from pyconvfast._core.threads import blas_threads, resolve_n_threads
@@ -34,11 +34,10 @@ def deform_chunk(c_in, c_per_group_out, n_taps, n_positions, itemsize, max_chunk
     """Output positions sampled at once by one task: ``max_chunk`` (default
     :data:`DEFORM_CHUNK`), fewer where a thread's share of the workspace bound
     (``PYCONVFAST_WORKSPACE_MB``) would not hold its buffers."""
-    max_chunk = max_chunk or DEFORM_CHUNK
     bytes_per_position = ((c_in * n_taps + c_per_group_out + 5 * n_taps) * itemsize
                           + n_taps * (4 * 8 + 1))
-    budget = workspace_bytes() // _BUDGET_THREADS
-    return max(1, min(n_positions, max_chunk, budget // bytes_per_position))
+    return work_chunk(n_positions, bytes_per_position, workspace_bytes() // _BUDGET_THREADS,
+                      cap=max_chunk or DEFORM_CHUNK)
 
 
 def _checked_side_array(name, value, dtype, expected_shape, what):

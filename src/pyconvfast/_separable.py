@@ -12,6 +12,7 @@ from pyconvfast._core.kernel_args import tap_tables
 from pyconvfast import _api
 from pyconvfast._algorithms import passes
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._core.workspace import work_chunk
 
 
 def _factor_array(name, value, ndim, meaning, dtype):
@@ -216,11 +217,9 @@ SEPARABLE_TILE_BYTES = 256 * 1024
 
 def separable_tile_rows(c_mid, h_out, w_out, batch, itemsize, n_threads):
     """Output rows per task of the fused kernel: as many as fit :data:`SEPARABLE_TILE_BYTES`,
-    then fewer until every thread has a task."""
-    rows = max(1, min(h_out, SEPARABLE_TILE_BYTES // (itemsize * c_mid * w_out)))
-    while rows > 1 and batch * -(-h_out // rows) < n_threads:
-        rows = -(-rows // 2)
-    return rows
+    then fewer until every thread has a task (:func:`~pyconvfast._core.workspace.work_chunk`)."""
+    return work_chunk(h_out, itemsize * c_mid * w_out, SEPARABLE_TILE_BYTES, units=batch,
+                      min_tasks=n_threads)
 
 
 def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None, stride=1,

@@ -13,7 +13,7 @@ from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
 from pyconvfast._core.padding import tap_table
 from pyconvfast._algorithms.registry import Algorithm, register
-from pyconvfast._core.workspace import aligned_empty
+from pyconvfast._core.workspace import aligned_empty, work_chunk
 
 # Elements of one task's lowered input block (taps x pixels) aimed at: 64 KiB of float32, so
 # that the block stays in L2 while every output-channel block of the group sweeps over it.
@@ -34,14 +34,10 @@ def grouped_supports(problem):
 def pixel_block(problem, n_threads, max_pixels=None):
     """Output pixels per task: as many as keep the lowered block near ``_BLOCK_ELEMENTS``, a
     multiple of 16, and few enough that every thread gets at least 4 tasks where possible."""
-    depth = problem.c_in // problem.groups * math.prod(problem.kernel)
-    plane = math.prod(problem.out_size)
-    block = min(max_pixels or _MAX_PIXELS, max(_MIN_PIXELS, _BLOCK_ELEMENTS // depth))
-    block = max(16, block // 16 * 16)
-    while (block > _MIN_PIXELS
-           and problem.batch * problem.groups * -(-plane // block) < 4 * n_threads):
-        block = max(_MIN_PIXELS, block // 2 // 16 * 16)
-    return min(block, plane) if plane else 1
+    return work_chunk(math.prod(problem.out_size), problem.c_in // problem.groups
+                      * math.prod(problem.kernel), _BLOCK_ELEMENTS,
+                      cap=max_pixels or _MAX_PIXELS, multiple=16, minimum=_MIN_PIXELS,
+                      units=problem.batch * problem.groups, min_tasks=4 * n_threads)
 
 
 def _prepare(problem, weight):

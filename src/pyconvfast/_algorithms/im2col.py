@@ -14,26 +14,18 @@ from pyconvfast._lib.im2col import conv_im2col, conv_pointwise_gemm, pointwise_f
 from pyconvfast._lib.im2col import work_elements as im2col_work_elements
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._core.threads import blas_threads
-from pyconvfast._core.workspace import workspace_bytes
+from pyconvfast._core.workspace import work_chunk, workspace_bytes
 from pyconvfast._core.workspace import pool as workspace_pool
 from pyconvfast._algorithms.registry import Algorithm, any_problem, register
 
 @functools.lru_cache(maxsize=512)
 def im2col_chunk(problem, n_threads, itemsize, max_chunk=None):
-    """Output positions lowered at once by one im2col task.
-
-    As many as each thread's share of the workspace bound allows (``max_chunk``, a tuning
-    parameter, can cap it lower), and few enough that every thread gets a task.
-    """
-    n_positions = math.prod(problem.out_size)
-    n_taps = problem.c_in // problem.groups * math.prod(problem.kernel)
-    bytes_per_position = (n_taps + problem.c_out // problem.groups) * itemsize
-    budget = workspace_bytes() // n_threads
-    chunk = min(n_positions, max(1, budget // bytes_per_position), max_chunk or n_positions)
-    images = problem.batch * problem.groups
-    if images < n_threads:
-        chunk = min(chunk, -(-n_positions // -(-n_threads // images)))
-    return chunk
+    """Output positions lowered at once by one im2col task (:func:`positions_chunk` for the
+    problem; ``max_chunk``, a tuning parameter, can cap it lower)."""
+    return positions_chunk(math.prod(problem.out_size),
+                           problem.c_in // problem.groups * math.prod(problem.kernel),
+                           problem.c_out // problem.groups, problem.batch * problem.groups,
+                           n_threads, itemsize, max_chunk)
 
 
 def _im2col_weight_matrix(problem, weight):
@@ -137,15 +129,15 @@ def lowered_gemm(x, matrix, bias, out, tables, groups, chunk, n_threads):
         workspace_pool.give_back(buffer)
 
 
-def positions_chunk(n_positions, n_taps, c_out_per_group, images, n_threads, itemsize):
+def positions_chunk(n_positions, n_taps, c_out_per_group, images, n_threads, itemsize,
+                    max_chunk=None):
     """Output positions per GEMM for a lowering of ``n_taps`` columns: as many as the workspace
-    bound allows per thread, but small enough that ``images`` (samples x groups) give every one
-    of ``n_threads`` threads work."""
-    bytes_per_position = (n_taps + c_out_per_group) * itemsize
-    chunk = min(n_positions, max(1, workspace_bytes() // n_threads // bytes_per_position))
-    if images < n_threads:
-        chunk = min(chunk, -(-n_positions // -(-n_threads // images)))
-    return chunk
+    bound allows per thread (at most ``max_chunk``), but small enough that ``images`` (samples x
+    groups) give every one of ``n_threads`` threads work
+    (:func:`~pyconvfast._core.workspace.work_chunk`)."""
+    return work_chunk(n_positions, (n_taps + c_out_per_group) * itemsize,
+                      workspace_bytes() // n_threads, cap=max_chunk, units=images,
+                      min_tasks=n_threads)
 
 
 register(Algorithm(

@@ -40,6 +40,56 @@ def workspace_bytes():
     return int(get_setting("workspace_mb") * 2**20)
 
 
+
+def work_chunk(n_items, item_bytes, budget_bytes, *, cap=None, multiple=1, minimum=1, units=1,
+               min_tasks=1):
+    """Items (output positions, rows, pixels) one task handles at once: the one rule by which
+    every kernel adapter sizes its work.
+
+    As many as ``budget_bytes`` holds (a thread's share of the workspace bound, or a cache
+    size), at most ``cap``; then, where fewer ``units`` (independent pieces of work: samples x
+    groups) than ``min_tasks`` are given, at most an even split of a unit into enough tasks; rounded down to a ``multiple`` and kept at least ``minimum`` (and at
+    most ``n_items``).
+
+    Parameters
+    ----------
+    n_items : int
+        Items of one unit (e.g. output positions of one sample and group).
+    item_bytes : int
+        Buffer bytes one item needs (any unit consistent with ``budget_bytes``).
+    budget_bytes : int
+        What one task's buffers may hold.
+    cap, multiple, minimum : int, optional
+        Upper bound (a tuning parameter, None for none), granularity and lower bound.
+    units, min_tasks : int, optional
+        Independent units of ``n_items`` each, and the tasks wanted in all (the thread count,
+        or a multiple of it for load balance).
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> work_chunk(1000, 8, 4096)  # the budget holds 512 items
+    512
+    >>> work_chunk(1000, 8, 4096, units=1, min_tasks=4)  # 4 even tasks
+    250
+    >>> work_chunk(1000, 8, 4096, units=3, min_tasks=4)  # 2 tasks per unit
+    500
+    >>> work_chunk(1000, 8, 4096, cap=100, multiple=16)
+    96
+    """
+    if n_items <= 0:
+        return 1
+    chunk = min(n_items, cap or n_items, max(1, budget_bytes // max(1, item_bytes)))
+    if units < min_tasks:
+        chunk = min(chunk, -(-n_items // -(-min_tasks // units)))
+    chunk = max(minimum, chunk // multiple * multiple)
+    return max(1, min(chunk, n_items))
+
+
 # Buffers kept between calls: one per Python thread convolving at the same time, up to this.
 MAX_KEPT = 2
 # Each thread's slice starts on its own cache line (no false sharing, aligned SIMD loads).
