@@ -207,7 +207,7 @@ def test_errors_come_when_the_graph_is_built():
 
 def test_one_plan_settled_on_the_client():
     shapes = {(2, 3, 12, 9): 6, (1, 3, 12, 9): 3, (2, 3, 12, 4): 1}
-    plan, algorithm_for_shape = pcfd._settled_plan(
+    plan, algorithm_for_shape = pcfd._blocks.settled_plan(
         shapes, np.ones((4, 3, 3, 3), np.float32), None, "auto", None, False,
         dict(padding=((0, 0), (0, 0)), layout="NCHW"))
     assert plan.settled and plan.x_shape == (2, 3, 12, 9) and plan.n_threads == 1
@@ -325,8 +325,12 @@ def test_doctests_and_numpydoc_sections():
     import doctest
     import inspect
 
-    result = doctest.testmod(pcfd, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    attempted = failed = 0
+    for module in (pcfd, pcfd._blocks, pcfd._convolution, pcfd._separable):
+        result = doctest.testmod(module,
+                                 optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        attempted, failed = attempted + result.attempted, failed + result.failed
+    assert attempted > 0 and failed == 0
     for name in pcfd.__all__:
         doc = inspect.cleandoc(getattr(pcfd, name).__doc__ or "")
         for section in ("Parameters", "Returns", "Examples"):
