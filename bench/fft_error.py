@@ -1,7 +1,7 @@
 """Measure the ``fft`` algorithm's error against the ``|x| (*) |w| + |b|`` scale.
 
 Prints, per dtype and problem family, the largest ``max|got - ref| / max(scale)`` (the
-norm-wise ratio that tests/reference.py's ``NORMWISE_TOLERANCE`` bounds) and the largest
+norm-wise ratio that tests/helpers/reference.py's ``NORMWISE_TOLERANCE`` bounds) and the largest
 per-output ratio ``|got - ref| / scale`` (heavy-tailed, which is why the bound is norm-wise).
 Standard-normal data; the reference is float64 (long double for float64 results).
 
@@ -13,10 +13,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests.helpers
 
-from cases import CONV, make_case
-from reference import conv_reference, conv_scale, reference_dtype
+from tests.helpers.cases import CONV, make_case
+from tests.helpers.reference import conv_reference, conv_scale, reference_dtype
 
 import pyconvfast as pcf
 

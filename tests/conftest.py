@@ -1,7 +1,9 @@
 """Shared pytest configuration.
 
-* The tests directory goes on ``sys.path`` so that test modules can ``import reference`` and
-  ``import cases`` (pytest runs with ``--import-mode=importlib``, which adds nothing to the path).
+* The tests live in folders by layer (``api/``, ``algorithms/``, ``tuning/``, ``runtime/``,
+  ``package/``); what they share is the package :mod:`tests.helpers` (``pythonpath = ["."]`` in
+  pyproject.toml puts the project root on the path; pytest runs with
+  ``--import-mode=importlib``, which adds nothing else).
 * Every test runs with ``PYCONVFAST_CACHE_DIR`` set to a folder of the session's temporary
   directory (restored afterwards, whatever the test did to it), so that the suite never reads
   or writes the user's real tuning cache.
@@ -17,7 +19,6 @@
 """
 
 import os
-import sys
 
 import pytest
 
@@ -33,9 +34,6 @@ else:
                               suppress_health_check=_quiet, print_blob=True)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pyconvfast"))
 
-_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
 
 
 _SIMD_MODULES = ("direct_blocked", "depthwise", "grouped")

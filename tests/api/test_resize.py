@@ -13,7 +13,7 @@ import pytest
 
 import pyconvfast as pcf
 from pyconvfast import _resize
-from reference import assert_within_bound, conv_reference, n_terms, reference_dtype
+from tests.helpers.reference import assert_within_bound, conv_reference, n_terms, reference_dtype
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 

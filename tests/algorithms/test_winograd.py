@@ -16,7 +16,7 @@ from pyconvfast import _api
 from pyconvfast._algorithms import winograd as winograd_algorithm
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
-from reference import (
+from tests.helpers.reference import (
     ALGORITHM_TOLERANCE, assert_conv_matches, conv_reference, conv_scale,
 )
 

@@ -9,8 +9,8 @@ flip, layout, memory layout and dtype checks the path against the reference.
 
 import numpy as np
 import pytest
-from cases import CONV, MEMORY_KINDS, PADDING_MODES, with_memory
-from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, conv_reference
+from tests.helpers.cases import CONV, MEMORY_KINDS, PADDING_MODES, with_memory
+from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
 from pyconvfast import _api

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from cases import CONV, make_case
-from reference import assert_conv_matches, conv_reference, same_padding
+from tests.helpers.cases import CONV, make_case
+from tests.helpers.reference import assert_conv_matches, conv_reference, same_padding
 
 CF = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 CL = {1: "NLC", 2: "NHWC", 3: "NDHWC"}

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reference import assert_within_bound, reference_dtype
+from tests.helpers.reference import assert_within_bound, reference_dtype
 
 import pyconvfast as pcf
 from pyconvfast import _deform
 
-GOLDEN = Path(__file__).parent / "data" / "deform_torchvision.npz"
+GOLDEN = Path(__file__).parents[1] / "data" / "deform_torchvision.npz"
 DTYPES = (np.float32, np.float64)
 
 

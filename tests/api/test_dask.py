@@ -3,7 +3,7 @@
 With ``algorithm="direct"`` the result must be bitwise the NumPy function's on the whole
 array (each block runs the same kernel on the same samples, in the same summation order; the
 padding done by ``da.pad`` holds the very values the kernel's index arithmetic reads). With
-``"auto"`` and the other algorithms it is held to the reference bound of tests/reference.py
+``"auto"`` and the other algorithms it is held to the reference bound of tests/helpers/reference.py
 (the algorithm's own tolerance, as in the rest of the suite). The chunkings are drawn from a
 seeded generator: one-element chunks, chunks smaller than the halo, uneven last chunks, whole
 axes; over 1-D, 2-D and 3-D, odd and even kernels, dilation, stride 1 to 3, asymmetric,
@@ -19,7 +19,7 @@ da = pytest.importorskip("dask.array")
 
 import pyconvfast as pcf  # noqa: E402
 import pyconvfast.dask as pcfd  # noqa: E402
-from reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches  # noqa: E402
+from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches  # noqa: E402
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}

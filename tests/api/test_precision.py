@@ -14,12 +14,12 @@ import pytest
 import pyconvfast as pcf
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
-from reference import conv_reference
+from tests.helpers.reference import conv_reference
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from test_properties import conv_problems  # noqa: E402
+from tests.api.test_properties import conv_problems  # noqa: E402
 
 NOT_ACCURATE = {"winograd_f2x2_3x3", "winograd_f4x4_3x3", "fft"}
 

@@ -10,7 +10,7 @@ weight; out= of several memory layouts. A failure prints the seed, the index and
 
 import pytest
 
-from cases import make_case, run_case
+from tests.helpers.cases import make_case, run_case
 
 SEED = 20240611
 N_DEFAULT = 2000

@@ -20,8 +20,8 @@ from pyconvfast import _api
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._lib import depthwise as depthwise_lib
-from cases import CONV, make_case, with_memory
-from reference import (
+from tests.helpers.cases import CONV, make_case, with_memory
+from tests.helpers.reference import (
     CHANNELS_FIRST, CHANNELS_LAST, NUMPY_PAD_MODE, assert_conv_matches, padding_pairs,
 )
 
@@ -323,7 +323,7 @@ def test_every_simd_level_gives_the_same_bits(rng):
 
 
 def test_sweep_exercises_depthwise():
-    """The seeded sweep (tests/test_sweep.py) runs "depthwise" on hundreds of its cases, with
+    """The seeded sweep (tests/api/test_sweep.py) runs "depthwise" on hundreds of its cases, with
     every channel multiplier, layout, dimension and loop order."""
     from pyconvfast._algorithms import depthwise as depthwise_algorithm
 

@@ -13,7 +13,7 @@ from pyconvfast import _api
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from pyconvfast.tuning import store as _cache
-from reference import assert_conv_matches
+from tests.helpers.reference import assert_conv_matches
 
 
 @pytest.fixture

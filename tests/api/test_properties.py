@@ -21,13 +21,13 @@ from hypothesis import given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import pyconvfast as pcf  # noqa: E402
-from reference import (  # noqa: E402
+from tests.helpers.reference import (  # noqa: E402
     CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches, assert_within_bound, conv_reference,
     conv_scale, n_terms, reference_dtype,
 )
-from reference_transpose import assert_transpose_matches  # noqa: E402
-from test_deform import assert_deform_matches  # noqa: E402
-from test_resize import check as assert_resize_matches  # noqa: E402
+from tests.helpers.reference_transpose import assert_transpose_matches  # noqa: E402
+from tests.api.test_deform import assert_deform_matches  # noqa: E402
+from tests.api.test_resize import check as assert_resize_matches  # noqa: E402
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
 CONV_TRANSPOSE = {1: pcf.conv_transpose1d, 2: pcf.conv_transpose2d, 3: pcf.conv_transpose3d}

@@ -17,8 +17,8 @@ from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from pyconvfast.tuning import heuristic as _heuristic
 from pyconvfast._algorithms import transpose_gemm, transpose_taps
-from reference import CHANNELS_FIRST, CHANNELS_LAST
-from reference_transpose import (
+from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST
+from tests.helpers.reference_transpose import (
     assert_transpose_matches, conv_transpose_reference, out_size,
 )
 

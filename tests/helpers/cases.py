@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import pyconvfast as pcf
-from reference import (
+from tests.helpers.reference import (
     CHANNELS_FIRST, CHANNELS_LAST, algorithm_tolerance, assert_within_bound, conv_reference,
     conv_scale, n_terms, normwise_tolerance, padding_pairs, reference_dtype,
 )

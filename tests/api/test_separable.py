@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 import pytest
-from reference import (
+from tests.helpers.reference import (
     CHANNELS_LAST,
     assert_within_bound,
     conv_reference,

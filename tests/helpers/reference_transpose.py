@@ -14,7 +14,7 @@ values.
 
 import numpy as np
 
-from reference import CHANNELS_LAST, assert_within_bound, reference_dtype
+from tests.helpers.reference import CHANNELS_LAST, assert_within_bound, reference_dtype
 
 
 def _per_axis(value, n_spatial):

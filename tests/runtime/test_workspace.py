@@ -5,7 +5,7 @@ import threading
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import assert_conv_matches
+from tests.helpers.reference import assert_conv_matches
 
 import pyconvfast as pcf
 from pyconvfast._lib.memory import bytes_to_boundary

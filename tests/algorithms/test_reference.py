@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from reference import (
+from tests.helpers.reference import (
     assert_within_bound, conv_reference, conv_scale, n_terms, same_padding,
 )
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from reference import assert_conv_matches
+from tests.helpers.reference import assert_conv_matches
 
 THREAD_COUNTS = (1, 2, 3, 4, None)
 

@@ -14,8 +14,8 @@ import pytest
 import pyconvfast as pcf
 from pyconvfast import _api
 from pyconvfast._algorithms import im2col
-from cases import CONV
-from reference import assert_conv_matches
+from tests.helpers.cases import CONV
+from tests.helpers.reference import assert_conv_matches
 
 SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17)
 KERNELS = (1, 2, 3, 4, 5)

@@ -9,8 +9,8 @@ every thread count and pixel block; at every SIMD level this CPU has.
 
 import numpy as np
 import pytest
-from cases import CONV
-from reference import assert_conv_matches, conv_reference
+from tests.helpers.cases import CONV
+from tests.helpers.reference import assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
 from pyconvfast import _api

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import pyconvfast as pcf
-from cases import CONV, exact_on_integers, make_case, run_case
-from reference import conv_reference
+from tests.helpers.cases import CONV, exact_on_integers, make_case, run_case
+from tests.helpers.reference import conv_reference
 
 SEED = 777
 

@@ -17,7 +17,7 @@ import pyconvfast as pcf
 from pyconvfast import _demo
 from pyconvfast.__main__ import main
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 README = DOCS.parent / "README.md"
 
 

@@ -10,8 +10,8 @@ spectra, tuning parameters and the refusals.
 
 import numpy as np
 import pytest
-from cases import CONV, with_memory
-from reference import CHANNELS_LAST, assert_conv_matches, conv_reference
+from tests.helpers.cases import CONV, with_memory
+from tests.helpers.reference import CHANNELS_LAST, assert_conv_matches, conv_reference
 
 import pyconvfast as pcf
 from pyconvfast import _api
