@@ -13,6 +13,7 @@ from pyconvfast import _api
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune as _autotune
 from pyconvfast.tuning import store as _cache
+from pyconvfast.tuning import timing as _timing
 from tests.helpers.reference import assert_conv_matches
 
 
@@ -45,9 +46,9 @@ def test_measure_times_every_usable_algorithm_and_stores_the_winner(fresh_cache,
     warm, cold, prepare = entry["timings"], entry["cold_timings"], entry["prepare_timings"]
     assert 2 <= len(cold) <= 3 and set(cold) <= set(warm)
     problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
-    weight_bytes = {name: _autotune.prepared_bytes(
+    weight_bytes = {name: _timing.prepared_bytes(
         registry.get(name).prepare(problem, _api.weight_5d(w, problem))) for name in cold}
-    decisive = _autotune.decisive_times(warm, cold, weight_bytes)
+    decisive = _timing.decisive_times(warm, cold, weight_bytes)
     assert entry["plan_algorithm"] == min(decisive, key=decisive.get)
     assert entry["algorithm"] == min(decisive, key=lambda name: decisive[name] + prepare[name])
     assert all(seconds > 0 for seconds in entry["timings"].values())
@@ -109,7 +110,7 @@ def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, m
 
     def unlucky_run(*args):
         runs.append(1)
-        time.sleep(0.02 if len(runs) <= 1 + _autotune.REPEATS else 0.001)
+        time.sleep(0.02 if len(runs) <= 1 + _timing.REPEATS else 0.001)
         im2col.run(*args)
 
     doubles = {"test_unlucky": registry.Algorithm(name="test_unlucky", summary="test double",
@@ -124,34 +125,34 @@ def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, m
     pcf.conv2d(x, w, padding=1)
     entry = pcf.tuning.report()[0]
     assert entry["algorithm"] == entry["plan_algorithm"] == "test_unlucky", entry
-    assert len(runs) > 1 + _autotune.REPEATS
+    assert len(runs) > 1 + _timing.REPEATS
 
 
 def test_the_flushed_time_weighs_more_the_larger_the_prepared_weight(monkeypatch):
     """ResNet-50 layer4's 3x3: Winograd F(2x2) is faster back to back, ``direct`` once other
     work has evicted the 16.8 MB transformed weight; for a small weight both count."""
-    monkeypatch.setattr(_autotune, "_last_level_cache_bytes", lambda: 32 << 20)
+    monkeypatch.setattr(_timing, "_last_level_cache_bytes", lambda: 32 << 20)
     warm = {"winograd": 1.20, "direct": 1.57}
     cold = {"winograd": 1.88, "direct": 1.70}
     large = {"winograd": 16_800_000, "direct": 9_400_000}  # over a quarter of the cache
-    assert _autotune.decisive_times(warm, cold, large) == pytest.approx(cold)
+    assert _timing.decisive_times(warm, cold, large) == pytest.approx(cold)
     small = dict.fromkeys(warm, 0)  # the geometric mean
-    assert _autotune.decisive_times(warm, cold, small) == pytest.approx(
+    assert _timing.decisive_times(warm, cold, small) == pytest.approx(
         {name: (warm[name] * cold[name]) ** 0.5 for name in warm})
     eighth = dict.fromkeys(warm, 4 << 20)  # half of a quarter: the flushed time weighs 3/4
-    assert _autotune.decisive_times(warm, cold, eighth) == pytest.approx(
+    assert _timing.decisive_times(warm, cold, eighth) == pytest.approx(
         {name: warm[name] ** 0.25 * cold[name] ** 0.75 for name in warm})
-    assert _autotune.decisive_times(warm, {}, large) == warm  # nothing flushed: warm decides
+    assert _timing.decisive_times(warm, {}, large) == warm  # nothing flushed: warm decides
 
 
 def test_prepared_bytes_counts_the_largest_array_of_a_prepared_weight(rng):
     packed, weight = np.empty(100, np.float32), np.empty(50, np.float32)
-    assert _autotune.prepared_bytes((packed, weight)) == 400
-    assert _autotune.prepared_bytes(weight) == 200
+    assert _timing.prepared_bytes((packed, weight)) == 400
+    assert _timing.prepared_bytes(weight) == 200
     w = rng.standard_normal((4, 3, 5, 5))
     problem = _api.make_problem((1, 3, 16, 16), w.shape, n_spatial=2, dtype=np.float64)
     spectra = registry.get("fft").prepare(problem, _api.weight_5d(w, problem))
-    assert _autotune.prepared_bytes(spectra) == spectra.nbytes > w.nbytes
+    assert _timing.prepared_bytes(spectra) == spectra.nbytes > w.nbytes
 
 
 def test_exhaustive_also_times_kernel_parameters(fresh_cache, rng, monkeypatch):
@@ -519,7 +520,7 @@ def test_large_problem_is_timed_on_a_slice_and_the_choice_serves_the_whole(
     """Above TIMING_FLOPS the candidates run on a slice (first samples, then a band of rows);
     the choice is stored under the whole problem's key and its result is the whole result."""
     monkeypatch.setattr(_autotune, "TIMING_FLOPS", 2e6)
-    monkeypatch.setattr(_autotune, "MIN_SLICE_OUTPUTS", 8)
+    monkeypatch.setattr(_timing, "MIN_SLICE_OUTPUTS", 8)
     seen = []
     real_run = _autotune.time_candidates
 
@@ -547,13 +548,13 @@ def test_timing_slice_keeps_the_geometry_and_views_the_arrays(padding_mode):
                                 stride=(2, 1), padding_mode=padding_mode, dtype=np.float32)
     x = np.zeros((4, 16, 1, 150, 100), np.float32)
     out = np.zeros((4, 8, 1) + problem.out_size, np.float32)
-    piece, x_piece, out_piece = _autotune.timing_slice(problem, x, out, flops=problem.flops / 40)
+    piece, x_piece, out_piece = _timing.timing_slice(problem, x, out, flops=problem.flops / 40)
     assert piece.batch == 1 and piece.in_size[0] < 150 and piece.in_size[1] < 100
-    assert min(piece.out_size) >= _autotune.MIN_SLICE_OUTPUTS
+    assert min(piece.out_size) >= _timing.MIN_SLICE_OUTPUTS
     assert (piece.kernel, piece.stride, piece.pad_before, piece.pad_after, piece.padding_mode) \
         == (problem.kernel, problem.stride, problem.pad_before, problem.pad_after, padding_mode)
     assert x_piece.shape == (1, 16, 1) + piece.in_size and np.shares_memory(x_piece, x)
     assert out_piece.shape == (1, 8, 1) + piece.out_size and np.shares_memory(out_piece, out)
     assert piece.flops <= problem.flops / 40 * 1.5
-    same = _autotune.timing_slice(problem, x, out, flops=problem.flops)
+    same = _timing.timing_slice(problem, x, out, flops=problem.flops)
     assert same[0] is problem and same[1] is x and same[2] is out

@@ -17,6 +17,7 @@ import pytest
 
 import pyconvfast as pcf
 from pyconvfast.tuning import fingerprint, schema
+from pyconvfast.tuning import storage as _storage
 from pyconvfast.tuning import store as _cache
 
 ENTRY = {"algorithm": "im2col", "params": {"block": 64, "packed": True, "order": "kcrs",
@@ -464,7 +465,7 @@ def test_a_read_only_folder_warns_once(cache_dir):
 
 
 def test_a_held_lock_times_out_warns_once_and_stores_later(cache_dir, monkeypatch):
-    monkeypatch.setattr(_cache, "LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(_storage, "LOCK_TIMEOUT", 0.2)
     cache_dir.mkdir()
     holder = filelock.FileLock(str(cache_dir / "tuning.json.lock"))
     cache = _cache.TuningCache()
@@ -484,7 +485,7 @@ def test_a_held_lock_times_out_warns_once_and_stores_later(cache_dir, monkeypatc
 
 
 def test_clear_raises_when_the_lock_is_held(cache_dir, monkeypatch):
-    monkeypatch.setattr(_cache, "LOCK_TIMEOUT", 0.1)
+    monkeypatch.setattr(_storage, "LOCK_TIMEOUT", 0.1)
     cache = _cache.TuningCache()
     cache.store("k", ENTRY)
     with filelock.FileLock(str(cache_dir / "tuning.json.lock")).acquire(timeout=1):
@@ -497,7 +498,7 @@ def test_clear_raises_when_the_lock_is_held(cache_dir, monkeypatch):
 
 def test_a_stale_lock_file_does_not_block(cache_dir, monkeypatch):
     # A lock file left by a killed process holds no lock (the OS lock died with the process).
-    monkeypatch.setattr(_cache, "LOCK_TIMEOUT", 0.5)
+    monkeypatch.setattr(_storage, "LOCK_TIMEOUT", 0.5)
     cache_dir.mkdir()
     (cache_dir / "tuning.json.lock").write_text("12345")
     with no_warnings():
@@ -764,8 +765,9 @@ def _count_calls(monkeypatch, *names):
         def counted(*args, _name=name, _original=getattr(_cache, name), **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
-        # wherever the tuning package calls it from: the store, or the schema's own helpers
-        for module in (_cache, schema):
+        # wherever the tuning package calls it from: the store, the files' module, or the
+        # schema's own helpers
+        for module in (_cache, _storage, schema):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, counted)
     return calls
@@ -832,8 +834,8 @@ def test_the_journal_is_replayed_by_another_process(cache_dir):
 
 
 def test_compaction_keeps_every_entry_of_every_cache(cache_dir, monkeypatch):
-    monkeypatch.setattr(_cache, "JOURNAL_FROM", 4)
-    monkeypatch.setattr(_cache, "COMPACT_LINES", 5)
+    monkeypatch.setattr(_storage, "JOURNAL_FROM", 4)
+    monkeypatch.setattr(_storage, "COMPACT_LINES", 5)
     _large_cache(cache_dir, 6)
     one, two, idle = _cache.TuningCache(), _cache.TuningCache(), _cache.TuningCache()
     idle.lookup("old0")  # read once, before any compaction
@@ -892,7 +894,7 @@ def test_a_corrupt_journal_line_warns_once_and_only_it_is_skipped(cache_dir):
 
 
 def test_the_cap_keeps_each_machines_newest_entries(cache_dir, monkeypatch):
-    monkeypatch.setattr(_cache, "MAX_ENTRIES", 5)
+    monkeypatch.setattr(_storage, "MAX_ENTRIES", 5)
     cache = _cache.TuningCache()
     days = [3, 8, 1, 6, 2, 7, 5, 4]
     for day in days:
@@ -904,9 +906,9 @@ def test_the_cap_keeps_each_machines_newest_entries(cache_dir, monkeypatch):
 
 
 def test_the_cap_applies_at_compaction(cache_dir, monkeypatch):
-    monkeypatch.setattr(_cache, "JOURNAL_FROM", 4)
-    monkeypatch.setattr(_cache, "COMPACT_LINES", 3)
-    monkeypatch.setattr(_cache, "MAX_ENTRIES", 6)
+    monkeypatch.setattr(_storage, "JOURNAL_FROM", 4)
+    monkeypatch.setattr(_storage, "COMPACT_LINES", 3)
+    monkeypatch.setattr(_storage, "MAX_ENTRIES", 6)
     _large_cache(cache_dir, 6)  # created in 2024
     cache = _cache.TuningCache()
     for i in range(3):  # created now: newer than every old entry
@@ -962,7 +964,8 @@ def test_a_new_machine_in_a_large_file_gets_its_section_then_journals(cache_dir,
 
 
 WORKER_WITH_COMPACTION = WORKER.replace(
-    "cache = _cache.get_cache()", "_cache.COMPACT_LINES = 7\ncache = _cache.get_cache()")
+    "cache = _cache.get_cache()",
+    "from pyconvfast.tuning import storage\nstorage.COMPACT_LINES = 7\ncache = _cache.get_cache()")
 
 
 def test_four_processes_journaling_and_compacting_at_once_lose_nothing(cache_dir, tmp_path):

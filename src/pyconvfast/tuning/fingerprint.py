@@ -3,7 +3,17 @@
 A choice holds for the machine it was measured on: the CPU model and its vector extensions, the
 core count, the BLAS SciPy calls and the versions of pyconvfast and Python. Each is part of the
 fingerprint, and a hash of it names the machine's section of the cache file
-(:mod:`pyconvfast.tuning.store`).
+(:mod:`pyconvfast.tuning.storage`).
+
+Why ``/proc/cpuinfo`` and not archspec (weighed for issue 16, archspec 0.2.7): the fingerprint
+needs to tell machines apart, not to name them, and what tells them apart is the vendor, the
+model string with its family/model/stepping numbers, and the vector extensions the kernels use,
+all of which ``/proc/cpuinfo`` lists. On the AMD EPYC VM where it was tried (family 26, with
+AVX-512), ``archspec.cpu.host()`` said ``x86_64_v4`` (generic), not the Zen generation, and saw
+24 features where ``/proc/cpuinfo`` lists every AVX-512 subset; using its names would also
+change every fingerprint id, orphaning every existing cache. It would add a dependency (about
+15 ms to import) for a label: the parsing stays here, with :mod:`platform` where there is no
+``/proc``.
 """
 
 import hashlib
