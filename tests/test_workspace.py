@@ -6,7 +6,7 @@ import numpy as np
 from reference import assert_conv_matches
 
 import pyconvfast as pcf
-from pyconvfast._lib.memory import bytes_to_boundary
+from pyconvfast._lib.common.memory import bytes_to_boundary
 from pyconvfast._workspace import WorkspacePool, aligned_empty, pool
 
 

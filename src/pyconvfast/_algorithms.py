@@ -10,16 +10,16 @@ import math
 import numpy as np
 
 from pyconvfast import _fft
-from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
-from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
-from pyconvfast._lib.depthwise import conv_depthwise
-from pyconvfast._lib.direct import conv_direct
-from pyconvfast._lib.direct_blocked import conv_direct_blocked
-from pyconvfast._lib.direct_blocked import pack_weights as direct_pack_weights
-from pyconvfast._lib.im2col import conv_im2col, conv_pointwise_gemm, pointwise_form
-from pyconvfast._lib.im2col import work_elements as im2col_work_elements
-from pyconvfast._lib.winograd import conv_winograd, winograd_weights
-from pyconvfast._lib.winograd import work_layout as winograd_work_layout
+from pyconvfast._lib.depthwise.kernel import ORDERS as DEPTHWISE_ORDERS
+from pyconvfast._lib.depthwise.kernel import blocked_work_elements as conv_depthwise_blocked_elements
+from pyconvfast._lib.depthwise.kernel import conv_depthwise
+from pyconvfast._lib.direct.generic import conv_direct
+from pyconvfast._lib.direct.blocked import conv_direct_blocked
+from pyconvfast._lib.direct.blocked import pack_weights as direct_pack_weights
+from pyconvfast._lib.gemm_lowering.im2col import conv_im2col, conv_pointwise_gemm, pointwise_form
+from pyconvfast._lib.gemm_lowering.im2col import work_elements as im2col_work_elements
+from pyconvfast._lib.winograd.kernel import conv_winograd, winograd_weights
+from pyconvfast._lib.winograd.kernel import work_layout as winograd_work_layout
 from pyconvfast._kernel_args import bias_or_empty, tap_tables
 from pyconvfast._padding import tap_table
 from pyconvfast._registry import Algorithm, register

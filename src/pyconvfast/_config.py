@@ -29,7 +29,7 @@ import math
 import os
 import pathlib
 
-from pyconvfast._lib.openmp_info import max_threads
+from pyconvfast._lib.common.openmp_info import max_threads
 
 PRECISIONS = ("fast", "accurate")
 TUNE_MODES = ("measure", "estimate", "exhaustive", "off")

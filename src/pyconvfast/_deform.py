@@ -14,7 +14,7 @@ import numpy as np
 
 from pyconvfast._workspace import workspace_bytes
 from pyconvfast import _api
-from pyconvfast._lib.deform import deform_conv
+from pyconvfast._lib.deform.kernel import deform_conv
 from pyconvfast._threads import blas_threads, resolve_n_threads
 
 #: The algorithms ``deform_conv2d`` accepts besides "auto".

@@ -23,9 +23,9 @@ import numpy as np
 
 from pyconvfast._algorithms import lowered_gemm, positions_chunk
 from pyconvfast._kernel_args import bias_or_empty
-from pyconvfast._lib.blas import BLAS_INT_MAX
-from pyconvfast._lib.col2im import conv_transpose_gemm
-from pyconvfast._lib.direct import conv_direct
+from pyconvfast._lib.common.blas import BLAS_INT_MAX
+from pyconvfast._lib.gemm_lowering.col2im import conv_transpose_gemm
+from pyconvfast._lib.direct.generic import conv_direct
 from pyconvfast._workspace import workspace_bytes
 from pyconvfast._registry import Algorithm, register
 from pyconvfast._threads import blas_threads
