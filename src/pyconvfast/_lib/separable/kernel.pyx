@@ -10,7 +10,8 @@ pixels contiguous), else through a second buffer. The two calls it replaces writ
 the whole ``(N, C * m, H_out, W_out)`` intermediate through main memory.
 
 The depthwise part reuses the SIMD inner loops of the ``depthwise`` kernel
-(``depthwise/simd.h``, at the SIMD level of :mod:`pyconvfast._lib.cpu.levels`), in one of two tile layouts:
+(``depthwise/simd.h``, at the SIMD level of :mod:`pyconvfast._lib.cpu.levels`; built, as that
+kernel, without FMA contraction: the same sums at every level), in one of two tile layouts:
 
 * channels-first input: ``mid[j, p]``, one channel at a time; runs of *regular* rows (every H
   tap in range) go through one call over their *interior* columns (every W tap in range),
