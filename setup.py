@@ -115,33 +115,37 @@ class BuildExtWithOpenMPProbe(build_ext):
         super().build_extensions()
 
 
-def _extension(name):
+# The kernels live in src/pyconvfast/_lib/<folder>/<module>.pyx, one folder per kernel family
+# plus cpu/ (the one SIMD dispatch) and common/ (what every family shares); every .pyx there is
+# the extension pyconvfast._lib.<folder>.<module>. Headers are included by their path from _lib/
+# ("cpu/dispatch.h", "depthwise/simd.h"), so _lib/ is the one include directory.
+SHARED_HEADERS = ("cpu", "common")
+# Folders whose headers an extension of another family includes (through a .pxd it cimports).
+INCLUDES_FROM = {"separable": ("depthwise",)}
+
+
+def _headers(folder):
+    return sorted(str(path) for path in (LIB / folder).glob("*.h"))
+
+
+def _extension(pyx):
+    folder = pyx.parent.name
     return Extension(
-        f"pyconvfast._lib.{name}",
-        [str(LIB / f"{name}.pyx")],
+        f"pyconvfast._lib.{folder}.{pyx.stem}",
+        [str(pyx)],
         include_dirs=[str(LIB), numpy.get_include()],  # memory.pyx cimports numpy
-        # C headers included by the .pyx: a change to one must rebuild the extension.
-        depends=[str(path) for path in sorted(LIB.glob("*.h"))],
+        # C headers the extension includes: a change to one must rebuild it.
+        depends=[header
+                 for name in (folder, *INCLUDES_FROM.get(folder, ()), *SHARED_HEADERS)
+                 for header in _headers(name)],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 
 
-EXTENSIONS = [_extension(name)
-              for name in (
-                  "openmp_info",
-                  "memory",
-                  "blas",
-                  "direct",
-                  "direct_blocked",
-                  "im2col",
-                  "depthwise",
-                  "winograd",
-                  "deform",
-                  "separable",
-                  "col2im",
-                  "grouped",
-              )]
-NO_FP_CONTRACT = {"pyconvfast._lib.depthwise"}
+EXTENSIONS = [_extension(pyx) for pyx in sorted(LIB.glob("*/*.pyx"))]
+# Kernels that promise the same bits at every SIMD level: the depthwise loops (depthwise/simd.h),
+# in the depthwise kernel and in the fused separable one that shares them.
+NO_FP_CONTRACT = {"pyconvfast._lib.depthwise.kernel", "pyconvfast._lib.separable.kernel"}
 
 setup(
     ext_modules=cythonize(

@@ -21,7 +21,9 @@ os.environ.setdefault("PYCONVFAST_CACHE_DIR", tempfile.mkdtemp(prefix="pcf-qemu-
 import numpy as np
 
 import pyconvfast as pcf
-from pyconvfast._lib import depthwise, grouped
+from pyconvfast._lib.cpu import levels
+from pyconvfast._lib.depthwise import kernel as depthwise
+from pyconvfast._lib.grouped import kernel as grouped
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
 
@@ -79,9 +81,10 @@ def main():
     args = parser.parse_args()
     expected = best_level_from_cpuinfo() if args.expect == "native" else "baseline"
     failures = []
+    print(f"SIMD level {levels.simd_level()} (CPU offers {levels.simd_levels()})")
     for module in (depthwise, grouped):
-        level = module.simd_level()
-        print(f"{module.__name__}: SIMD level {level} (CPU offers {module.simd_levels()})")
+        level = module.active_variant().level
+        print(f"{module.__name__}: variant {module.active_variant().name}")
         if expected is not None and level != expected:
             failures.append(f"{module.__name__} picked {level}, expected {expected}")
     rng = np.random.default_rng(0)

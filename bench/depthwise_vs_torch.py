@@ -146,10 +146,10 @@ def main():
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--only", default="", help="layers whose name contains this text")
     args = parser.parse_args()
-    from pyconvfast._lib import depthwise
+    from pyconvfast._lib.cpu.levels import simd_level
 
     layers = [layer for layer in LAYERS if args.only in layer[0]]
-    print(f"threads={args.threads} dtype={args.dtype} simd={depthwise.simd_level()}")
+    print(f"threads={args.threads} dtype={args.dtype} simd={simd_level()}")
     rows = None
     for _ in range(args.passes):
         new = bench(args.threads, np.dtype(args.dtype), args.rounds, args.seconds, layers,

@@ -13,7 +13,7 @@ import argparse
 import time
 
 import numpy as np
-from pyconvfast._lib.direct_blocked import fma_peak_gflops
+from pyconvfast._lib.direct.blocked import fma_peak_gflops
 
 import pyconvfast as pcf
 

@@ -13,8 +13,9 @@
 * Tests marked ``slow`` are deselected unless a marker expression is given, e.g. ``pytest -m slow``
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 * ``--simd-level=baseline|avx2|avx512f`` runs the session with every run-time-dispatched SIMD
-  kernel (direct_blocked, depthwise, grouped) forced to that instruction-set level (capped to
-  what the CPU has), so that a lower level's code paths get the same tests as the best one;
+  kernel (the one level of ``pyconvfast._lib.cpu.levels``: blocked direct, depthwise, separable,
+  grouped) forced to that instruction-set level (capped to what the CPU has), so that a lower
+  level's code paths get the same tests as the best one;
   tests marked ``default_simd_level`` (which check the default dispatch) are skipped then.
 """
 
@@ -36,40 +37,33 @@ else:
 
 
 
-_SIMD_MODULES = ("direct_blocked", "depthwise", "grouped")
-
-
 def pytest_addoption(parser):
     parser.addoption("--simd-level", choices=("baseline", "avx2", "avx512f"), default=None,
                      help="force the SIMD kernels to this instruction-set level (capped to "
                           "what the CPU has) for the whole session")
 
 
-def _simd_libs():
-    import importlib
-
-    return [importlib.import_module(f"pyconvfast._lib.{name}") for name in _SIMD_MODULES]
-
-
 def pytest_configure(config):
     level = config.getoption("simd_level")
     if level:
-        config._pyconvfast_simd_before = [lib.simd_level() for lib in _simd_libs()]
-        config._pyconvfast_simd_forced = [lib.set_simd_level(level) for lib in _simd_libs()]
+        from pyconvfast._lib.cpu import levels
+
+        config._pyconvfast_simd_before = levels.simd_level()
+        config._pyconvfast_simd_forced = levels.set_simd_level(level)
 
 
 def pytest_unconfigure(config):
     before = getattr(config, "_pyconvfast_simd_before", None)
     if before:
-        for lib, level in zip(_simd_libs(), before):
-            lib.set_simd_level(level)
+        from pyconvfast._lib.cpu import levels
+
+        levels.set_simd_level(before)
 
 
 def pytest_report_header(config):
     forced = getattr(config, "_pyconvfast_simd_forced", None)
     if forced:
-        return "pyconvfast SIMD levels forced: " + ", ".join(
-            f"{name}={level}" for name, level in zip(_SIMD_MODULES, forced))
+        return f"pyconvfast SIMD level forced: {forced}"
     return None
 
 

@@ -10,6 +10,8 @@ setting            environment variable        values (default)
 ``n_threads``      (``OMP_NUM_THREADS``,       an int (default: OpenMP's default)
                    read by OpenMP itself)
 ``workspace_mb``   ``PYCONVFAST_WORKSPACE_MB`` MiB of work buffers per call (128)
+``simd``           ``PYCONVFAST_SIMD``         "baseline", "avx2", "avx512f" (default: the
+                                               best this CPU has)
 =================  ==========================  ===========================================
 
 ``precision``: "fast" lets ``auto`` pick any algorithm, Winograd and FFT included, whose
@@ -21,6 +23,12 @@ Where a value comes from, first found: the call's own argument (``precision=``,
 ``n_threads=``); the innermost :func:`config_context` of this thread (or asyncio task);
 :func:`set_config`; the environment variable, read at each use so that a change takes effect at
 the next call; the default.
+
+``simd`` is the one exception: the SIMD level of the kernels is process-wide state
+(:mod:`pyconvfast._lib.cpu.levels`), capped at what the CPU has. ``PYCONVFAST_SIMD`` is read at
+import and whenever :func:`set_config` sets ``simd`` (None: back to the variable, else the best
+level); :func:`config_context` sets it on entry and puts back the level it found on exit, for
+every thread of the process, not only its own. ``get_config()["simd"]`` is the level in use.
 """
 
 import contextlib
@@ -29,7 +37,8 @@ import math
 import os
 import pathlib
 
-from pyconvfast._lib.openmp_info import max_threads
+from pyconvfast._lib.common.openmp_info import max_threads
+from pyconvfast._lib.cpu.levels import SIMD_LEVELS, set_simd_level, simd_level
 
 PRECISIONS = ("fast", "accurate")
 TUNE_MODES = ("measure", "estimate", "exhaustive", "off")
@@ -37,6 +46,7 @@ PRECISION_ENV_VAR = "PYCONVFAST_PRECISION"
 TUNE_ENV_VAR = "PYCONVFAST_TUNE"
 CACHE_DIR_ENV_VAR = "PYCONVFAST_CACHE_DIR"
 WORKSPACE_ENV_VAR = "PYCONVFAST_WORKSPACE_MB"
+SIMD_ENV_VAR = "PYCONVFAST_SIMD"
 
 
 def _shown(value, name):
@@ -82,6 +92,7 @@ _SETTINGS = {
     "cache_dir": (CACHE_DIR_ENV_VAR, _checked_cache_dir, None),
     "n_threads": (None, _checked_threads, None),
     "workspace_mb": (WORKSPACE_ENV_VAR, _checked_workspace, 128.0),
+    "simd": (SIMD_ENV_VAR, _checked_choice(SIMD_LEVELS), None),
 }
 _UNSET = object()
 _context = contextvars.ContextVar("pyconvfast_config", default={})
@@ -94,12 +105,14 @@ def get_setting(name):
     Parameters
     ----------
     name : str
-        One of ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``.
+        One of ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``,
+        ``simd``.
 
     Returns
     -------
     object
-        The value; ``cache_dir`` and ``n_threads`` are None when left to their platform default.
+        The value; ``cache_dir``, ``n_threads`` and ``simd`` are None when left to their
+        platform default.
 
     Examples
     --------
@@ -164,7 +177,7 @@ def get_config():
     -------
     dict
         ``precision``, ``tune``, ``cache_dir`` (the folder in use), ``n_threads`` (the
-        default thread count of a call), ``workspace_mb``.
+        default thread count of a call), ``workspace_mb``, ``simd`` (the SIMD level in use).
 
     Examples
     --------
@@ -178,7 +191,13 @@ def get_config():
     config["cache_dir"] = str(cache_dir())
     if config["n_threads"] is None:
         config["n_threads"] = max(1, max_threads())
+    config["simd"] = simd_level()
     return config
+
+
+def _apply_simd():
+    """Set the kernels' SIMD level (process-wide) to the ``simd`` setting, None: the best."""
+    set_simd_level(get_setting("simd"))
 
 
 def cache_dir():
@@ -215,7 +234,8 @@ def set_config(**settings):
     Parameters
     ----------
     **settings
-        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``.
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``, ``simd``
+        (applied at once, process-wide).
 
     Returns
     -------
@@ -241,6 +261,8 @@ def set_config(**settings):
             _global.pop(name, None)
         else:
             _global[name] = value
+    if "simd" in settings:
+        _apply_simd()
 
 
 @contextlib.contextmanager
@@ -250,8 +272,9 @@ def config_context(**settings):
     Parameters
     ----------
     **settings
-        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``; a value of
-        None leaves that setting as it is outside.
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``, ``simd``; a
+        value of None leaves that setting as it is outside. ``simd`` is process-wide: it
+        switches the kernels of every thread until the context exits.
 
     Returns
     -------
@@ -270,7 +293,15 @@ def config_context(**settings):
     scoped = {**_context.get(), **{name: value for name, value in _checked(settings).items()
                                    if value is not None}}
     token = _context.set(scoped)
+    simd_before = simd_level()
     try:
+        if settings.get("simd") is not None:
+            _apply_simd()
         yield
     finally:
         _context.reset(token)
+        if settings.get("simd") is not None:
+            set_simd_level(simd_before)
+
+
+_apply_simd()

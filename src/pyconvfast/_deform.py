@@ -1,7 +1,7 @@
 """``pcf.deform_conv2d``: deformable convolution v1 and v2 (modulated), torchvision's conventions.
 
 The arguments are validated here (the geometry by :func:`pyconvfast._api.make_problem`, as for
-``conv2d``); the work is done by ``_lib/deform.pyx`` (deformable im2col + BLAS GEMM, OpenMP over
+``conv2d``); the work is done by ``_lib/deform/kernel.pyx`` (deformable im2col + BLAS GEMM, OpenMP over
 chunks of output positions). Deformable convolution is not a :class:`~pyconvfast._core.problem.ConvProblem`
 the convolution tuner could hand to another algorithm: it has one algorithm of its own,
 ``"deformable_im2col"``, kept out of :func:`pyconvfast.list_algorithms` (whose names all run
@@ -14,7 +14,7 @@ import numpy as np
 
 from pyconvfast._core.workspace import work_chunk, workspace_bytes
 from pyconvfast import _api
-from pyconvfast._lib.deform import deform_conv
+from pyconvfast._lib.deform.kernel import deform_conv
 from pyconvfast._core.threads import blas_threads, resolve_n_threads
 
 #: The algorithms ``deform_conv2d`` accepts besides "auto".

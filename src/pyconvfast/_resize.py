@@ -36,7 +36,7 @@ from pyconvfast import _api
 from pyconvfast.tuning import autotune
 from pyconvfast._algorithms.im2col import lowered_gemm, positions_chunk
 from pyconvfast._core.kernel_args import bias_or_empty
-from pyconvfast._lib.direct import conv_direct
+from pyconvfast._lib.direct.generic import conv_direct
 from pyconvfast._core.padding import tap_table
 from pyconvfast._core.threads import blas_threads, resolve_n_threads
 

@@ -283,7 +283,7 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
     >>> bool(np.allclose(y, two_calls, atol=1e-4))
     True
     """
-    from pyconvfast._lib.separable import conv_separable_fused
+    from pyconvfast._lib.separable.kernel import conv_separable_fused
     from pyconvfast._core.problem import CHANNELS_LAST
     from pyconvfast._core.threads import blas_threads
 

@@ -13,8 +13,8 @@ import scipy
 
 from pyconvfast.tuning.store import get_cache
 from pyconvfast._config import get_config
-from pyconvfast._lib import depthwise, direct_blocked, grouped
-from pyconvfast._lib.openmp_info import max_threads, openmp_enabled
+from pyconvfast._lib.cpu.levels import simd_level, simd_levels
+from pyconvfast._lib.common.openmp_info import max_threads, openmp_enabled
 from pyconvfast._core.threads import blas_threads, thread_limit
 from pyconvfast._version import __version__
 
@@ -48,10 +48,7 @@ def show_config(file=None):
         f"platform: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs",
         f"OpenMP: {'yes' if openmp_enabled() else 'no (a serial build)'}, default team "
         f"{max_threads()} threads, at most {thread_limit()} per call",
-        f"SIMD levels (detected -> in use): direct {direct_blocked.simd_levels()[-1]} -> "
-        f"{direct_blocked.simd_level()}, depthwise {depthwise.simd_levels()[-1]} -> "
-        f"{depthwise.simd_level()}, grouped {grouped.simd_levels()[-1]} -> "
-        f"{grouped.simd_level()}",
+        f"SIMD levels: detected {', '.join(simd_levels())}; in use (every kernel) {simd_level()}",
     ]
     for lib in blas_threads.describe():
         lines.append(f"BLAS (SciPy's): {lib.get('internal_api')} {lib.get('version')}, "

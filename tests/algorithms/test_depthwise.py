@@ -19,7 +19,8 @@ import pyconvfast as pcf
 from pyconvfast import _api
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
-from pyconvfast._lib import depthwise as depthwise_lib
+from pyconvfast._lib.cpu import levels as simd
+from pyconvfast._lib.depthwise import kernel as depthwise_lib
 from tests.helpers.cases import CONV, make_case, with_memory
 from tests.helpers.reference import (
     CHANNELS_FIRST, CHANNELS_LAST, NUMPY_PAD_MODE, assert_conv_matches, padding_pairs,
@@ -295,8 +296,10 @@ def test_bitwise_equal_for_every_thread_count(shape, dtype, layout_kind, rng):
 
 @pytest.mark.default_simd_level
 def test_every_simd_level_gives_the_same_bits(rng):
-    levels = depthwise_lib.simd_levels()
-    assert levels[0] == "baseline" and depthwise_lib.simd_level() == levels[-1]
+    variants = simd.variants_on_this_cpu(depthwise_lib.VARIANTS)
+    levels = tuple(variant.level for variant in variants)
+    assert levels == simd.simd_levels()
+    assert levels[0] == "baseline" and simd.simd_level() == levels[-1]
     problems = []
     for x_shape, w_shape, layout, kwargs in (
         ((2, 20, 23, 19), (40, 1, 3, 3), "NCHW", {"padding": 1}),
@@ -310,20 +313,22 @@ def test_every_simd_level_gives_the_same_bits(rng):
             kwargs = dict(kwargs, groups=x_shape[1], layout=layout)
             problems.append((_layout_x(x, layout), w, b, kwargs))
     try:
-        for level in levels:
-            assert depthwise_lib.set_simd_level(level) == level
+        for variant in variants:
+            level = variant.level
+            assert simd.set_simd_level(level) == level
+            assert depthwise_lib.active_variant() == variant
             for x, w, b, kwargs in problems:
                 got = CONV[w.ndim - 2](x, w, b, algorithm="depthwise", n_threads=2, **kwargs)
                 np.testing.assert_array_equal(got, ordered_sum(x, w, b, **kwargs),
                                               err_msg=f"level={level} {kwargs}")
     finally:
-        depthwise_lib.set_simd_level(levels[-1])
+        simd.set_simd_level(levels[-1])
     with pytest.raises(ValueError, match="level must be one of"):
-        depthwise_lib.set_simd_level("sse9")
+        simd.set_simd_level("sse9")
 
 
 def test_sweep_exercises_depthwise():
-    """The seeded sweep (tests/api/test_sweep.py) runs "depthwise" on hundreds of its cases, with
+    """The seeded sweep (tests/test_sweep.py) runs "depthwise" on hundreds of its cases, with
     every channel multiplier, layout, dimension and loop order."""
     from pyconvfast._algorithms import depthwise as depthwise_algorithm
 

@@ -1,4 +1,4 @@
-"""The channel-blocked kernel behind ``direct`` (``_lib/direct_blocked.pyx``).
+"""The channel-blocked kernel behind ``direct`` (``_lib/direct/blocked.pyx``).
 
 Every SIMD level this CPU has (baseline, AVX2 + FMA, AVX-512F) is run, each with its own register
 tile (2, 6 and 12 pixels; 1, 1 and 2 channel blocks of 16 float32 / 8 float64 channels), so the
@@ -16,9 +16,11 @@ import pyconvfast as pcf
 from pyconvfast import _api
 from pyconvfast._algorithms import direct as direct_algorithm
 from pyconvfast.tuning import heuristic as _heuristic
-from pyconvfast._lib import direct_blocked
+from pyconvfast._lib.cpu import levels
+from pyconvfast._lib.direct import blocked as direct_blocked
 
-LEVELS = direct_blocked.simd_levels()
+# The kernel's variant table, the rows this CPU runs (one per SIMD level it has).
+VARIANTS = levels.variants_on_this_cpu(direct_blocked.VARIANTS)
 # Output channels per group around 8, 16, 32 and 48 (blocks of 8 float64 / 16 float32, tiles of
 # one or two blocks).
 OUT_CHANNELS = (4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49)
@@ -26,12 +28,13 @@ OUT_CHANNELS = (4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49)
 OUT_WIDTHS = (1, 2, 3, 5, 6, 7, 11, 12, 13, 23, 24, 25)
 
 
-@pytest.fixture(params=LEVELS)
+@pytest.fixture(params=VARIANTS, ids=lambda variant: variant.name)
 def level(request):
-    before = direct_blocked.simd_level()
-    direct_blocked.set_simd_level(request.param)
-    yield request.param
-    direct_blocked.set_simd_level(before)
+    before = levels.simd_level()
+    levels.set_simd_level(request.param.level)
+    assert direct_blocked.active_variant() == request.param
+    yield request.param.level
+    levels.set_simd_level(before)
 
 
 def _blocked(x_shape, w_shape, **kwargs):
@@ -208,7 +211,7 @@ def test_pack_weights_layout(rng):
 
 def test_set_simd_level_refuses_an_unknown_level():
     with pytest.raises(ValueError, match="level must be one of"):
-        direct_blocked.set_simd_level("avx9000")
+        levels.set_simd_level("avx9000")
 
 
 def test_fma_peak(level):

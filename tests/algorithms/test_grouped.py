@@ -17,7 +17,8 @@ from pyconvfast import _api
 from pyconvfast._algorithms import grouped as grouped_algorithm
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import heuristic as _heuristic
-from pyconvfast._lib import grouped as grouped_lib
+from pyconvfast._lib.cpu import levels
+from pyconvfast._lib.grouped import kernel as grouped_lib
 
 ALGORITHM = registry.get("grouped")
 
@@ -120,31 +121,34 @@ def test_padding_modes_strides_dilations_3d(padding_mode, rng):
                stride=stride, dilation=dilation, layout="NDHWC")
 
 
-@pytest.mark.parametrize("level", grouped_lib.SIMD_LEVELS)
-def test_every_simd_level(level, rng):
-    """Each instruction-set level this CPU has computes within the bound (levels it lacks are
-    capped to the best it has, which the call reports)."""
-    previous = grouped_lib.simd_level()
+@pytest.mark.parametrize("variant", grouped_lib.VARIANTS, ids=lambda variant: variant.name)
+def test_every_simd_level(variant, rng):
+    """Each variant (instruction-set level) this CPU has computes within the bound (levels it
+    lacks are capped to the best it has, which the call reports)."""
+    level = variant.level
+    previous = levels.simd_level()
     try:
-        got_level = grouped_lib.set_simd_level(level)
-        assert got_level in grouped_lib.simd_levels()
-        assert got_level == level or level not in grouped_lib.simd_levels()
+        got_level = levels.set_simd_level(level)
+        assert got_level in levels.simd_levels()
+        assert got_level == level or level not in levels.simd_levels()
+        assert grouped_lib.active_variant().level == got_level
         for dtype in (np.float32, np.float64):
             x = rng.standard_normal((1, 32, 10, 37)).astype(dtype)
             w = rng.standard_normal((36, 8, 3, 3)).astype(dtype)
             _check(x, w, groups=4, padding=1, stride=(1, 2))
     finally:
-        grouped_lib.set_simd_level(previous)
+        levels.set_simd_level(previous)
 
 
 @pytest.mark.default_simd_level
 def test_best_simd_level_is_used():
-    assert grouped_lib.simd_level() == grouped_lib.simd_levels()[-1]
+    assert levels.simd_level() == levels.simd_levels()[-1]
+    assert grouped_lib.active_variant().level == levels.simd_levels()[-1]
 
 
 def test_bad_simd_level():
     with pytest.raises(ValueError, match="level must be one of"):
-        grouped_lib.set_simd_level("sse9")
+        levels.set_simd_level("sse9")
 
 
 @pytest.mark.parametrize("c_in, groups, reason", [

@@ -8,7 +8,7 @@ lowering path and must give the same answer), and in each of the pointwise modes
 import numpy as np
 import pytest
 from tests.helpers.cases import CONV, with_memory
-from pyconvfast._lib.im2col import pointwise_form
+from pyconvfast._lib.gemm_lowering.im2col import pointwise_form
 from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches
 
 import pyconvfast as pcf

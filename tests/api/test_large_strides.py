@@ -10,7 +10,7 @@ costs no disk): only the pages of the few elements a test writes are ever touche
 algorithm that can run a problem is compared with the same algorithm on a compact copy;
 integer-valued data make most of them exact.
 
-``gemm_split`` (``_lib/blas.pyx``) runs the splitting of ``gemm.pxd`` with a small limit in
+``gemm_split`` (``_lib/common/blas.pyx``) runs the splitting of ``gemm.pxd`` with a small limit in
 place of ``INT_MAX``, so that sizes and leading dimensions above the limit are tested on small
 matrices.
 """
@@ -258,7 +258,7 @@ def _stored(rng, rows, cols, ld, dtype):
 @pytest.mark.parametrize("transb", ["N", "T"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_split_matches_one_product(rng, transa, transb, dtype):
-    from pyconvfast._lib.blas import BLAS_INT_MAX, gemm_flat
+    from pyconvfast._lib.common.blas import BLAS_INT_MAX, gemm_flat
 
     for m, n, k in ((5, 4, 3), (1, 7, 2), (6, 1, 9), (3, 2, 0), (0, 3, 2)):
         for pad_a, pad_b, pad_c in ((0, 0, 0), (3, 1, 2), (5, 0, 7)):
@@ -283,7 +283,7 @@ def test_gemm_split_matches_one_product(rng, transa, transb, dtype):
 
 
 def test_gemm_flat_checks_its_buffers():
-    from pyconvfast._lib.blas import gemm_flat
+    from pyconvfast._lib.common.blas import gemm_flat
 
     a = np.ones(6, np.float32)
     with pytest.raises(ValueError, match="lda must be >= max"):

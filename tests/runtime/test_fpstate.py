@@ -7,7 +7,7 @@ without timing anything (``bench/subnormals.py`` times them).
 
 import numpy as np
 import pytest
-from pyconvfast._lib.openmp_info import flushes_subnormals, fp_state
+from pyconvfast._lib.common.openmp_info import flushes_subnormals, fp_state
 from tests.helpers.reference import assert_conv_matches
 
 import pyconvfast as pcf

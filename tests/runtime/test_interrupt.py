@@ -18,7 +18,7 @@ CHILD = r"""
 import json, os, signal, sys, threading, time
 import numpy as np
 import pyconvfast as pcf
-from pyconvfast._lib.openmp_info import fp_state
+from pyconvfast._lib.common.openmp_info import fp_state
 
 case = json.loads(sys.argv[1])
 x = np.full(case["x"], 0.5, dtype=case["dtype"])      # the values do not matter to the time

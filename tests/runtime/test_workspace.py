@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.helpers.reference import assert_conv_matches
 
 import pyconvfast as pcf
-from pyconvfast._lib.memory import bytes_to_boundary
+from pyconvfast._lib.common.memory import bytes_to_boundary
 from pyconvfast._core.workspace import WorkspacePool, aligned_empty, pool, work_chunk
 
 

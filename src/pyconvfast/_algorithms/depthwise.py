@@ -1,13 +1,13 @@
 """``depthwise``: one input channel per group (any channel multiplier), the SIMD loops of
-:mod:`pyconvfast._lib.depthwise` over output columns, channel blocks or channels."""
+:mod:`pyconvfast._lib.depthwise.kernel` over output columns, channel blocks or channels."""
 
 import math
 
 import numpy as np
 
-from pyconvfast._lib.depthwise import ORDERS as DEPTHWISE_ORDERS
-from pyconvfast._lib.depthwise import blocked_work_elements as conv_depthwise_blocked_elements
-from pyconvfast._lib.depthwise import conv_depthwise
+from pyconvfast._lib.depthwise.kernel import ORDERS as DEPTHWISE_ORDERS
+from pyconvfast._lib.depthwise.kernel import blocked_work_elements as conv_depthwise_blocked_elements
+from pyconvfast._lib.depthwise.kernel import conv_depthwise
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._algorithms.registry import Algorithm, register
 

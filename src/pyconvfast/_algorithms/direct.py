@@ -1,16 +1,16 @@
 """``direct``: every problem, read in place; channel-blocked SIMD register tiles
-(:mod:`pyconvfast._lib.direct_blocked`) from a few output channels per group, else the generic
-loop (:mod:`pyconvfast._lib.direct`), whose summation order ``depthwise`` reproduces bit for bit.
+(:mod:`pyconvfast._lib.direct.blocked`) from a few output channels per group, else the generic
+loop (:mod:`pyconvfast._lib.direct.generic`), whose summation order ``depthwise`` reproduces bit for bit.
 """
 
-from pyconvfast._lib.direct import conv_direct
-from pyconvfast._lib.direct_blocked import conv_direct_blocked
-from pyconvfast._lib.direct_blocked import pack_weights as direct_pack_weights
+from pyconvfast._lib.direct.generic import conv_direct
+from pyconvfast._lib.direct.blocked import conv_direct_blocked
+from pyconvfast._lib.direct.blocked import pack_weights as direct_pack_weights
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._core.workspace import aligned_empty
 from pyconvfast._algorithms.registry import Algorithm, any_problem, register
 
-# (_lib/direct_blocked.pyx) rather than the generic loop (_lib/direct.pyx): its vectors hold 16
+# (_lib/direct/blocked.pyx) rather than the generic loop (_lib/direct/generic.pyx): its vectors hold 16
 # float32 or 8 float64 output channels of one group. Problems with one input channel per group
 # keep the generic loop, whose summation order (no fused multiply-add) ``depthwise`` reproduces
 # bit for bit.

@@ -1,5 +1,5 @@
 """The ``grouped`` algorithm: grouped layers with a few channels per group, every group in one
-parallel kernel (:mod:`pyconvfast._lib.grouped`).
+parallel kernel (:mod:`pyconvfast._lib.grouped.kernel`).
 
 Registered by :mod:`pyconvfast._algorithms` (which imports this module).
 """
@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
-from pyconvfast._lib.grouped import K_BLOCK, conv_grouped, conv_grouped_shifted
+from pyconvfast._lib.grouped.kernel import K_BLOCK, conv_grouped, conv_grouped_shifted
 from pyconvfast._core.padding import tap_table
 from pyconvfast._algorithms.registry import Algorithm, register
 from pyconvfast._core.workspace import aligned_empty, work_chunk

@@ -1,5 +1,5 @@
 """``im2col``: lower the input's windows into column matrices and multiply them by the weight
-with BLAS (:mod:`pyconvfast._lib.im2col`); 1x1 stride-1 layers multiply the arrays themselves.
+with BLAS (:mod:`pyconvfast._lib.gemm_lowering.im2col`); 1x1 stride-1 layers multiply the arrays themselves.
 
 :func:`lowered_gemm` is the one entry to the lowering kernel, also used by the sub-pixel
 transposed convolution and by resize-convolution.
@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from pyconvfast._lib.im2col import conv_im2col, conv_pointwise_gemm, pointwise_form
-from pyconvfast._lib.im2col import work_elements as im2col_work_elements
+from pyconvfast._lib.gemm_lowering.im2col import conv_im2col, conv_pointwise_gemm, pointwise_form
+from pyconvfast._lib.gemm_lowering.im2col import work_elements as im2col_work_elements
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._core.threads import blas_threads
 from pyconvfast._core.workspace import work_chunk, workspace_bytes

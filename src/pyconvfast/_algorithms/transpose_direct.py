@@ -7,7 +7,7 @@ import functools
 import math
 
 from pyconvfast._core.kernel_args import bias_or_empty
-from pyconvfast._lib.direct import conv_direct
+from pyconvfast._lib.direct.generic import conv_direct
 from pyconvfast._algorithms.registry import Algorithm, register
 from pyconvfast._algorithms.transpose_taps import (KIND, forward_weight, only_transposed,
                                                    transposed_taps)

@@ -1,5 +1,5 @@
 """``transpose_gemm``: a transposed convolution as one GEMM per group over a block of samples
-(every product once) and ``col2im`` adding them into the output (:mod:`pyconvfast._lib.col2im`);
+(every product once) and ``col2im`` adding them into the output (:mod:`pyconvfast._lib.gemm_lowering.col2im`);
 any stride, padding, dilation and groups. See :mod:`pyconvfast._algorithms.transpose_taps`.
 """
 
@@ -10,8 +10,8 @@ import numpy as np
 from pyconvfast._core.kernel_args import bias_or_empty
 from pyconvfast._core.threads import blas_threads
 from pyconvfast._core.workspace import workspace_bytes
-from pyconvfast._lib.blas import BLAS_INT_MAX
-from pyconvfast._lib.col2im import conv_transpose_gemm
+from pyconvfast._lib.common.blas import BLAS_INT_MAX
+from pyconvfast._lib.gemm_lowering.col2im import conv_transpose_gemm
 from pyconvfast._algorithms.registry import Algorithm, register
 from pyconvfast._algorithms.transpose_taps import KIND, only_transposed
 

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) and F(4x4, 3x3) (:mod:`pyconvfast._lib.winograd`): 2-D 3x3 stride-1
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) (:mod:`pyconvfast._lib.winograd.kernel`): 2-D 3x3 stride-1
 layers with 2.25x and 4x fewer multiplies than a direct convolution, at a larger rounding error
 (not ``accurate``).
 """
@@ -7,9 +7,9 @@ import functools
 
 import numpy as np
 
-from pyconvfast._lib.direct import conv_direct
-from pyconvfast._lib.winograd import conv_winograd, winograd_weights
-from pyconvfast._lib.winograd import work_layout as winograd_work_layout
+from pyconvfast._lib.direct.generic import conv_direct
+from pyconvfast._lib.winograd.kernel import conv_winograd, winograd_weights
+from pyconvfast._lib.winograd.kernel import work_layout as winograd_work_layout
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._core.padding import tap_table
 from pyconvfast._core.threads import blas_threads
@@ -19,7 +19,7 @@ from pyconvfast._algorithms.registry import Algorithm, register
 
 # --- Winograd F(m x m, 3 x 3) -------------------------------------------------------------------
 # 2-D, 3x3 kernel, stride 1, dilation 1; any padding and padding mode, groups, flip, both layouts
-# and dtypes. Kernel: _lib/winograd.pyx. Measured error, max |got - ref| / (|x| (*) |w| + |b|)
+# and dtypes. Kernel: _lib/winograd/kernel.pyx. Measured error, max |got - ref| / (|x| (*) |w| + |b|)
 # on standard-normal float32 data: F(2x2) <= 4e-7 from 3 input channels per group (1.5e-7 from
 # 13 to 512), 1.8e-6 with a single one; F(4x4) <= 1e-5 from 3 (2e-6 from 13 to 512), 2.9e-5 with
 # a single one. float64: about 2**-29 times these. Results are bitwise the same for every

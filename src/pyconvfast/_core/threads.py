@@ -8,7 +8,7 @@ import threading
 import warnings
 
 from pyconvfast._config import get_setting
-from pyconvfast._lib.openmp_info import max_threads
+from pyconvfast._lib.common.openmp_info import max_threads
 
 # The largest n_threads accepted at all (OpenMP takes an int). Counts above thread_limit() but
 # not above this are run with thread_limit() threads, with a warning; above it, a ValueError.

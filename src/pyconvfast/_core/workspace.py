@@ -20,7 +20,7 @@ import threading
 import numpy as np
 
 from pyconvfast._config import get_setting
-from pyconvfast._lib.memory import bytes_to_boundary
+from pyconvfast._lib.common.memory import bytes_to_boundary
 
 def workspace_bytes():
     """The bound on the work buffers of a call, all threads together: the ``workspace_mb``

@@ -1,0 +1,2 @@
+"""The deformable convolution kernel: deformable im2col then BLAS GEMM.
+"""

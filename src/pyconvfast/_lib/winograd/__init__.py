@@ -1,0 +1,2 @@
+"""The Winograd kernels (``kernel``) and their straight-line tile transforms (``transforms*.h``).
+"""
