@@ -16,7 +16,8 @@ from pyconvfast._algorithms import separable
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
-from pyconvfast._config import resolve_precision
+from pyconvfast._config import get_setting, resolve_precision
+from pyconvfast._core import prepared
 from pyconvfast._core.threads import resolve_n_threads
 
 # Geometry integers above this are refused: it keeps every index arithmetic inside int64.
@@ -403,9 +404,21 @@ def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision
         return out
     x5, w5, out5 = _channels_first_5d(x, problem), weight_5d(weight, problem), \
         _channels_first_5d(out, problem)
+    run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads)
+    return out
+
+
+def run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads):
+    """Run ``chosen`` (None: ``auto``'s choice) on a plain call's 5-D views, with the weight
+    kept prepared where these contents were seen before (:mod:`pyconvfast._core.prepared`):
+    then ``auto`` runs the plan's choice, the fastest once the weight is prepared."""
+    key = prepared.fingerprint(weight) if get_setting("prepared_mb") else None
+    seen = prepared.seen_before(key)
     params = {}
     if chosen is None:
         choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
+        if seen:
+            choice = choice.for_plan()
         chosen, params = registry.get(choice.algorithm), choice.params
-    chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
-    return out
+    weights = prepared.prepared_weight(problem, chosen, weight, w5, key, keep=seen)
+    chosen.run(problem, x5, weights, bias, out5, n_threads, params)

@@ -10,6 +10,8 @@ setting            environment variable        values (default)
 ``n_threads``      (``OMP_NUM_THREADS``,       an int (default: OpenMP's default)
                    read by OpenMP itself)
 ``workspace_mb``   ``PYCONVFAST_WORKSPACE_MB`` MiB of work buffers per call (128)
+``prepared_mb``    ``PYCONVFAST_PREPARED_MB``  MiB of prepared weights kept for plain calls
+                                               (256; 0 keeps none)
 ``simd``           ``PYCONVFAST_SIMD``         "baseline", "avx2", "avx512f" (default: the
                                                best this CPU has)
 =================  ==========================  ===========================================
@@ -46,6 +48,7 @@ PRECISION_ENV_VAR = "PYCONVFAST_PRECISION"
 TUNE_ENV_VAR = "PYCONVFAST_TUNE"
 CACHE_DIR_ENV_VAR = "PYCONVFAST_CACHE_DIR"
 WORKSPACE_ENV_VAR = "PYCONVFAST_WORKSPACE_MB"
+PREPARED_ENV_VAR = "PYCONVFAST_PREPARED_MB"
 SIMD_ENV_VAR = "PYCONVFAST_SIMD"
 
 
@@ -75,14 +78,18 @@ def _checked_threads(value, name):
     return value
 
 
-def _checked_workspace(value, name):
-    try:
-        megabytes = float(value)
-    except (TypeError, ValueError):
-        megabytes = math.nan
-    if isinstance(value, bool) or not 0 < megabytes < 2**40:
-        raise ValueError(f"{name} must be a positive number of MiB, got {_shown(value, name)}")
-    return megabytes
+def _checked_megabytes(allow_zero):
+    def check(value, name):
+        try:
+            megabytes = float(value)
+        except (TypeError, ValueError):
+            megabytes = math.nan
+        if isinstance(value, bool) or not (0 <= megabytes < 2**40 if allow_zero
+                                           else 0 < megabytes < 2**40):
+            kind = "non-negative" if allow_zero else "positive"
+            raise ValueError(f"{name} must be a {kind} number of MiB, got {_shown(value, name)}")
+        return megabytes
+    return check
 
 
 # setting: (environment variable or None, check(value, name), default)
@@ -91,7 +98,8 @@ _SETTINGS = {
     "tune": (TUNE_ENV_VAR, _checked_choice(TUNE_MODES), "measure"),
     "cache_dir": (CACHE_DIR_ENV_VAR, _checked_cache_dir, None),
     "n_threads": (None, _checked_threads, None),
-    "workspace_mb": (WORKSPACE_ENV_VAR, _checked_workspace, 128.0),
+    "workspace_mb": (WORKSPACE_ENV_VAR, _checked_megabytes(False), 128.0),
+    "prepared_mb": (PREPARED_ENV_VAR, _checked_megabytes(True), 256.0),
     "simd": (SIMD_ENV_VAR, _checked_choice(SIMD_LEVELS), None),
 }
 _UNSET = object()
@@ -106,7 +114,7 @@ def get_setting(name):
     ----------
     name : str
         One of ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``,
-        ``simd``.
+        ``prepared_mb``, ``simd``.
 
     Returns
     -------
@@ -177,7 +185,8 @@ def get_config():
     -------
     dict
         ``precision``, ``tune``, ``cache_dir`` (the folder in use), ``n_threads`` (the
-        default thread count of a call), ``workspace_mb``, ``simd`` (the SIMD level in use).
+        default thread count of a call), ``workspace_mb``, ``prepared_mb``, ``simd`` (the SIMD
+        level in use).
 
     Examples
     --------
@@ -234,7 +243,8 @@ def set_config(**settings):
     Parameters
     ----------
     **settings
-        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``, ``simd``
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``,
+        ``prepared_mb``, ``simd``
         (applied at once, process-wide).
 
     Returns
@@ -272,7 +282,8 @@ def config_context(**settings):
     Parameters
     ----------
     **settings
-        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``, ``simd``; a
+        ``precision``, ``tune``, ``cache_dir``, ``n_threads``, ``workspace_mb``,
+        ``prepared_mb``, ``simd``; a
         value of None leaves that setting as it is outside. ``simd`` is process-wide: it
         switches the kernels of every thread until the context exits.
 

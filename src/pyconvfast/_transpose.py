@@ -13,7 +13,6 @@ import numpy as np
 
 from pyconvfast import _api
 from pyconvfast._algorithms import registry
-from pyconvfast.tuning import autotune
 from pyconvfast._algorithms.transpose_taps import KIND
 from pyconvfast._config import resolve_precision
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
@@ -266,12 +265,8 @@ def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, pre
     if problem.batch == 0:
         return out
     x5, w5 = _api._channels_first_5d(x, problem), _api.weight_5d(weight, problem)
-    out5 = _api._channels_first_5d(out, problem)
-    params = {}
-    if chosen is None:
-        choice = autotune.choose(problem, n_threads, x5, w5, bias, out5)
-        chosen, params = registry.get(choice.algorithm), choice.params
-    chosen.run(problem, x5, chosen.prepare(problem, w5), bias, out5, n_threads, params)
+    _api.run_chosen(problem, chosen, x5, weight, w5, bias, _api._channels_first_5d(out, problem),
+                    n_threads)
     return out
 
 

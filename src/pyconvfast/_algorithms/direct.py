@@ -1,7 +1,10 @@
 """``direct``: every problem, read in place; channel-blocked SIMD register tiles
 (:mod:`pyconvfast._lib.direct.blocked`) from a few output channels per group, else the generic
-loop (:mod:`pyconvfast._lib.direct.generic`), whose summation order ``depthwise`` reproduces bit for bit.
+loop (:mod:`pyconvfast._lib.direct.generic`), whose summation order ``depthwise`` reproduces
+bit for bit.
 """
+
+import math
 
 from pyconvfast._lib.direct.generic import conv_direct
 from pyconvfast._lib.direct.blocked import conv_direct_blocked
@@ -33,7 +36,7 @@ def _direct_prepare(problem, weight):
 
 def _item_strides(x, out):
     """Whether every stride of both arrays (of one dtype) is a whole number of items."""
-    return not any(s % x.itemsize for s in x.strides + out.strides)
+    return math.gcd(*x.strides, *out.strides) % x.itemsize == 0
 
 
 def _run_direct(problem, x, prepared, bias, out, n_threads, params):

@@ -1,5 +1,6 @@
 """``im2col``: lower the input's windows into column matrices and multiply them by the weight
-with BLAS (:mod:`pyconvfast._lib.gemm_lowering.im2col`); 1x1 stride-1 layers multiply the arrays themselves.
+with BLAS (:mod:`pyconvfast._lib.gemm_lowering.im2col`); 1x1 stride-1 layers multiply the
+arrays themselves.
 
 :func:`lowered_gemm` is the one entry to the lowering kernel, also used by the sub-pixel
 transposed convolution and by resize-convolution.

@@ -1,6 +1,7 @@
 """``transpose_gemm``: a transposed convolution as one GEMM per group over a block of samples
-(every product once) and ``col2im`` adding them into the output (:mod:`pyconvfast._lib.gemm_lowering.col2im`);
-any stride, padding, dilation and groups. See :mod:`pyconvfast._algorithms.transpose_taps`.
+(every product once) and ``col2im`` adding them into the output
+(:mod:`pyconvfast._lib.gemm_lowering.col2im`); any stride, padding, dilation and groups.
+See :mod:`pyconvfast._algorithms.transpose_taps`.
 """
 
 import math

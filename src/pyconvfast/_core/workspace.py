@@ -48,8 +48,8 @@ def work_chunk(n_items, item_bytes, budget_bytes, *, cap=None, multiple=1, minim
 
     As many as ``budget_bytes`` holds (a thread's share of the workspace bound, or a cache
     size), at most ``cap``; then, where fewer ``units`` (independent pieces of work: samples x
-    groups) than ``min_tasks`` are given, at most an even split of a unit into enough tasks; rounded down to a ``multiple`` and kept at least ``minimum`` (and at
-    most ``n_items``).
+    groups) than ``min_tasks`` are given, at most an even split of a unit into enough tasks;
+    rounded down to a ``multiple`` and kept at least ``minimum`` (and at most ``n_items``).
 
     Parameters
     ----------
