@@ -44,6 +44,7 @@ cdef extern from "direct/blocked_simd.h" nogil:
         Py_ssize_t h_out, w_out
         Py_ssize_t stride_w, dilation_w, pad_w
         Py_ssize_t w_lo, w_hi
+        int full
         void* out
         Py_ssize_t o_sn, o_sk, o_sd, o_sh, o_sw
         const void* bias
@@ -121,6 +122,19 @@ cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, 
     hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
 
 
+cdef bint _linear_taps(const Py_ssize_t[:, ::1] taps, Py_ssize_t size_in, Py_ssize_t stride,
+                       Py_ssize_t dilation, Py_ssize_t pad) noexcept:
+    """Whether tap (o, t) of the table is column o*stride - pad + t*dilation, or -1 where that
+    falls outside [0, size_in): zero padding, which a full tile skips per pixel."""
+    cdef Py_ssize_t o, t, col
+    for o in range(taps.shape[0]):
+        for t in range(taps.shape[1]):
+            col = o * stride - pad + t * dilation
+            if taps[o, t] != (col if 0 <= col < size_in else -1):
+                return False
+    return True
+
+
 def conv_direct_blocked(
     const floating[:, :, :, :, :] x,
     const floating[:, :, :, :, ::1] packed,
@@ -134,6 +148,7 @@ def conv_direct_blocked(
     Py_ssize_t dilation_w,
     Py_ssize_t pad_w,
     int n_threads,
+    tiles="full",
 ):
     """Direct convolution of validated 5-D views into ``out``, with weights from
     :func:`pack_weights`.
@@ -148,6 +163,13 @@ def conv_direct_blocked(
     taps_d, taps_h, taps_w : (out_size, kernel_size) int64 tap tables, -1 for a zero tap
     stride_w, dilation_w, pad_w : int, the W axis's geometry (the interior needs no table)
     n_threads : int, OpenMP team size
+    tiles : {"full", "split"}
+        ``"full"``: each output row in tiles of equal width (up to the variant's pixels), border
+        pixels included, their taps on the zero padding skipped per pixel; ``"split"``: the
+        interior columns in tiles of up to the variant's pixels and the border columns in
+        separate tiles that read the W tap table. Both give bitwise the same result. Padding
+        modes other than zeros (a W tap table that is not ``o*stride - pad + t*dilation`` or -1)
+        always split.
     """
     cdef Py_ssize_t itemsize = sizeof(floating)
     cdef Py_ssize_t batch = out.shape[0], groups = packed.shape[0]
@@ -178,6 +200,9 @@ def conv_direct_blocked(
     a.o_sd, a.o_sh, a.o_sw = (out.strides[2] // itemsize, out.strides[3] // itemsize,
                               out.strides[4] // itemsize)
     a.bias = &bias[0] if bias.shape[0] > 0 else NULL
+    if tiles not in ("full", "split"):
+        raise ValueError(f"tiles must be 'full' or 'split', got {tiles!r}")
+    a.full = tiles == "full" and _linear_taps(taps_w, x.shape[4], stride_w, dilation_w, pad_w)
 
     tile_blocks = pcf_db_tile_blocks()
     n_ktiles = (a.n_blk + tile_blocks - 1) // tile_blocks

@@ -22,6 +22,9 @@
 #include <stdlib.h>
 
 #include "cpu/dispatch.h"
+#ifdef PCF_X86_DISPATCH
+#include <immintrin.h>
+#endif
 
 #if !PCF_GNU_VECTORS
 #error "the blocked direct kernel needs GNU C vector extensions (GCC or Clang)"
@@ -57,6 +60,10 @@
                                           const Py_ssize_t*, Py_ssize_t, Py_ssize_t,              \
                                           const Py_ssize_t*, Py_ssize_t, const T*, Py_ssize_t,    \
                                           Py_ssize_t, T*, int, int);                              \
+    typedef void (*pcf_db_full_##S##_fn)(const T*, Py_ssize_t, Py_ssize_t, Py_ssize_t,           \
+                                         const Py_ssize_t*, const Py_ssize_t*, Py_ssize_t,        \
+                                         Py_ssize_t, Py_ssize_t, Py_ssize_t, const unsigned*,     \
+                                         const T*, Py_ssize_t, Py_ssize_t, T*, int, int);         \
     typedef T (*pcf_db_fma_loop_##S##_fn)(long, T);
 DB_FN_TYPES(float, f32)
 DB_FN_TYPES(double, f64)
@@ -68,16 +75,20 @@ typedef struct {
     int vector_bytes;
     pcf_db_tile_f32_fn tile_f32;
     pcf_db_table_f32_fn table_f32;
+    pcf_db_full_f32_fn full_f32;
     pcf_db_fma_loop_f32_fn fma_loop_f32;
     pcf_db_tile_f64_fn tile_f64;
     pcf_db_table_f64_fn table_f64;
+    pcf_db_full_f64_fn full_f64;
     pcf_db_fma_loop_f64_fn fma_loop_f64;
 } pcf_db_variant;
 
 #define DB_VARIANT(NAME, MB, P, VBYTES, AT)                                                       \
     {NAME, MB, P, VBYTES,                                                                         \
-     AT(pcf_db_tile_any, f32), AT(pcf_db_table_any, f32), AT(pcf_db_fma_loop, f32),              \
-     AT(pcf_db_tile_any, f64), AT(pcf_db_table_any, f64), AT(pcf_db_fma_loop, f64)}
+     AT(pcf_db_tile_any, f32), AT(pcf_db_table_any, f32), AT(pcf_db_full_any, f32),              \
+     AT(pcf_db_fma_loop, f32),                                                                    \
+     AT(pcf_db_tile_any, f64), AT(pcf_db_table_any, f64), AT(pcf_db_full_any, f64),              \
+     AT(pcf_db_fma_loop, f64)}
 
 /* The variant table, indexed by level (cpu/dispatch.h). */
 static const pcf_db_variant pcf_db_variants[PCF_N_LEVELS] = {
@@ -108,6 +119,8 @@ typedef struct {
     Py_ssize_t h_out, w_out;
     Py_ssize_t stride_w, dilation_w, pad_w;
     Py_ssize_t w_lo, w_hi;        /* interior columns: every W tap o*s - pad + t*d in range */
+    int full;                     /* 1: full-width tiles (the W taps are zero padding or
+                                     o*s - pad + t*d); 0: interior tiles and table tiles */
     void* out;                     /* the output at (0, 0, 0, 0, 0) */
     Py_ssize_t o_sn, o_sk, o_sd, o_sh, o_sw;
     const void* bias;                /* NULL: none */
@@ -126,6 +139,7 @@ typedef struct {
         const int KB = 64 / (int)sizeof(T);                                                       \
         const pcf_db_tile_##S##_fn tile = variant->tile_##S;                                      \
         const pcf_db_table_##S##_fn table = variant->table_##S;                                   \
+        const pcf_db_full_##S##_fn full = variant->full_##S;                                      \
         const Py_ssize_t blk0 = k_tile * MB;                                                      \
         /* the (int) casts of M and np are exact: M <= MB and np <= P */                          \
         const int M = a->n_blk - blk0 < MB ? (int)(a->n_blk - blk0) : MB;                         \
@@ -141,12 +155,19 @@ typedef struct {
         T tmp[DB_TMP_BYTES / sizeof(T)] __attribute__((aligned(64)));                             \
         /* own cache lines: two threads' row lists must not share one (false sharing) */     \
         Py_ssize_t* rtap = (Py_ssize_t*)aligned_alloc(                                            \
-            64, (2 * a->kd_n * a->kh_n * sizeof(Py_ssize_t) + 63) / 64 * 64);                     \
+            64, (2 * a->kd_n * a->kh_n * sizeof(Py_ssize_t) + a->kw_n * sizeof(unsigned) + 63)    \
+                    / 64 * 64);                                                                   \
         Py_ssize_t* roff;                                                                         \
-        Py_ssize_t row, kd, kh, ow, k, p, np;                                                     \
+        unsigned* vm;                                                                             \
+        /* full tiles: n_t tiles a row, widths as equal as they can be (w_out / n_t, the first    \
+           w_out % n_t one wider) */                                                              \
+        const Py_ssize_t n_t = (a->w_out + P - 1) / P;                                            \
+        const Py_ssize_t t_base = a->w_out / n_t, t_extra = a->w_out % n_t;                       \
+        Py_ssize_t row, kd, kh, ow, k, p, np, ti, kw;                                             \
         if (rtap == NULL)                                                                         \
             return -1;                                                                            \
         roff = rtap + a->kd_n * a->kh_n;                                                          \
+        vm = (unsigned*)(roff + a->kd_n * a->kh_n);                                               \
         for (row = row0; row < row1; row++) {                                                     \
             const Py_ssize_t od = row / a->h_out, oh = row % a->h_out;                            \
             Py_ssize_t n_rows = 0;                                                                \
@@ -164,8 +185,24 @@ typedef struct {
                     n_rows++;                                                                     \
                 }                                                                                 \
             }                                                                                     \
-            for (ow = 0; ow < a->w_out; ow += np) {                                               \
-                if (ow < a->w_lo || ow >= a->w_hi) {                                              \
+            for (ow = 0, ti = 0; ow < a->w_out; ow += np, ti++) {                                 \
+                if (a->full && (np = t_base + (ti < t_extra),                                     \
+                                ow < a->w_lo || ow + np > a->w_hi)) {                             \
+                    /* a tile with border pixels: their taps on the padding skipped */           \
+                    for (kw = 0; kw < a->kw_n; kw++) {                                            \
+                        unsigned bits = 0;                                                        \
+                        for (p = 0; p < np; p++)                                                  \
+                            bits |= (unsigned)(a->taps_w[(ow + p) * a->kw_n + kw] >= 0) << p;     \
+                        vm[kw] = bits;                                                            \
+                    }                                                                             \
+                    full(xg, (ow * a->stride_w - a->pad_w) * a->x_sw, a->x_sc, a->c_g, rtap,      \
+                         roff, n_rows, a->kw_n, pix_step, kw_step, vm, w, w_blk, taps, tmp, M,    \
+                         (int)np);                                                                \
+                } else if (a->full) {                                                             \
+                    tile(xg + (ow * a->stride_w - a->pad_w) * a->x_sw, a->x_sc, a->c_g, rtap,     \
+                         roff, n_rows, a->kw_n, pix_step, kw_step, w, w_blk, taps, tmp, M,        \
+                         (int)np);                                                                \
+                } else if (ow < a->w_lo || ow >= a->w_hi) {                                       \
                     const Py_ssize_t end = ow < a->w_lo ? a->w_lo : a->w_out;                     \
                     np = end - ow < P ? end - ow : P;                                             \
                     table(xg, a->x_sc, a->c_g, rtap, roff, n_rows, a->kw_n,                       \
