@@ -45,6 +45,7 @@ cdef extern from "direct/blocked_simd.h" nogil:
         Py_ssize_t stride_w, dilation_w, pad_w
         Py_ssize_t w_lo, w_hi
         int full
+        Py_ssize_t c_chunk
         void* out
         Py_ssize_t o_sn, o_sk, o_sd, o_sh, o_sw
         const void* bias
@@ -122,6 +123,32 @@ cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, 
     hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
 
 
+FULL_TILES_MAX = 4
+"""``tiles="auto"`` runs full tiles on rows of at most this many tiles of the variant's width
+(AVX-512F: 48 output columns, AVX2: 24, baseline: 8), the split tiling on wider rows. Measured
+(``bench/direct_tiles.py``, ResNet-50 / VGG-16 3x3 layers): full tiles are 1.1-1.4x faster on
+rows of 7 to 28 columns, where the split's two 1-pixel border tiles are a large share of the
+row, and 2-10% slower on rows of 56 and more."""
+
+
+def row_tiles(Py_ssize_t w_out):
+    """The tiling ``tiles="auto"`` picks for rows of ``w_out`` output columns at the SIMD level
+    in use: ``"full"`` or ``"split"``."""
+    cdef int p = pcf_db_variants[pcf_cpu_level()].p
+    return "full" if (w_out + p - 1) // p <= FULL_TILES_MAX else "split"
+
+
+def full_tile_widths(Py_ssize_t w_out):
+    """The widths of the full tiles of a row of ``w_out`` columns at the SIMD level in use:
+    ``ceil(w_out / p)`` tiles (``p`` the variant's pixels), as equal as they can be, the wider
+    ones first. E.g. AVX-512F (12 pixels): 7 -> (7,), 14 -> (7, 7), 28 -> (10, 9, 9)."""
+    cdef int p = pcf_db_variants[pcf_cpu_level()].p
+    if w_out <= 0:
+        return ()
+    n_t = (w_out + p - 1) // p
+    return tuple(w_out // n_t + (i < w_out % n_t) for i in range(n_t))
+
+
 cdef bint _linear_taps(const Py_ssize_t[:, ::1] taps, Py_ssize_t size_in, Py_ssize_t stride,
                        Py_ssize_t dilation, Py_ssize_t pad) noexcept:
     """Whether tap (o, t) of the table is column o*stride - pad + t*dilation, or -1 where that
@@ -148,7 +175,8 @@ def conv_direct_blocked(
     Py_ssize_t dilation_w,
     Py_ssize_t pad_w,
     int n_threads,
-    tiles="full",
+    tiles="auto",
+    Py_ssize_t c_chunk=0,
 ):
     """Direct convolution of validated 5-D views into ``out``, with weights from
     :func:`pack_weights`.
@@ -163,13 +191,18 @@ def conv_direct_blocked(
     taps_d, taps_h, taps_w : (out_size, kernel_size) int64 tap tables, -1 for a zero tap
     stride_w, dilation_w, pad_w : int, the W axis's geometry (the interior needs no table)
     n_threads : int, OpenMP team size
-    tiles : {"full", "split"}
+    tiles : {"auto", "full", "split"}
         ``"full"``: each output row in tiles of equal width (up to the variant's pixels), border
         pixels included, their taps on the zero padding skipped per pixel; ``"split"``: the
         interior columns in tiles of up to the variant's pixels and the border columns in
-        separate tiles that read the W tap table. Both give bitwise the same result. Padding
-        modes other than zeros (a W tap table that is not ``o*stride - pad + t*dilation`` or -1)
-        always split.
+        separate tiles that read the W tap table; ``"auto"``: full where a row takes at most
+        :data:`FULL_TILES_MAX` tiles, else split (:func:`row_tiles`). Both give bitwise the
+        same result. Padding modes other than zeros (a W tap table that is not
+        ``o*stride - pad + t*dilation`` or -1) always split.
+    c_chunk : int
+        Full tiles: input channels per chunk (a task's tiles add one chunk's products before
+        the next chunk, so that its weights stay in L1); -1 picks it from the kernel size,
+        0 takes all channels at once. The result does not depend on it.
     """
     cdef Py_ssize_t itemsize = sizeof(floating)
     cdef Py_ssize_t batch = out.shape[0], groups = packed.shape[0]
@@ -200,9 +233,12 @@ def conv_direct_blocked(
     a.o_sd, a.o_sh, a.o_sw = (out.strides[2] // itemsize, out.strides[3] // itemsize,
                               out.strides[4] // itemsize)
     a.bias = &bias[0] if bias.shape[0] > 0 else NULL
-    if tiles not in ("full", "split"):
-        raise ValueError(f"tiles must be 'full' or 'split', got {tiles!r}")
+    if tiles not in ("auto", "full", "split"):
+        raise ValueError(f"tiles must be 'auto', 'full' or 'split', got {tiles!r}")
+    if tiles == "auto":
+        tiles = row_tiles(w_out)
     a.full = tiles == "full" and _linear_taps(taps_w, x.shape[4], stride_w, dilation_w, pad_w)
+    a.c_chunk = c_chunk
 
     tile_blocks = pcf_db_tile_blocks()
     n_ktiles = (a.n_blk + tile_blocks - 1) // tile_blocks

@@ -29,7 +29,8 @@ typedef DB_T DB_NAME(vec) __attribute__((vector_size(DB_VBYTES), aligned(sizeof(
 /* One register tile of NP (<= DB_P) pixels of one output row, all taps in range (no table):
    pixel p of kernel column kw reads x0[c * x_sc + roff[r] + p * pix_step + kw * kw_step].
    w: the packed weights of the tile's first channel block, [c][tap][DB_KB], the next block
-   w_blk elements further. Writes tmp[p * DB_MB * DB_KB + channel]. */
+   w_blk elements further. Adds to the sums in tmp[p * DB_MB * DB_KB + channel] (the caller
+   zeroes them before the first input channel). */
 static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
@@ -42,7 +43,7 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
             for (p = 0; p < NP; p++)
-                acc[m][v][p] = (DB_NAME(vec)){0};
+                acc[m][v][p] = *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;
@@ -141,7 +142,7 @@ static const DB_T DB_NAME(zeros)[DB_KB] __attribute__((aligned(64)));
    padding: pixel p at kernel column kw reads x0[c * x_sc + roff[r] + x_off + p * pix_step
    + kw * kw_step] where bit p of vm[kw] is set, and skips the tap (fma_if: no multiply) where it
    is not, so a row needs no narrow border tiles. Interior tiles (every tap in range) run tile().
-   Writes tmp as tile() does. */
+   Adds to the sums in tmp as tile() does. */
 static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(full_tile)(
     const DB_T* x0, Py_ssize_t x_off, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
@@ -158,7 +159,7 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(full_tile)(
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
             for (p = 0; p < NP; p++)
-                acc[m][v][p] = (DB_NAME(vec)){0};
+                acc[m][v][p] = *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;
