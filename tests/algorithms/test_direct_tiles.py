@@ -58,29 +58,37 @@ def _all_tilings_agree(x, w, b, context, reference=False, **kwargs):
     return results["full"]
 
 
-def test_full_tile_widths_are_balanced_and_cover_the_row(level):
-    p = blocked.active_variant().name.rsplit("x", 1)[1]
-    p = int(p)
-    for w_out in range(1, 120):
+def test_full_tile_widths_cover_the_row(level):
+    pf, p = blocked.full_tile_pixels(), int(blocked.active_variant().name.rsplit("x", 1)[1])
+    assert pf <= p
+    for w_out in range(1, 240):
         widths = blocked.full_tile_widths(w_out)
-        assert sum(widths) == w_out and len(widths) == -(-w_out // p)
-        assert max(widths) <= p and max(widths) - min(widths) <= 1
-        assert list(widths) == sorted(widths, reverse=True)
-        assert blocked.row_tiles(w_out) == (
-            "full" if len(widths) <= blocked.FULL_TILES_MAX else "split")
-    if p == 12:
+        assert sum(widths) == w_out and min(widths) >= 1
+        if w_out - 2 * pf >= p:  # a tile of pf at each end, up to p between
+            assert widths[0] == widths[-1] == pf and max(widths[1:-1]) <= p
+            inner = widths[1:-1]
+        else:
+            assert max(widths) <= pf and len(widths) == -(-w_out // pf)
+            inner = widths
+        assert max(inner) - min(inner) <= 1 and list(inner) == sorted(inner, reverse=True)
+        assert blocked.row_tiles(w_out) in ("full", "split")
+    if pf == 10:
         assert blocked.full_tile_widths(7) == (7,)
         assert blocked.full_tile_widths(14) == (7, 7)
+        assert blocked.full_tile_widths(24) == (8, 8, 8)
         assert blocked.full_tile_widths(28) == (10, 9, 9)
+        assert blocked.full_tile_widths(56) == (10, 12, 12, 12, 10)
+        assert blocked.row_tiles(7) == blocked.row_tiles(224) == "full"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_row_width_and_padding_3x3(level, dtype, rng):
-    """Row widths 1..40 (1..40 output columns at stride 1), every padding from 0 to beyond the
-    kernel, stride 1 and 2, 17 output channels (a channel tail at every level)."""
+    """Row widths 1..40 and a few wide ones (a tile of 10 at each end, 12s between), every
+    padding from 0 to beyond the kernel, stride 1 and 2, 17 output channels (a channel tail at
+    every level)."""
     w = rng.standard_normal((17, 3, 3, 3)).astype(dtype)
     b = rng.standard_normal(17).astype(dtype)
-    for width in range(1, 41):
+    for width in [*range(1, 41), 43, 44, 45, 56, 57, 67]:
         x = rng.standard_normal((1, 3, 4, width)).astype(dtype)
         for pad in (0, 1, 2, 3):
             for stride in (1, 2):
@@ -124,6 +132,11 @@ def test_1d_and_3d(level, dtype, rng):
                 continue
             _all_tilings_agree(x, w, None, f"{level} 1-D W={width} {kwargs}", reference=True,
                                **kwargs)
+        # a border wider than a full tile (11 columns) on each end: balanced tiles
+        x_long = rng.standard_normal((1, 2, width + 40)).astype(dtype)
+        w_long = rng.standard_normal((9, 2, 23)).astype(dtype)
+        _all_tilings_agree(x_long, w_long, None, f"{level} 1-D k=23 W={width + 40}",
+                           reference=True, padding=11)
         x = rng.standard_normal((1, 3, 3, 4, width)).astype(dtype)
         w = rng.standard_normal((17, 3, 3, 3, 3)).astype(dtype)
         _all_tilings_agree(x, w, None, f"{level} 3-D W={width}", reference=True, padding=1)

@@ -57,7 +57,7 @@ cdef extern from "direct/blocked_simd.h" nogil:
     double pcf_db_fma_loop_f64(long iters, double seed)
     ctypedef struct pcf_db_variant:
         const char* name
-        int mb, p
+        int mb, p, pf
     const pcf_db_variant pcf_db_variants[]
     int pcf_db_tile_blocks()
     int pcf_db_vector_bytes()
@@ -123,30 +123,47 @@ cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, 
     hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
 
 
-FULL_TILES_MAX = 4
-"""``tiles="auto"`` runs full tiles on rows of at most this many tiles of the variant's width
-(AVX-512F: 48 output columns, AVX2: 24, baseline: 8), the split tiling on wider rows. Measured
-(``bench/direct_tiles.py``, ResNet-50 / VGG-16 3x3 layers): full tiles are 1.1-1.4x faster on
-rows of 7 to 28 columns, where the split's two 1-pixel border tiles are a large share of the
-row, and 2-10% slower on rows of 56 and more."""
+AUTO_FULL_MAX_WIDTH = (0, 10, None)
+"""``tiles="auto"``: the widest rows (output columns) that run full tiles, per SIMD level
+(baseline, AVX2, AVX-512F; None: every row), the split tiling above. Measured
+(``bench/direct_tiles.py`` and 256-channel 3x3 rows of 7 to 224 columns, one thread, AMD EPYC
+Zen 4): with AVX-512F full tiles are faster at every width (1.4x at 7 columns, 1.05-1.15x at 14
+to 56, about even from 112); with AVX2 (tiles of 6 pixels, masked by a vector AND) only at 7
+columns (1.1x), 0.93-1.02x from 14; on the baseline (2-pixel tiles either way) the same."""
 
 
 def row_tiles(Py_ssize_t w_out):
     """The tiling ``tiles="auto"`` picks for rows of ``w_out`` output columns at the SIMD level
-    in use: ``"full"`` or ``"split"``."""
-    cdef int p = pcf_db_variants[pcf_cpu_level()].p
-    return "full" if (w_out + p - 1) // p <= FULL_TILES_MAX else "split"
+    in use: ``"full"`` or ``"split"`` (:data:`AUTO_FULL_MAX_WIDTH`)."""
+    widest = AUTO_FULL_MAX_WIDTH[pcf_cpu_level()]
+    return "full" if widest is None or w_out <= widest else "split"
 
 
-def full_tile_widths(Py_ssize_t w_out):
-    """The widths of the full tiles of a row of ``w_out`` columns at the SIMD level in use:
-    ``ceil(w_out / p)`` tiles (``p`` the variant's pixels), as equal as they can be, the wider
-    ones first. E.g. AVX-512F (12 pixels): 7 -> (7,), 14 -> (7, 7), 28 -> (10, 9, 9)."""
-    cdef int p = pcf_db_variants[pcf_cpu_level()].p
+def full_tile_pixels():
+    """The widest full tile at the SIMD level in use: a few pixels narrower than the
+    variant's split tiles (12, 6, 2), as the masked FMAs of border pixels need registers."""
+    return pcf_db_variants[pcf_cpu_level()].pf
+
+
+def full_tile_widths(Py_ssize_t w_out, Py_ssize_t border=1):
+    """The widths of the full tiles of a row of ``w_out`` columns, ``border`` of them at each end
+    reading the padding, at the SIMD level in use (as ``blocked_simd.h`` cuts it).
+
+    With ``pf`` (:func:`full_tile_pixels`: 10 with AVX-512F, 5 with AVX2, 2 on the baseline)
+    and ``p`` the variant's pixels (12, 6, 2): a row of at least ``2 * pf + p`` columns whose
+    border is within ``pf`` of each end takes a tile of ``pf`` at each end and tiles of up to
+    ``p`` between (as equal as they can be, the wider ones first); any other row takes
+    ``ceil(w_out / pf)`` tiles as equal as they can be. E.g. AVX-512F: 7 -> (7,), 14 -> (7, 7),
+    24 -> (8, 8, 8), 28 -> (10, 9, 9), 56 -> (10, 12, 12, 12, 10).
+    """
+    cdef int pf = pcf_db_variants[pcf_cpu_level()].pf, p = pcf_db_variants[pcf_cpu_level()].p
     if w_out <= 0:
         return ()
-    n_t = (w_out + p - 1) // p
-    return tuple(w_out // n_t + (i < w_out % n_t) for i in range(n_t))
+    wide = w_out - 2 * pf >= p and border <= pf
+    span, width = (w_out - 2 * pf, p) if wide else (w_out, pf)
+    n_span = (span + width - 1) // width
+    widths = tuple(span // n_span + (i < span % n_span) for i in range(n_span))
+    return (pf,) + widths + (pf,) if wide else widths
 
 
 cdef bint _linear_taps(const Py_ssize_t[:, ::1] taps, Py_ssize_t size_in, Py_ssize_t stride,
@@ -195,8 +212,8 @@ def conv_direct_blocked(
         ``"full"``: each output row in tiles of equal width (up to the variant's pixels), border
         pixels included, their taps on the zero padding skipped per pixel; ``"split"``: the
         interior columns in tiles of up to the variant's pixels and the border columns in
-        separate tiles that read the W tap table; ``"auto"``: full where a row takes at most
-        :data:`FULL_TILES_MAX` tiles, else split (:func:`row_tiles`). Both give bitwise the
+        separate tiles that read the W tap table; ``"auto"``: by the row width and the SIMD
+        level (:func:`row_tiles`). Both give bitwise the
         same result. Padding modes other than zeros (a W tap table that is not
         ``o*stride - pad + t*dilation`` or -1) always split.
     c_chunk : int

@@ -73,6 +73,8 @@ DB_FN_TYPES(double, f64)
 typedef struct {
     const char* name;
     int mb, p;                    /* channel blocks and pixels per register tile */
+    int pf;                       /* pixels per full tile at most (its masked FMAs need a few
+                                     registers more: wider ones spill) */
     int vector_bytes;
     pcf_db_tile_f32_fn tile_f32;
     pcf_db_table_f32_fn table_f32;
@@ -84,8 +86,8 @@ typedef struct {
     pcf_db_fma_loop_f64_fn fma_loop_f64;
 } pcf_db_variant;
 
-#define DB_VARIANT(NAME, MB, P, VBYTES, AT)                                                       \
-    {NAME, MB, P, VBYTES,                                                                         \
+#define DB_VARIANT(NAME, MB, P, PF, VBYTES, AT)                                                   \
+    {NAME, MB, P, PF, VBYTES,                                                                     \
      AT(pcf_db_tile_any, f32), AT(pcf_db_table_any, f32), AT(pcf_db_full_any, f32),              \
      AT(pcf_db_fma_loop, f32),                                                                    \
      AT(pcf_db_tile_any, f64), AT(pcf_db_table_any, f64), AT(pcf_db_full_any, f64),              \
@@ -93,9 +95,9 @@ typedef struct {
 
 /* The variant table, indexed by level (cpu/dispatch.h). */
 static const pcf_db_variant pcf_db_variants[PCF_N_LEVELS] = {
-    DB_VARIANT("baseline_1x2", 1, 2, 16, PCF_AT_BASELINE),
-    DB_VARIANT("avx2_1x6", 1, 6, 32, PCF_AT_AVX2),
-    DB_VARIANT("avx512f_2x12", 2, 12, 64, PCF_AT_AVX512F),
+    DB_VARIANT("baseline_1x2", 1, 2, 2, 16, PCF_AT_BASELINE),
+    DB_VARIANT("avx2_1x6", 1, 6, 5, 32, PCF_AT_AVX2),
+    DB_VARIANT("avx512f_2x12", 2, 12, 10, 64, PCF_AT_AVX512F),
 };
 
 /* The variant of the level in use. */
@@ -147,6 +149,22 @@ typedef struct {
         }                                                                                         \
     }
 
+/* Column ow and width np of tile ti of a row (full tiles; see pcf_db_task_full). */
+#define DB_TILE_AT(TI, OW, NP)                                                                    \
+    do {                                                                                          \
+        const Py_ssize_t j_ = wide ? (TI) - 1 : (TI);                                             \
+        if (wide && j_ < 0) {                                                                     \
+            (OW) = 0;                                                                             \
+            (NP) = P;                                                                             \
+        } else if (wide && j_ == n_span) {                                                        \
+            (OW) = a->w_out - P;                                                                  \
+            (NP) = P;                                                                             \
+        } else {                                                                                  \
+            (OW) = (wide ? P : 0) + j_ * t_base + (j_ < t_extra ? j_ : t_extra);                  \
+            (NP) = t_base + (j_ < t_extra);                                                       \
+        }                                                                                         \
+    } while (0)
+
 /* Bytes of sums a full-tile task keeps per group of tiles, and of weights per chunk of input
    channels: both stay in L1 while the chunk's weights are used for every tile of the group. */
 #define DB_GROUP_BYTES (16 * 1024)
@@ -164,7 +182,7 @@ typedef struct {
                                     Py_ssize_t k_tile, Py_ssize_t row0, Py_ssize_t row1)          \
     {                                                                                             \
         const pcf_db_variant* variant = pcf_db_variant_now();                                    \
-        const int MB = variant->mb, P = variant->p;                                               \
+        const int MB = variant->mb, P = variant->pf, PM = variant->p;                            \
         const int KB = 64 / (int)sizeof(T);                                                       \
         const pcf_db_tile_##S##_fn tile = variant->tile_##S;                                      \
         const pcf_db_full_##S##_fn full = variant->full_##S;                                      \
@@ -179,10 +197,14 @@ typedef struct {
         T* og = (T*)a->out + n * a->o_sn + (g * a->k_g + k0) * a->o_sk;                           \
         const T* bias = a->bias ? (const T*)a->bias + g * a->k_g + k0 : NULL;                     \
         const Py_ssize_t pix_step = a->stride_w * a->x_sw, kw_step = a->dilation_w * a->x_sw;     \
-        /* n_t tiles a row, widths as equal as they can be (the first w_out % n_t one wider) */   \
-        const Py_ssize_t n_t = (a->w_out + P - 1) / P;                                            \
-        const Py_ssize_t t_base = a->w_out / n_t, t_extra = a->w_out % n_t;                       \
-        const Py_ssize_t unit_elems = (Py_ssize_t)P * MB * KB;                                    \
+        /* Wide rows whose border columns lie within P of each end: a tile of P at each end and \
+           n_t - 2 interior tiles of up to PM between them, as equal as they can be (the first    \
+           t_extra one wider). Other rows: n_t tiles of up to P, as equal as they can be. */      \
+        const int wide = a->w_out - 2 * P >= PM && a->w_lo <= P && a->w_out - a->w_hi <= P;     \
+        const Py_ssize_t span = wide ? a->w_out - 2 * P : a->w_out, t_w = wide ? PM : P;         \
+        const Py_ssize_t n_span = (span + t_w - 1) / t_w, n_t = n_span + (wide ? 2 : 0);          \
+        const Py_ssize_t t_base = span / n_span, t_extra = span % n_span;                         \
+        const Py_ssize_t unit_elems = (Py_ssize_t)PM * MB * KB;                                   \
         const Py_ssize_t per_group = DB_GROUP_BYTES / (unit_elems * (Py_ssize_t)sizeof(T)) > 1    \
             ? DB_GROUP_BYTES / (unit_elems * (Py_ssize_t)sizeof(T)) : 1;                          \
         const Py_ssize_t chunk_auto = DB_CHUNK_BYTES / (taps * M * 64) > 1                        \
@@ -234,8 +256,7 @@ typedef struct {
             /* the tap masks of the group's tiles with border pixels */                           \
             for (u = u0; u < u1; u++) {                                                           \
                 ti = u % n_t;                                                                     \
-                ow = ti * t_base + (ti < t_extra ? ti : t_extra);                                 \
-                np = t_base + (ti < t_extra);                                                     \
+                DB_TILE_AT(ti, ow, np);                                                           \
                 if (ow >= a->w_lo && ow + np <= a->w_hi)                                          \
                     continue;                                                                     \
                 for (kw = 0; kw < a->kw_n; kw++) {                                                \
@@ -255,8 +276,7 @@ typedef struct {
                     const Py_ssize_t n_rows = counts[row0 + u / n_t - first_row];                 \
                     T* t = sums + (u - u0) * unit_elems;                                          \
                     ti = u % n_t;                                                                 \
-                    ow = ti * t_base + (ti < t_extra ? ti : t_extra);                             \
-                    np = t_base + (ti < t_extra);                                                 \
+                    DB_TILE_AT(ti, ow, np);                                                       \
                     if (ow >= a->w_lo && ow + np <= a->w_hi)                                      \
                         tile(xc + (ow * a->stride_w - a->pad_w) * a->x_sw, a->x_sc, c_n, rl,      \
                              rl + kdh, n_rows, a->kw_n, pix_step, kw_step, wc, w_blk, taps, t, M, \
@@ -271,8 +291,7 @@ typedef struct {
                 const Py_ssize_t r = row0 + u / n_t;                                              \
                 T* orow = og + (r / a->h_out) * a->o_sd + (r % a->h_out) * a->o_sh;               \
                 ti = u % n_t;                                                                     \
-                ow = ti * t_base + (ti < t_extra ? ti : t_extra);                                 \
-                np = t_base + (ti < t_extra);                                                     \
+                DB_TILE_AT(ti, ow, np);                                                           \
                 DB_STORE(T, sums + (u - u0) * unit_elems)                                         \
             }                                                                                     \
         }                                                                                         \
