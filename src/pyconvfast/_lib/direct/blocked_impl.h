@@ -264,12 +264,16 @@ static DB_TARGET void DB_NAME(full_any)(
         if (unit)                                                                                 \
             DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, 1, kw_step, w, w_blk, taps,    \
                           tmp, MM, N);                                                            \
+        else if (pix_step == 2)                                                                   \
+            DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, 2, kw_step, w, w_blk, taps,    \
+                          tmp, MM, N);                                                            \
         else                                                                                      \
             DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, pix_step, kw_step, w, w_blk,   \
                           taps, tmp, MM, N);                                                      \
         break;
 
-/* The tile with M and NP as compile-time constants (a switch over every value). */
+/* The tile with M and NP as compile-time constants (a switch over every value), and the pixel
+   step too where it is 1 or 2 (stride 1 or 2 along a row of unit stride). */
 static DB_TARGET void DB_NAME(tile_any)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
