@@ -8,8 +8,10 @@ once (``blocked_simd.h``: 2 blocks x 12 pixels with AVX-512F, 1 block x 6 pixels
 AVX2 + FMA, a small tile on the SSE2 baseline: the rows of :data:`VARIANTS`, the one of the SIMD
 level of :mod:`pyconvfast._lib.cpu.levels` used). Padding of every mode and
 every stride and dilation go through the tap tables of ``pyconvfast._core.padding``: along D and H
-whole input rows are chosen per tap, along W the interior columns need no table and the few
-border columns use it, so no padded copy of the input is ever made.
+whole input rows are chosen per tap; along W, with zero padding, each row is cut into *full
+tiles* (:func:`full_tile_widths`) whose border pixels skip their taps on the padding one by one,
+and with the other modes (or ``tiles="split"``) the interior columns need no table and the few
+border columns use it in tiles of their own; no padded copy of the input is ever made.
 
 A task is one (sample, group, tile of output channels, block of output rows); tasks are split
 among the threads by a static ``prange``. Each output is summed in the order (input channel, kd,

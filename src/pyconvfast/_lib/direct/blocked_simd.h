@@ -12,9 +12,12 @@
      baseline (SSE2, 16 registers):       1 block  (4 xmm) x  2 pixels =  8
      AVX2 + FMA (16 registers):           1 block  (2 ymm) x  6 pixels = 12
      AVX-512F (32 registers):             2 blocks (2 zmm) x 12 pixels = 24
-   A task is one (sample, group, tile of output channels, block of output rows); inside it the
-   interior columns of a row (every W tap in range, no table) go in tiles of up to DB_P pixels,
-   the border columns in tiles of up to DB_P pixels that read the W tap table. */
+   A task is one (sample, group, tile of output channels, block of output rows). Inside it,
+   with full tiles (a->full: zero padding along W), each row is cut into tiles that hold its
+   border columns too (pcf_db_task_full: a border pixel's taps on the padding skipped per pixel,
+   full_tile; tiles without border pixels run tile); with the split tiling (any padding mode)
+   the interior columns of a row (every W tap in range, no table) go in tiles of up to DB_P
+   pixels, the border columns in tiles of their own that read the W tap table. */
 #ifndef PYCONVFAST_DIRECT_BLOCKED_SIMD_H
 #define PYCONVFAST_DIRECT_BLOCKED_SIMD_H
 
