@@ -1,14 +1,19 @@
 """The blocked ``direct`` kernel's row tilings against each other and the FMA peak.
 
-``tiles="full"`` (the default) cuts each output row into tiles of equal width with the border
-pixels inside (their taps on the zero padding skipped per pixel); ``tiles="split"`` (the old
+``tiles="full"`` (the default with AVX-512F) cuts each output row into tiles that hold the
+border pixels too (their taps on the zero padding skipped per pixel); ``tiles="split"`` (the old
 tiling) runs the interior columns in tiles of up to the variant's width and each border column
-in its own narrow tile. For every 3x3 layer of ResNet-50 and VGG-16 (batch 1, float32, NCHW,
-``algorithm="direct"`` through ``pcf.plan``), both plans are called alternately, ``--rounds``
-rounds (each a short block of calls of one, then the other, order alternating), and the
-median of the per-round time ratios split / full is reported with each one's median GFLOP/s
-(wall clock, ``--threads`` threads; or CPU time of one thread, ``--cpu-time``) and its share of ``--threads`` times the FMA peak of one
-core measured in the same process (``fma_peak_gflops``, before and after the layers).
+in its own narrow tile; ``full_chunked`` is full tiles with the input channels in chunks whose
+weights stay in L1 (``c_chunk=-1``). For every 3x3 layer of ResNet-50 and VGG-16 (batch 1,
+float32, NCHW, ``algorithm="direct"`` through ``pcf.plan``), the plans are called in turn for
+``--rounds`` rounds (a short block of calls each, the order rotating), and each one's median
+GFLOP/s is printed with the median over rounds of split's time over its own (``speed``) and
+its share of ``--threads`` times the FMA peak of one core measured in the same process
+(``fma_peak_gflops``, before and after the layers). Times are wall clock, or the CPU time of
+the calling thread with ``--threads 1 --cpu-time``.
+
+On a machine shared with other jobs, the wall time of a 2-thread call waits for a time slice
+of the other core (times quantized to the scheduler tick): use ``--threads 1 --cpu-time`` there.
 
     PYTHONPATH=src python bench/direct_tiles.py                 # 2 threads, 30 rounds
     PYTHONPATH=src python bench/direct_tiles.py --threads 1 --cpu-time --only 7x7
@@ -43,14 +48,17 @@ def layers():
         for layer in model_layers(model):
             if tuple(layer.w_shape[2:]) != (3, 3):
                 continue
-            key = (tuple(layer.x_shape), tuple(layer.w_shape), tuple(sorted(layer.kwargs.items())))
+            key = (tuple(layer.x_shape), tuple(layer.w_shape),
+                   tuple(sorted(layer.kwargs.items())))
             if key in seen:
                 continue
             seen.add(key)
             c, h, w = layer.x_shape[1:]
             stride = layer.kwargs.get("stride", 1)
-            label = f"{model} {layer.w_shape[0]}x{c} {h}x{w}" + (f" s{stride}" if stride != 1 else "")
-            found.append((label, tuple(layer.x_shape), tuple(layer.w_shape), dict(layer.kwargs)))
+            label = f"{model} {layer.w_shape[0]}x{c} {h}x{w}"
+            label += f" s{stride}" if stride != 1 else ""
+            found.append((label, tuple(layer.x_shape), tuple(layer.w_shape),
+                          dict(layer.kwargs)))
     return found
 
 
@@ -121,7 +129,8 @@ def main():
     peak = max(peak_before, peak_after) * args.threads
     print(f"\nFMA peak: {peak_before:.1f} / {peak_after:.1f} GF/s a core (before / after); "
           f"shares below of {peak:.1f} GF/s ({args.threads} cores)")
-    print(f"{'layer':28s} " + " ".join(f"{c:>11s} {'%peak':>5s} {'speed':>5s}" for c in CONFIGS))
+    print(f"{'layer':28s} "
+          + " ".join(f"{c:>11s} {'%peak':>5s} {'speed':>5s}" for c in CONFIGS))
     for label, gf, ratio in rows:
         print(f"{label:28s} " + " ".join(
             f"{gf[c]:11.1f} {100 * gf[c] / peak:4.0f}% {ratio[c]:5.2f}" for c in CONFIGS))

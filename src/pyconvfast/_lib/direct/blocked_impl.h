@@ -43,7 +43,8 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
             for (p = 0; p < NP; p++)
-                acc[m][v][p] = *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
+                acc[m][v][p] =
+                    *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;
@@ -159,7 +160,8 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(full_tile)(
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
             for (p = 0; p < NP; p++)
-                acc[m][v][p] = *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
+                acc[m][v][p] =
+                    *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;

@@ -236,7 +236,7 @@ typedef struct {
         for (u0 = 0; u0 < units; u0 = u1) {                                                       \
             u1 = u0 + per_group < units ? u0 + per_group : units;                                 \
             first_row = row0 + u0 / n_t;                                                          \
-            /* the row lists of the group's rows: (tap offset, input offset) per D, H tap in range */ \
+            /* the group's row lists: (tap offset, input offset) per D, H tap in range */        \
             for (row = first_row; row <= row0 + (u1 - 1) / n_t; row++) {                          \
                 const Py_ssize_t od = row / a->h_out, oh = row % a->h_out;                        \
                 Py_ssize_t* rl = lists + (row - first_row) * 2 * kdh;                             \
