@@ -18,6 +18,11 @@ from pyconvfast._algorithms.registry import Algorithm, any_problem, register
 # keep the generic loop, whose summation order (no fused multiply-add) ``depthwise`` reproduces
 # bit for bit.
 DIRECT_BLOCKED_MIN_CHANNELS = 4
+# The blocked kernel's row tilings (``tiles=`` of conv_direct_blocked) the tuner may force over
+# the default ("auto": by row width): "full" cuts every output row into tiles of equal width,
+# border pixels included (zero padding); "split" keeps the interior columns and the border
+# columns in separate tiles.
+DIRECT_TILES = ("full", "split")
 
 
 def _direct_blocked_applies(problem):
@@ -46,9 +51,17 @@ def _run_direct(problem, x, prepared, bias, out, n_threads, params):
         geometry = problem.as_3d()
         conv_direct_blocked(x, packed, problem.c_out, bias, out, *tap_tables(problem),
                             geometry["stride"][2], geometry["dilation"][2],
-                            geometry["pad_before"][2], n_threads)
+                            geometry["pad_before"][2], n_threads,
+                            tiles=params.get("tiles", "auto"), c_chunk=params.get("c_chunk", 0))
     else:
         conv_direct(x, weight, bias, out, *tap_tables(problem), n_threads)
+
+
+def _direct_param_space(problem):
+    """The tiling chosen by row width first, then each one forced."""
+    if not _direct_blocked_applies(problem):
+        return [{}]
+    return [{}] + [{"tiles": tiles} for tiles in DIRECT_TILES]
 
 
 register(Algorithm(
@@ -58,6 +71,7 @@ register(Algorithm(
     supports=any_problem,
     run=_run_direct,
     prepare=_direct_prepare,
+    param_space=_direct_param_space,
 ))
 
 

@@ -8,8 +8,10 @@ once (``blocked_simd.h``: 2 blocks x 12 pixels with AVX-512F, 1 block x 6 pixels
 AVX2 + FMA, a small tile on the SSE2 baseline: the rows of :data:`VARIANTS`, the one of the SIMD
 level of :mod:`pyconvfast._lib.cpu.levels` used). Padding of every mode and
 every stride and dilation go through the tap tables of ``pyconvfast._core.padding``: along D and H
-whole input rows are chosen per tap, along W the interior columns need no table and the few
-border columns use it, so no padded copy of the input is ever made.
+whole input rows are chosen per tap; along W, with zero padding, each row is cut into *full
+tiles* (:func:`full_tile_widths`) whose border pixels skip their taps on the padding one by one,
+and with the other modes (or ``tiles="split"``) the interior columns need no table and the few
+border columns use it in tiles of their own; no padded copy of the input is ever made.
 
 A task is one (sample, group, tile of output channels, block of output rows); tasks are split
 among the threads by a static ``prange``. Each output is summed in the order (input channel, kd,
@@ -44,6 +46,8 @@ cdef extern from "direct/blocked_simd.h" nogil:
         Py_ssize_t h_out, w_out
         Py_ssize_t stride_w, dilation_w, pad_w
         Py_ssize_t w_lo, w_hi
+        int full
+        Py_ssize_t c_chunk
         void* out
         Py_ssize_t o_sn, o_sk, o_sd, o_sh, o_sw
         const void* bias
@@ -55,7 +59,7 @@ cdef extern from "direct/blocked_simd.h" nogil:
     double pcf_db_fma_loop_f64(long iters, double seed)
     ctypedef struct pcf_db_variant:
         const char* name
-        int mb, p
+        int mb, p, pf
     const pcf_db_variant pcf_db_variants[]
     int pcf_db_tile_blocks()
     int pcf_db_vector_bytes()
@@ -121,6 +125,62 @@ cdef void _interior(Py_ssize_t size_in, Py_ssize_t size_out, Py_ssize_t kernel, 
     hi[0] = max(min(last // stride + 1 if last >= 0 else 0, size_out), lo[0])
 
 
+AUTO_FULL_MAX_WIDTH = (0, 10, None)
+"""``tiles="auto"``: the widest rows (output columns) that run full tiles, per SIMD level
+(baseline, AVX2, AVX-512F; None: every row), the split tiling above. Measured
+(``bench/direct_tiles.py`` and 256-channel 3x3 rows of 7 to 224 columns, one thread, AMD EPYC
+Zen 4): with AVX-512F full tiles are faster at every width (1.4x at 7 columns, 1.05-1.15x at 14
+to 56, about even from 112); with AVX2 (tiles of 6 pixels, masked by a vector AND) only at 7
+columns (1.1x), 0.93-1.02x from 14; on the baseline (2-pixel tiles either way) the same."""
+
+
+def row_tiles(Py_ssize_t w_out):
+    """The tiling ``tiles="auto"`` picks for rows of ``w_out`` output columns at the SIMD level
+    in use: ``"full"`` or ``"split"`` (:data:`AUTO_FULL_MAX_WIDTH`)."""
+    widest = AUTO_FULL_MAX_WIDTH[pcf_cpu_level()]
+    return "full" if widest is None or w_out <= widest else "split"
+
+
+def full_tile_pixels():
+    """The widest full tile at the SIMD level in use: a few pixels narrower than the
+    variant's split tiles (12, 6, 2), as the masked FMAs of border pixels need registers."""
+    return pcf_db_variants[pcf_cpu_level()].pf
+
+
+def full_tile_widths(Py_ssize_t w_out, Py_ssize_t border=1):
+    """The widths of the full tiles of a row of ``w_out`` columns, ``border`` of them at each end
+    reading the padding, at the SIMD level in use (as ``blocked_simd.h`` cuts it).
+
+    With ``pf`` (:func:`full_tile_pixels`: 10 with AVX-512F, 5 with AVX2, 2 on the baseline)
+    and ``p`` the variant's pixels (12, 6, 2): a row of at least ``2 * pf + p`` columns whose
+    border is within ``pf`` of each end takes a tile of ``pf`` at each end and tiles of up to
+    ``p`` between (as equal as they can be, the wider ones first); any other row takes
+    ``ceil(w_out / pf)`` tiles as equal as they can be. E.g. AVX-512F: 7 -> (7,), 14 -> (7, 7),
+    24 -> (8, 8, 8), 28 -> (10, 9, 9), 56 -> (10, 12, 12, 12, 10).
+    """
+    cdef int pf = pcf_db_variants[pcf_cpu_level()].pf, p = pcf_db_variants[pcf_cpu_level()].p
+    if w_out <= 0:
+        return ()
+    wide = w_out - 2 * pf >= p and border <= pf
+    span, width = (w_out - 2 * pf, p) if wide else (w_out, pf)
+    n_span = (span + width - 1) // width
+    widths = tuple(span // n_span + (i < span % n_span) for i in range(n_span))
+    return (pf,) + widths + (pf,) if wide else widths
+
+
+cdef bint _linear_taps(const Py_ssize_t[:, ::1] taps, Py_ssize_t size_in, Py_ssize_t stride,
+                       Py_ssize_t dilation, Py_ssize_t pad) noexcept:
+    """Whether tap (o, t) of the table is column o*stride - pad + t*dilation, or -1 where that
+    falls outside [0, size_in): zero padding, which a full tile skips per pixel."""
+    cdef Py_ssize_t o, t, col
+    for o in range(taps.shape[0]):
+        for t in range(taps.shape[1]):
+            col = o * stride - pad + t * dilation
+            if taps[o, t] != (col if 0 <= col < size_in else -1):
+                return False
+    return True
+
+
 def conv_direct_blocked(
     const floating[:, :, :, :, :] x,
     const floating[:, :, :, :, ::1] packed,
@@ -134,6 +194,8 @@ def conv_direct_blocked(
     Py_ssize_t dilation_w,
     Py_ssize_t pad_w,
     int n_threads,
+    tiles="auto",
+    Py_ssize_t c_chunk=0,
 ):
     """Direct convolution of validated 5-D views into ``out``, with weights from
     :func:`pack_weights`.
@@ -148,6 +210,18 @@ def conv_direct_blocked(
     taps_d, taps_h, taps_w : (out_size, kernel_size) int64 tap tables, -1 for a zero tap
     stride_w, dilation_w, pad_w : int, the W axis's geometry (the interior needs no table)
     n_threads : int, OpenMP team size
+    tiles : {"auto", "full", "split"}
+        ``"full"``: each output row in tiles of equal width (up to the variant's pixels), border
+        pixels included, their taps on the zero padding skipped per pixel; ``"split"``: the
+        interior columns in tiles of up to the variant's pixels and the border columns in
+        separate tiles that read the W tap table; ``"auto"``: by the row width and the SIMD
+        level (:func:`row_tiles`). Both give bitwise the
+        same result. Padding modes other than zeros (a W tap table that is not
+        ``o*stride - pad + t*dilation`` or -1) always split.
+    c_chunk : int
+        Full tiles: input channels per chunk (a task's tiles add one chunk's products before
+        the next chunk, so that its weights stay in L1); -1 picks it from the kernel size,
+        0 takes all channels at once. The result does not depend on it.
     """
     cdef Py_ssize_t itemsize = sizeof(floating)
     cdef Py_ssize_t batch = out.shape[0], groups = packed.shape[0]
@@ -178,6 +252,12 @@ def conv_direct_blocked(
     a.o_sd, a.o_sh, a.o_sw = (out.strides[2] // itemsize, out.strides[3] // itemsize,
                               out.strides[4] // itemsize)
     a.bias = &bias[0] if bias.shape[0] > 0 else NULL
+    if tiles not in ("auto", "full", "split"):
+        raise ValueError(f"tiles must be 'auto', 'full' or 'split', got {tiles!r}")
+    if tiles == "auto":
+        tiles = row_tiles(w_out)
+    a.full = tiles == "full" and _linear_taps(taps_w, x.shape[4], stride_w, dilation_w, pad_w)
+    a.c_chunk = c_chunk
 
     tile_blocks = pcf_db_tile_blocks()
     n_ktiles = (a.n_blk + tile_blocks - 1) // tile_blocks

@@ -29,7 +29,8 @@ typedef DB_T DB_NAME(vec) __attribute__((vector_size(DB_VBYTES), aligned(sizeof(
 /* One register tile of NP (<= DB_P) pixels of one output row, all taps in range (no table):
    pixel p of kernel column kw reads x0[c * x_sc + roff[r] + p * pix_step + kw * kw_step].
    w: the packed weights of the tile's first channel block, [c][tap][DB_KB], the next block
-   w_blk elements further. Writes tmp[p * DB_MB * DB_KB + channel]. */
+   w_blk elements further. Adds to the sums in tmp[p * DB_MB * DB_KB + channel] (the caller
+   zeroes them before the first input channel). */
 static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
@@ -42,7 +43,8 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(tile)(
     for (m = 0; m < M; m++)
         for (v = 0; v < DB_NV; v++)
             for (p = 0; p < NP; p++)
-                acc[m][v][p] = (DB_NAME(vec)){0};
+                acc[m][v][p] =
+                    *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
     for (c = 0; c < c_g; c++) {
         const DB_T* xc = x0 + c * x_sc;
         const DB_T* wc = w + c * taps * DB_KB;
@@ -115,17 +117,165 @@ static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(table_tile)(
                 *(DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL) = acc[m][v][p];
 }
 
+/* acc + w * x where ok is 1; acc unchanged (no multiply) where ok is 0. With AVX-512 a masked
+   FMA; elsewhere w and x are replaced by +0 (x by the caller), and acc + (+0 * +0) is acc
+   exactly: a sum that starts from +0 is never -0, and an inf or NaN weight is not multiplied. */
+static inline DB_ALWAYS_INLINE DB_TARGET DB_NAME(vec) DB_NAME(fma_if)(
+    DB_NAME(vec) acc, DB_NAME(vec) w, DB_T x, unsigned ok)
+{
+#if DB_VBYTES == 64 && defined(PCF_X86_DISPATCH)
+    if (sizeof(DB_T) == 4)
+        return (DB_NAME(vec))_mm512_mask3_fmadd_ps((__m512)w, _mm512_set1_ps((float)x),
+                                                   (__m512)acc, (__mmask16)(0u - ok));
+    return (DB_NAME(vec))_mm512_mask3_fmadd_pd((__m512d)w, _mm512_set1_pd((double)x),
+                                               (__m512d)acc, (__mmask8)(0u - ok));
+#else
+    typedef long long DB_NAME(ivec) __attribute__((vector_size(DB_VBYTES)));
+    const DB_NAME(ivec) mask = (DB_NAME(ivec)){0} - (long long)ok;
+    return acc + (DB_NAME(vec))((DB_NAME(ivec))w & mask) * x;
+#endif
+}
+
+/* Zeros read in place of an input value on the padding (and of the weights, see fma_if). */
+static const DB_T DB_NAME(zeros)[DB_KB] __attribute__((aligned(64)));
+
+/* A register tile of NP (<= DB_P) pixels of one output row whose taps may fall on the zero
+   padding: pixel p at kernel column kw reads x0[c * x_sc + roff[r] + x_off + p * pix_step
+   + kw * kw_step] where bit p of vm[kw] is set, and skips the tap (fma_if: no multiply) where it
+   is not, so a row needs no narrow border tiles. Interior tiles (every tap in range) run tile().
+   Adds to the sums in tmp as tile() does. */
+static inline DB_ALWAYS_INLINE DB_TARGET void DB_NAME(full_tile)(
+    const DB_T* x0, Py_ssize_t x_off, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
+    const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
+    Py_ssize_t kw_step, const unsigned* vm, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps,
+    DB_T* tmp, const int M, const int NP)
+{
+    DB_NAME(vec) acc[DB_MB][DB_NV][DB_P];
+    const unsigned all = (1u << NP) - 1u;
+    /* the pixels past the first and before the last E, all of them if NP <= 2 * E */
+    const unsigned mid1 = NP > 2 ? all & ~1u & (all >> 1) : 0u;
+    const unsigned mid2 = NP > 4 ? all & ~3u & (all >> 2) : 0u;
+    int m, v, p;
+    Py_ssize_t c, r, kw;
+    for (m = 0; m < M; m++)
+        for (v = 0; v < DB_NV; v++)
+            for (p = 0; p < NP; p++)
+                acc[m][v][p] =
+                    *(const DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL);
+    for (c = 0; c < c_g; c++) {
+        const DB_T* xc = x0 + c * x_sc;
+        const DB_T* wc = w + c * taps * DB_KB;
+        for (r = 0; r < n_rows; r++) {
+            const DB_T* xr = xc + roff[r];
+            const DB_T* wr = wc + rtap[r] * DB_KB;
+            for (kw = 0; kw < kw_n; kw++) {
+                DB_NAME(vec) wv[DB_MB][DB_NV];
+                const unsigned bits = vm[kw];
+                const Py_ssize_t xk = x_off + kw * kw_step;
+                for (m = 0; m < M; m++)
+                    for (v = 0; v < DB_NV; v++)
+                        wv[m][v] = *(const DB_NAME(vec)*)(wr + m * w_blk + kw * DB_KB + v * DB_VL);
+                /* pixels [E, NP - E) in range: plain FMAs there, fma_if on the E at each end */
+#define DB_FULL_PIXELS(E)                                                                         \
+    _Pragma("GCC unroll 16")                                                                      \
+    for (p = 0; p < NP; p++) {                                                                    \
+        if (p >= (E) && p < NP - (E)) {                                                           \
+            const DB_T xs = xr[xk + p * pix_step];                                                \
+            for (m = 0; m < M; m++)                                                               \
+                for (v = 0; v < DB_NV; v++)                                                       \
+                    acc[m][v][p] += wv[m][v] * xs;                                                \
+        } else {                                                                                  \
+            const unsigned ok = bits >> p & 1u;                                                   \
+            const DB_T xs = *(ok ? xr + (xk + p * pix_step) : DB_NAME(zeros));                    \
+            for (m = 0; m < M; m++)                                                               \
+                for (v = 0; v < DB_NV; v++)                                                       \
+                    acc[m][v][p] = DB_NAME(fma_if)(acc[m][v][p], wv[m][v], xs, ok);               \
+        }                                                                                         \
+    }
+                if (bits == all) {
+                    DB_FULL_PIXELS(0)
+                } else if ((bits & mid1) == mid1) {
+                    DB_FULL_PIXELS(1)
+                } else if ((bits & mid2) == mid2) {
+                    DB_FULL_PIXELS(2)
+                } else {
+                    DB_FULL_PIXELS(NP)
+                }
+#undef DB_FULL_PIXELS
+            }
+        }
+    }
+    for (p = 0; p < NP; p++)
+        for (m = 0; m < M; m++)
+            for (v = 0; v < DB_NV; v++)
+                *(DB_NAME(vec)*)(tmp + p * DB_MB * DB_KB + m * DB_KB + v * DB_VL) = acc[m][v][p];
+}
+
+/* Cases NP = 1 .. DB_P of a switch, CASE(MM, N) each. */
+#define DB_CASES_1_4(CASE, MM) CASE(MM, 1) CASE(MM, 2) CASE(MM, 3) CASE(MM, 4)
+#define DB_CASES_5_8(CASE, MM) CASE(MM, 5) CASE(MM, 6) CASE(MM, 7) CASE(MM, 8)
+#define DB_CASES_9_12(CASE, MM) CASE(MM, 9) CASE(MM, 10) CASE(MM, 11) CASE(MM, 12)
+#if DB_P == 2
+#define DB_CASES(CASE, MM) CASE(MM, 1) CASE(MM, 2)
+#elif DB_P == 6
+#define DB_CASES(CASE, MM) DB_CASES_1_4(CASE, MM) CASE(MM, 5) CASE(MM, 6)
+#elif DB_P == 12
+#define DB_CASES(CASE, MM) DB_CASES_1_4(CASE, MM) DB_CASES_5_8(CASE, MM) DB_CASES_9_12(CASE, MM)
+#else
+#error "blocked_impl.h: DB_P must be 2, 6 or 12"
+#endif
+
+/* Pixel steps compiled as constants: 1 and 2 (stride 1 and 2 of a row with unit stride), any
+   other at run time. */
+#define DB_FULL_CASE(MM, N)                                                                       \
+    case N:                                                                                       \
+        if (pix_step == 1)                                                                        \
+            DB_NAME(full_tile)(x0, x_off, x_sc, c_g, rtap, roff, n_rows, kw_n, 1, kw_step, vm, w, \
+                               w_blk, taps, tmp, MM, N);                                          \
+        else if (pix_step == 2)                                                                   \
+            DB_NAME(full_tile)(x0, x_off, x_sc, c_g, rtap, roff, n_rows, kw_n, 2, kw_step, vm, w, \
+                               w_blk, taps, tmp, MM, N);                                          \
+        else                                                                                      \
+            DB_NAME(full_tile)(x0, x_off, x_sc, c_g, rtap, roff, n_rows, kw_n, pix_step, kw_step, \
+                               vm, w, w_blk, taps, tmp, MM, N);                                   \
+        break;
+
+/* The full tile with M and NP as compile-time constants. */
+static DB_TARGET void DB_NAME(full_any)(
+    const DB_T* x0, Py_ssize_t x_off, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
+    const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
+    Py_ssize_t kw_step, const unsigned* vm, const DB_T* w, Py_ssize_t w_blk, Py_ssize_t taps,
+    DB_T* tmp, int M, int NP)
+{
+#if DB_MB > 1
+    if (M == 2) {
+        switch (NP) { DB_CASES(DB_FULL_CASE, 2) }
+        return;
+    }
+#endif
+    switch (NP) { DB_CASES(DB_FULL_CASE, 1) }
+}
+#undef DB_FULL_CASE
+#undef DB_CASES
+#undef DB_CASES_1_4
+#undef DB_CASES_5_8
+#undef DB_CASES_9_12
+
 #define DB_TILE_CASE(MM, N)                                                                       \
     case N:                                                                                       \
         if (unit)                                                                                 \
             DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, 1, kw_step, w, w_blk, taps,    \
+                          tmp, MM, N);                                                            \
+        else if (pix_step == 2)                                                                   \
+            DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, 2, kw_step, w, w_blk, taps,    \
                           tmp, MM, N);                                                            \
         else                                                                                      \
             DB_NAME(tile)(x0, x_sc, c_g, rtap, roff, n_rows, kw_n, pix_step, kw_step, w, w_blk,   \
                           taps, tmp, MM, N);                                                      \
         break;
 
-/* The tile with M and NP as compile-time constants (a switch over every value). */
+/* The tile with M and NP as compile-time constants (a switch over every value), and the pixel
+   step too where it is 1 or 2 (stride 1 or 2 along a row of unit stride). */
 static DB_TARGET void DB_NAME(tile_any)(
     const DB_T* x0, Py_ssize_t x_sc, Py_ssize_t c_g, const Py_ssize_t* rtap,
     const Py_ssize_t* roff, Py_ssize_t n_rows, Py_ssize_t kw_n, Py_ssize_t pix_step,
