@@ -4,8 +4,10 @@
 
 prints, for every layer, pyconvfast's time and GFLOP/s, its share of the machine's measured peak
 (a large SciPy ``sgemm``/``dgemm`` on the same threads, the best dense rate a BLAS reaches here),
-and its speed-up over each peer that is installed (>1 means pyconvfast is faster), then the
-geometric mean of the speed-up over the faster peer per network. Peers are never dependencies:
+the time of a plain call (``pcf.conv2d(x, w, out=out)`` in a loop, the weight kept prepared
+after its second call) over the plan's, and its speed-up over each peer that is installed (>1
+means pyconvfast is faster), then the geometric mean of the speed-up over the faster peer per
+network and the largest plain/plan ratio. Peers are never dependencies:
 ``pip install torch==2.13.0 onnx onnxruntime`` to have them.
 """
 
@@ -129,8 +131,8 @@ def main(argv=None):
         if model not in MODELS:
             parser.error(f"unknown model {model!r}; choose from {sorted(MODELS)}")
         print(f"\n{model}\n{'layer':<26} {'algorithm':>18} {'ms':>8} {'GFLOP/s':>8} "
-              f"{'%peak':>6} {'vs torch':>9} {'vs ort':>8}")
-        speedups = []
+              f"{'%peak':>6} {'plain':>6} {'vs torch':>9} {'vs ort':>8}")
+        speedups, plain_ratios = [], []
         for layer in model_layers(model):
             x = rng.standard_normal(layer.x_shape).astype(dtype)
             weight = rng.standard_normal(layer.w_shape).astype(dtype)
@@ -141,6 +143,12 @@ def main(argv=None):
             flops = plan.problem.flops
             out = plan(x)
             ours = best_time(lambda: plan(x, out=out), args.repeats)
+            convolve = getattr(pcf, f"conv{len(layer.x_shape) - 2}d")
+            call_algorithm = algorithm if algorithm != "auto" else "auto"
+            plain = best_time(lambda: convolve(x, weight, out=out, n_threads=args.threads,
+                                               algorithm=call_algorithm, **layer.kwargs),
+                              args.repeats)
+            plain_ratios.append(plain / ours)
             ratios = []
             for make in (torch_runner, onnxruntime_runner):
                 runner = make(layer, x, weight, args.threads)
@@ -151,10 +159,11 @@ def main(argv=None):
             shown = [f"{r:.2f}x" if r is not None else "-" for r in ratios]
             print(f"{layer.name:<26} {plan.algorithm:>18} {ours * 1e3:>8.2f} "
                   f"{flops / ours / 1e9:>8.1f} {100 * flops / ours / 1e9 / peak:>5.0f}% "
-                  f"{shown[0]:>9} {shown[1]:>8}")
+                  f"{plain / ours:>5.2f}x {shown[0]:>9} {shown[1]:>8}")
         if speedups:
             geomean = math.exp(sum(map(math.log, speedups)) / len(speedups))
             print(f"{'geometric mean speed-up over the faster peer':<60} {geomean:.2f}x")
+        print(f"{'largest plain call / plan':<60} {max(plain_ratios):.2f}x")
 
 
 if __name__ == "__main__":
