@@ -95,6 +95,11 @@ def _isolated_tuning_cache(monkeypatch, _session_cache_dir):
     # the sweep's thousands of distinct problems would only slow the suite down. The tuner's
     # measuring modes have their own tests (test_autotune.py), which set the variable themselves.
     monkeypatch.setenv("PYCONVFAST_TUNE", "estimate")
+    # Prepared weights kept by plain calls (pyconvfast._core.prepared) do not outlive a test:
+    # a test's second call on a weight is its own, not one after another test's.
+    from pyconvfast._core import prepared
+
+    prepared.clear()
 
 
 @pytest.fixture

@@ -73,8 +73,10 @@ def _slowed(name, base, run_seconds, prepare_seconds, ran=None):
 
 def test_a_call_counts_the_weight_preparation_and_a_plan_does_not(fresh_cache, rng,
                                                                     monkeypatch):
-    """A plain call prepares the weight every time, a plan once: a fast run behind a slow
-    preparation is the plan's choice, not the call's (FCN-32s' transposed layer, sub-pixel)."""
+    """A plain call on a new weight prepares it, a plan once: a fast run behind a slow
+    preparation is the plan's choice, not the call's (FCN-32s' transposed layer, sub-pixel).
+    A plain call that sees the same weight contents again keeps them prepared, and runs the
+    plan's choice from then on (pyconvfast._core.prepared)."""
     # Different real kernels behind the two, so that a plan preparing the weight for one and
     # running the other fails.
     ran = []
@@ -100,7 +102,13 @@ def test_a_call_counts_the_weight_preparation_and_a_plan_does_not(fresh_cache, r
     assert_conv_matches(plan(x), x, w, padding=1)
     assert ran[-1] == "test_fast_run"
     assert_conv_matches(pcf.conv2d(x, w, padding=1), x, w, padding=1)
+    assert ran[-1] == "test_fast_run"  # the contents were seen: kept, the plan's choice
+    w_new = w + 1  # other contents: the call's choice again
+    assert_conv_matches(pcf.conv2d(x, w_new, padding=1), x, w_new, padding=1)
     assert ran[-1] == "test_cheap_prepare"
+    with pcf.config_context(prepared_mb=0):  # nothing kept: always the call's choice
+        assert_conv_matches(pcf.conv2d(x, w, padding=1), x, w, padding=1)
+        assert ran[-1] == "test_cheap_prepare"
 
 
 def test_the_finalists_are_timed_again_in_interleaved_rounds(fresh_cache, rng, monkeypatch):
