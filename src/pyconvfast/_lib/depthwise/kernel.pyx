@@ -42,12 +42,44 @@ from pyconvfast._lib.depthwise.simd cimport (
 
 from pyconvfast._lib.cpu.levels import SIMD_LEVELS, Variant
 
+
+cdef extern from "depthwise/chw.h" nogil:
+    void pcf_dw_chw_rows_f32(const float* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             float* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const float* w, const float* bias, Py_ssize_t k,
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)
+    void pcf_dw_chw_rows_f64(const double* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             double* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const double* w, const double* bias, Py_ssize_t k,
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)
+    ctypedef struct pcf_dw_chw_variant:
+        const char* name
+    const pcf_dw_chw_variant pcf_dw_chw_variants[]
+
+
+cdef inline void dw_chw_rows(const floating* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             floating* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const floating* w, const floating* bias,
+                             Py_ssize_t k, Py_ssize_t s, Py_ssize_t pad_h,
+                             Py_ssize_t pad_w) noexcept nogil:
+    if floating is float:
+        pcf_dw_chw_rows_f32(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
+                            pad_w)
+    else:
+        pcf_dw_chw_rows_f64(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
+                            pad_w)
+
 bind_level()
 
 VARIANTS = tuple(Variant("depthwise", SIMD_LEVELS[i], pcf_dw_variants[i].name.decode())
                  for i in range(PCF_N_LEVELS))
 """The variant table (``pcf_dw_variants``): the loops of each SIMD level, named by vector width.
 Every variant gives the same bits."""
+
+CHW_VARIANTS = tuple(Variant("depthwise", SIMD_LEVELS[i], pcf_dw_chw_variants[i].name.decode())
+                     for i in range(PCF_N_LEVELS))
+"""The variant table of the "chw" loop order (``pcf_dw_chw_variants``, ``depthwise/chw.h``): FMA
+at the AVX2 and AVX-512F levels, so its variants differ in the last bits."""
 
 # Largest accumulator segment one task keeps (elements): small enough to stay in L1/L2 while the
 # passes over the taps run over it. Task boundaries never change results.
@@ -62,6 +94,11 @@ cdef Py_ssize_t TASKS_PER_THREAD = 4
 def active_variant():
     """The row of :data:`VARIANTS` this kernel runs now (the SIMD level in use)."""
     return VARIANTS[pcf_cpu_level()]
+
+
+def active_chw_variant():
+    """The row of :data:`CHW_VARIANTS` the "chw" loop order runs now."""
+    return CHW_VARIANTS[pcf_cpu_level()]
 
 
 
@@ -289,7 +326,19 @@ cdef Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
-ORDERS = ("rows", "pixels", "blocked")
+ORDERS = ("rows", "pixels", "blocked", "chw")
+# The kernel sizes and strides of the "chw" loop order.
+CHW_KERNELS = (3, 5)
+CHW_STRIDES = (1, 2)
+
+
+def chw_applies(x_shape, x_strides, itemsize, kernel, stride, dilation):
+    """Whether the "chw" loop order runs this geometry (3-D views as given to conv_depthwise;
+    the caller also checks the padding mode is zeros): one plane deep, a square 3x3 or 5x5
+    kernel, the same stride 1 or 2 on H and W, no dilation, a unit column stride."""
+    return (x_shape[2] == 1 and kernel[0] == 1 and kernel[1] == kernel[2]
+            and kernel[2] in CHW_KERNELS and stride[1] == stride[2] and stride[2] in CHW_STRIDES
+            and tuple(dilation[1:]) == (1, 1) and (x_strides[4] == itemsize or x_shape[4] == 1))
 # Channels per task of the "blocked" loop order.
 BLOCK_CHANNELS = 16
 
@@ -326,9 +375,11 @@ def conv_depthwise(
     out : (N, m * C, D_out, H_out, W_out) writable array view, any strides
     taps_d, taps_h, taps_w : (out_size, kernel_size) int64 tap tables, -1 for a zero tap
     stride, dilation, pad_before : tuples of 3 ints (D, H, W), the geometry the tables encode
-    order : {"rows", "pixels", "blocked"}
+    order : {"rows", "pixels", "blocked", "chw"}
         The loop order: output columns innermost; channels innermost (needs x's channel stride
-        to be one element); or blocks of channels staged channels-innermost (small planes).
+        to be one element); blocks of channels staged channels-innermost (small planes); or
+        channels-first planes with FMA (``depthwise/chw.h``; zero padding only, which the
+        caller checks, and the geometries of :func:`chw_applies`).
     n_threads : int, OpenMP team size
     """
     cdef Py_ssize_t itemsize = sizeof(floating)
@@ -356,6 +407,7 @@ def conv_depthwise(
     cdef Py_ssize_t stage_size = 1, n_blocks = 1, n_block = 1, c0 = 0
     cdef Py_ssize_t wanted = TASKS_PER_THREAD * n_threads
     cdef Py_ssize_t task, seg, rest, n, k, c, j, p, od, oh, oh0, oh1, ow, seg_lo, seg_hi
+    cdef Py_ssize_t pad_h = pad_before[1]
     cdef floating shift
     cdef floating* acc
     cdef floating* stage
@@ -379,6 +431,12 @@ def conv_depthwise(
     loop_order = ORDERS.index(order)
     if loop_order == 1 and x_sc != 1:
         raise ValueError("depthwise: the 'pixels' loop order needs a unit channel stride")
+    if loop_order == 3 and not chw_applies(
+            (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4]),
+            (x.strides[0], x.strides[1], x.strides[2], x.strides[3], x.strides[4]), itemsize,
+            (kd_size, kh_size, kw_size), stride, dilation):
+        raise ValueError("depthwise: the 'chw' loop order needs a 2-D 3x3 or 5x5 kernel, stride "
+                         "1 or 2, no dilation and a unit column stride")
     if c_out != multiplier * channels or w_taps.shape[0] != c_out:
         raise ValueError("depthwise: C_out must be a multiple of C_in, one row of w_taps each")
 
@@ -407,6 +465,15 @@ def conv_depthwise(
         n_tasks = batch * n_blocks
         stage_size = n_block * d_in * h_in * w_in
         acc_size = n_block * multiplier * plane_out
+    elif loop_order == 3:
+        # Whole planes, halved into row blocks until every thread has tasks enough; a block
+        # boundary never changes a result (see depthwise/chw_impl.h).
+        rows_per_task = h_out
+        while rows_per_task > 1 and batch * c_out * _ceil_div(h_out, rows_per_task) < wanted:
+            rows_per_task = _ceil_div(rows_per_task, 2)
+        n_row_blocks = _ceil_div(h_out, rows_per_task)
+        n_tasks = batch * c_out * n_row_blocks
+        acc_size = rows_per_task * w_out
     else:
         if loop_order == 1:
             n_rows = batch * d_out * h_out
@@ -499,6 +566,19 @@ def conv_depthwise(
                 n = rest // c_out
                 c = k // multiplier
                 o = o0 + n * o_sn + k * o_sc + od * o_sd + oh0 * o_sh
+                if loop_order == 3:
+                    if o_sw == 1:
+                        dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, o, o_sh, oh0, oh1,
+                                    w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL,
+                                    kw_size, g.stride_w, pad_h, g.pad_w)
+                        continue
+                    dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, acc, w_out, oh0, oh1,
+                                w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL, kw_size,
+                                g.stride_w, pad_h, g.pad_w)
+                    for oh in range(oh0, oh1):
+                        for ow in range(w_out):
+                            o[(oh - oh0) * o_sh + ow * o_sw] = acc[(oh - oh0) * w_out + ow]
+                    continue
                 if o_sw == 1:
                     # straight into the output rows, bias added by the kernel
                     _rows_task(o + seg_lo, xs, ws, row_ptr, row_tap, x0 + n * x_sn + c * x_sc,
