@@ -51,7 +51,7 @@
 
 #define DW_CHW_ARGS(T)                                                                            \
     const T*, Py_ssize_t, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t, Py_ssize_t,         \
-        Py_ssize_t, const T*, const T*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t
+        Py_ssize_t, const T*, const T*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, const T*
 
 typedef struct {
     const char* name;
@@ -71,10 +71,11 @@ static const pcf_dw_chw_variant pcf_dw_chw_variants[PCF_N_LEVELS] = {
     static void pcf_dw_chw_rows_##S(const T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in, \
                                     T* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,      \
                                     Py_ssize_t w_out, const T* w, const T* bias, Py_ssize_t k,    \
-                                    Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)             \
+                                    Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,             \
+                                    const T* zero_row)                                            \
     {                                                                                             \
         pcf_dw_chw_variants[pcf_cpu_level()].S(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, \
-                                               bias, k, s, pad_h, pad_w);                         \
+                                               bias, k, s, pad_h, pad_w, zero_row);               \
     }
 DW_CHW_ENTRY(float, f32)
 DW_CHW_ENTRY(double, f64)

@@ -22,6 +22,13 @@
 #define CW_NAME(base) PCF_VARIANT(pcf_dwchw_##base)
 #define CW_TARGET PCF_TARGET
 #define CW_INLINE static inline PCF_ALWAYS_INLINE PCF_TARGET
+/* The loops over rows and taps have literal bounds once inlined: unrolled, every accumulator,
+   tap and weight is a register. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CW_UNROLL _Pragma("GCC unroll 16")
+#else
+#define CW_UNROLL
+#endif
 
 #if PCF_GNU_VECTORS
 /* Lanes of the native vector, as a literal for the shuffles below. */
@@ -134,22 +141,26 @@ CW_INLINE void CW_NAME(store_part)(CW_T* p, CW_VT v, Py_ssize_t n)
 #endif
 }
 
-/* acc[r] (r < R) += the taps of the input rows `rows` (NULL: a row of the zero padding) for the
-   column vector at input column i0; output row r reads rows[r * S + kh]. */
+/* acc[r] (r < R) += the taps of the input rows `rows` (rows of the zero padding point at a row
+   of zeros) for the column vector at input column i0; output row r reads rows[r * S + kh]. No
+   branch inside: the accumulators stay in registers. */
 CW_INLINE void CW_NAME(column)(CW_VT* acc, const CW_T* const* rows, Py_ssize_t i0, Py_ssize_t w_in,
                                const CW_VT* wv, const int K, const int S, const int R,
                                const int edge)
 {
     int q, r, kh, kw;
+    CW_UNROLL
     for (q = 0; q < (R - 1) * S + K; q++) {
         CW_VT t[5];
-        if (rows[q] == NULL) continue;
+        CW_UNROLL
         for (kw = 0; kw < K; kw++)
             t[kw] = edge ? CW_NAME(tap_edge)(rows[q], i0, w_in, kw, S)
                          : CW_NAME(tap)(rows[q], i0, kw, S);
+        CW_UNROLL
         for (r = 0; r < R; r++) {
             kh = q - r * S;
             if (kh < 0 || kh >= K) continue;
+            CW_UNROLL
             for (kw = 0; kw < K; kw++) acc[r] = CW_NAME(fma)(t[kw], wv[kh * K + kw], acc[r]);
         }
     }
@@ -159,24 +170,27 @@ CW_INLINE void CW_NAME(column)(CW_VT* acc, const CW_T* const* rows, Py_ssize_t i
 CW_INLINE void CW_NAME(pass)(const CW_T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
                              CW_T* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t w_out,
                              const CW_VT* wv, CW_VT bv, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                             const int K, const int S, const int R)
+                             const CW_T* zero_row, const int K, const int S, const int R)
 {
     const CW_T* rows[(R - 1) * S + K];
     CW_VT acc[R];
     Py_ssize_t ow0, i0, ih;
     int q, r;
+    CW_UNROLL
     for (q = 0; q < (R - 1) * S + K; q++) {
         ih = oh0 * S - pad_h + q;
-        rows[q] = ih >= 0 && ih < h_in ? x + ih * x_sh : NULL;
+        rows[q] = ih >= 0 && ih < h_in ? x + ih * x_sh : zero_row;
     }
     for (ow0 = 0; ow0 < w_out; ow0 += CW_V) {
         i0 = ow0 * S - pad_w;
+        CW_UNROLL
         for (r = 0; r < R; r++) acc[r] = bv;
         if (i0 >= 0 && i0 + K - 1 + S * CW_V <= w_in && ow0 + CW_V <= w_out)
             CW_NAME(column)(acc, rows, i0, w_in, wv, K, S, R, 0);
         else
             CW_NAME(column)(acc, rows, i0, w_in, wv, K, S, R, 1);
         if (ow0 + CW_V <= w_out) {
+            CW_UNROLL
             for (r = 0; r < R; r++) memcpy(out + r * o_sh + ow0, &acc[r], sizeof acc[r]);
         } else {
             for (r = 0; r < R; r++) CW_NAME(store_part)(out + r * o_sh + ow0, acc[r], w_out - ow0);
@@ -186,7 +200,7 @@ CW_INLINE void CW_NAME(pass)(const CW_T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py
 
 #define CW_PASS(K, S, R)                                                                          \
     CW_NAME(pass)(x, x_sh, h_in, w_in, out + (oh - oh0) * o_sh, o_sh, oh, w_out, wv, bv, pad_h, \
-                  pad_w, K, S, R)
+                  pad_w, zero_row, K, S, R)
 #define CW_PASSES(K, S)                                                                           \
     for (oh = oh0; oh + 4 <= oh1; oh += 4) CW_PASS(K, S, 4);                                      \
     switch (oh1 - oh) {                                                                           \
@@ -197,11 +211,12 @@ CW_INLINE void CW_NAME(pass)(const CW_T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py
 
 /* Output rows [oh0, oh1) of one plane: out[(oh - oh0) * o_sh + ow] for ow < w_out, from the
    input plane x (rows x_sh apart, unit column stride, h_in x w_in), the k * k weights w in
-   (kh, kw) order and *bias (if not NULL). k is 3 or 5, s is 1 or 2. */
+   (kh, kw) order and *bias (if not NULL). k is 3 or 5, s is 1 or 2. zero_row: w_in zeros, read
+   for the rows of the zero padding. */
 static CW_TARGET void CW_NAME(rows)(
     const CW_T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in, CW_T* out, Py_ssize_t o_sh,
     Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t w_out, const CW_T* w, const CW_T* bias,
-    Py_ssize_t k, Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)
+    Py_ssize_t k, Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w, const CW_T* zero_row)
 {
     CW_VT wv[25];
     CW_VT bv = CW_NAME(splat)(bias != NULL ? *bias : (CW_T)0);
@@ -224,6 +239,7 @@ static CW_TARGET void CW_NAME(rows)(
 #undef CW_NAME
 #undef CW_TARGET
 #undef CW_INLINE
+#undef CW_UNROLL
 #undef CW_LANES
 #undef CW_VT
 #undef CW_V

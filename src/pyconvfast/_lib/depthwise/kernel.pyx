@@ -32,6 +32,7 @@ from pyconvfast._lib.common.interrupt cimport (
     pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
 )
 from libc.stdlib cimport free
+from libc.string cimport memset
 from pyconvfast._lib.common.buffers cimport thread_buffer
 from pyconvfast._lib.common.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
@@ -47,11 +48,13 @@ cdef extern from "depthwise/chw.h" nogil:
     void pcf_dw_chw_rows_f32(const float* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
                              float* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
                              Py_ssize_t w_out, const float* w, const float* bias, Py_ssize_t k,
-                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             const float* zero_row)
     void pcf_dw_chw_rows_f64(const double* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
                              double* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
                              Py_ssize_t w_out, const double* w, const double* bias, Py_ssize_t k,
-                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w)
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             const double* zero_row)
     ctypedef struct pcf_dw_chw_variant:
         const char* name
     const pcf_dw_chw_variant pcf_dw_chw_variants[]
@@ -61,13 +64,13 @@ cdef inline void dw_chw_rows(const floating* x, Py_ssize_t x_sh, Py_ssize_t h_in
                              floating* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
                              Py_ssize_t w_out, const floating* w, const floating* bias,
                              Py_ssize_t k, Py_ssize_t s, Py_ssize_t pad_h,
-                             Py_ssize_t pad_w) noexcept nogil:
+                             Py_ssize_t pad_w, const floating* zero_row) noexcept nogil:
     if floating is float:
         pcf_dw_chw_rows_f32(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
-                            pad_w)
+                            pad_w, zero_row)
     else:
         pcf_dw_chw_rows_f64(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
-                            pad_w)
+                            pad_w, zero_row)
 
 bind_level()
 
@@ -411,6 +414,8 @@ def conv_depthwise(
     cdef floating shift
     cdef floating* acc
     cdef floating* stage
+    cdef floating* zero_row
+    cdef Py_ssize_t zero_size = w_in if order == "chw" else 1
     cdef floating* ws
     cdef const floating** xs
     cdef const floating** wps
@@ -500,13 +505,16 @@ def conv_depthwise(
         fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> thread_buffer(acc_size * sizeof(floating))
         stage = <floating*> thread_buffer(stage_size * sizeof(floating))
+        zero_row = <floating*> thread_buffer(zero_size * sizeof(floating))
+        if zero_row != NULL:
+            memset(zero_row, 0, zero_size * sizeof(floating))  # the rows of the zero padding
         ws = <floating*> thread_buffer(n_taps * sizeof(floating))
         xs = <const floating**> thread_buffer(n_taps * sizeof(floating*))
         wps = <const floating**> thread_buffer(n_taps * sizeof(floating*))
         row_ptr = <const floating**> thread_buffer(kd_size * kh_size * sizeof(floating*))
         row_tap = <Py_ssize_t*> thread_buffer(kd_size * kh_size * sizeof(Py_ssize_t))
-        if (acc == NULL or stage == NULL or ws == NULL or xs == NULL or wps == NULL
-                or row_ptr == NULL or row_tap == NULL):
+        if (acc == NULL or stage == NULL or zero_row == NULL or ws == NULL or xs == NULL
+                or wps == NULL or row_ptr == NULL or row_tap == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
             if pcf_interrupted(&stop):
@@ -570,11 +578,11 @@ def conv_depthwise(
                     if o_sw == 1:
                         dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, o, o_sh, oh0, oh1,
                                     w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL,
-                                    kw_size, g.stride_w, pad_h, g.pad_w)
+                                    kw_size, g.stride_w, pad_h, g.pad_w, zero_row)
                         continue
                     dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, acc, w_out, oh0, oh1,
                                 w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL, kw_size,
-                                g.stride_w, pad_h, g.pad_w)
+                                g.stride_w, pad_h, g.pad_w, zero_row)
                     for oh in range(oh0, oh1):
                         for ow in range(w_out):
                             o[(oh - oh0) * o_sh + ow * o_sw] = acc[(oh - oh0) * w_out + ow]
@@ -594,6 +602,7 @@ def conv_depthwise(
                         o[(oh - oh0) * o_sh + ow * o_sw] = a[ow]
         free(acc)
         free(stage)
+        free(zero_row)
         free(ws)
         free(xs)
         free(wps)
