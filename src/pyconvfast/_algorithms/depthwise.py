@@ -45,13 +45,6 @@ DEPTHWISE_BLOCKED_MAX_INPUT_PLANE = 512
 DEPTHWISE_BLOCKED_MAX_ELEMENTS = 1 << 16
 
 
-# Channels-first inputs take the "chw" loop order (2-D, 3x3 or 5x5, stride 1 or 2, zero padding)
-# when their output rows are at least this wide; narrower planes keep "blocked" (the vectors
-# along W would be mostly empty). Measured (bench/depthwise_chw.py, MobileNetV2, float32, AVX-512,
-# 2 threads): see docs/guide/algorithms.rst.
-DEPTHWISE_CHW_MIN_WIDTH = 1
-
-
 def _chw_fits(problem, x):
     """Whether the "chw" loop order can run this problem on the 5-D view x."""
     geometry = problem.as_3d()
@@ -76,7 +69,9 @@ def _depthwise_loop_order(problem, x, params):
         if (unit_channels and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
                 and abs(x.strides[4]) > x.itemsize):
             order = "pixels"
-        elif chw_fits and geometry["out_size"][2] >= DEPTHWISE_CHW_MIN_WIDTH:
+        elif chw_fits:
+            # Faster than "blocked" and "rows" on every MobileNetV2 depthwise layer, 7x7 planes
+            # included (bench/depthwise_chw.py; docs/guide/algorithms.rst has the numbers).
             order = "chw"
         elif (blocked_fits and problem.c_in >= DEPTHWISE_MIN_CHANNELS_LAST
                 and math.prod(geometry["out_size"]) <= DEPTHWISE_BLOCKED_MAX_PLANE

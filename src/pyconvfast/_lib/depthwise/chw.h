@@ -17,10 +17,18 @@
 #define CW_FMA256_f64(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define CW_FMA512_f32(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define CW_FMA512_f64(a, b, c) _mm512_fmadd_pd(a, b, c)
-#define CW_MASKZ_LOAD_f32(m, p) _mm512_maskz_loadu_ps((__mmask16)(m), p)
-#define CW_MASKZ_LOAD_f64(m, p) _mm512_maskz_loadu_pd((__mmask8)(m), p)
-#define CW_MASK_STORE_f32(p, m, v) _mm512_mask_storeu_ps(p, (__mmask16)(m), v)
-#define CW_MASK_STORE_f64(p, m, v) _mm512_mask_storeu_pd(p, (__mmask8)(m), v)
+/* Masked loads (zero in the lanes off the mask, which are not read) and stores, per type and
+   level: AVX-512 takes a bit mask, AVX2 a vector of all-ones lanes (CW_INT_ its element). */
+#define CW_MASKZ_LOAD_f32_2(m, p) _mm512_maskz_loadu_ps((__mmask16)(m), p)
+#define CW_MASKZ_LOAD_f64_2(m, p) _mm512_maskz_loadu_pd((__mmask8)(m), p)
+#define CW_MASK_STORE_f32_2(p, m, v) _mm512_mask_storeu_ps(p, (__mmask16)(m), v)
+#define CW_MASK_STORE_f64_2(p, m, v) _mm512_mask_storeu_pd(p, (__mmask8)(m), v)
+#define CW_INT_f32 int
+#define CW_INT_f64 long long
+#define CW_MASKZ_LOAD_f32_1(m, p) _mm256_maskload_ps(p, (__m256i)(m))
+#define CW_MASKZ_LOAD_f64_1(m, p) _mm256_maskload_pd(p, (__m256i)(m))
+#define CW_MASK_STORE_f32_1(p, m, v) _mm256_maskstore_ps(p, (__m256i)(m), v)
+#define CW_MASK_STORE_f64_1(p, m, v) _mm256_maskstore_pd(p, (__m256i)(m), v)
 #endif
 
 /* Lanes per vector of each level, and the even and odd lanes of two vectors (a, b). */
@@ -74,8 +82,13 @@ static const pcf_dw_chw_variant pcf_dw_chw_variants[PCF_N_LEVELS] = {
                                     Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,             \
                                     const T* zero_row)                                            \
     {                                                                                             \
-        pcf_dw_chw_variants[pcf_cpu_level()].S(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, \
-                                               bias, k, s, pad_h, pad_w, zero_row);               \
+        int level = pcf_cpu_level();                                                              \
+        /* Rows of at most 32 bytes fill an AVX2 vector; half an AVX-512 one would be wasted (the \
+           same fused multiply-adds in the same order: the same bits). */                         \
+        if (level == PCF_LEVEL_AVX512F && w_out * (Py_ssize_t)sizeof(T) <= 32)                    \
+            level = PCF_LEVEL_AVX2;                                                               \
+        pcf_dw_chw_variants[level].S(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, \
+                                     s, pad_h, pad_w, zero_row);                                  \
     }
 DW_CHW_ENTRY(float, f32)
 DW_CHW_ENTRY(double, f64)

@@ -8,8 +8,8 @@
    (R - 1) * S + K input rows it loads; the K * K weights and the bias are broadcast once per
    call; nothing is transposed or copied. Columns whose taps all lie inside the input row are
    loaded as plain vectors (stride 2: two vectors split into even and odd lanes); a vector
-   that crosses the padding or the row's end is loaded masked (AVX-512) or element by element
-   with zeros outside the row (the other levels), and stored masked or element by element.
+   that crosses the padding or the row's end is loaded masked (AVX-512, AVX2) or element by
+   element with zeros outside the row (the baseline), and stored the same way.
 
    Each output is bias + sum over the taps, accumulated from the bias in (kh, kw) order with one
    multiply-add per tap, fused (FMA) at the AVX2 and AVX-512 levels and a separate multiply and
@@ -86,27 +86,47 @@ CW_INLINE CW_VT CW_NAME(tap)(const CW_T* row, Py_ssize_t i0, const int kw, const
     return CW_NAME(load)(row + i0 + kw);
 }
 
-#if PCF_LEVEL == 2 && PCF_GNU_VECTORS
-/* Lanes [lo, hi) of a mask, clipped to the vector. */
-CW_INLINE unsigned CW_NAME(range)(Py_ssize_t lo, Py_ssize_t hi)
+#if PCF_LEVEL >= 1 && PCF_GNU_VECTORS
+#define CW_MASKED 1
+/* Lanes [lo, hi) of a mask, clipped to the vector: a bit mask (AVX-512) or a vector of all-ones
+   lanes (AVX2). */
+#if PCF_LEVEL == 2
+typedef unsigned CW_NAME(mask);
+#else
+typedef CW_CAT(CW_INT_, PCF_TS) CW_NAME(mask) __attribute__((vector_size(32)));
+#endif
+CW_INLINE CW_NAME(mask) CW_NAME(range)(Py_ssize_t lo, Py_ssize_t hi)
 {
     lo = lo < 0 ? 0 : lo > CW_V ? CW_V : lo;
     hi = hi < lo ? lo : hi > CW_V ? CW_V : hi;
+#if PCF_LEVEL == 2
     return ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+#else
+    {
+        CW_NAME(mask) lanes;
+        int l;
+        for (l = 0; l < CW_LANES; l++) lanes[l] = l;
+        return (lanes >= (CW_CAT(CW_INT_, PCF_TS))lo) & (lanes < (CW_CAT(CW_INT_, PCF_TS))hi);
+    }
+#endif
 }
 
-/* p[l] for the lanes with 0 <= start + l < w_in, zero elsewhere; nothing else is read. */
+/* row[start + l] for the lanes with 0 <= start + l < w_in, zero elsewhere; nothing else is
+   read. */
 CW_INLINE CW_VT CW_NAME(load_in_row)(const CW_T* row, Py_ssize_t start, Py_ssize_t w_in)
 {
-    return PCF_CAT(CW_MASKZ_LOAD_, PCF_TS)(CW_NAME(range)(-start, w_in - start), row + start);
+    return CW_CAT4(CW_MASKZ_LOAD_, PCF_TS, _, PCF_LEVEL)(CW_NAME(range)(-start, w_in - start),
+                                                          row + start);
 }
+#else
+#define CW_MASKED 0
 #endif
 
 /* The same as tap() for columns that may fall outside [0, w_in): those lanes are zero. */
 CW_INLINE CW_VT CW_NAME(tap_edge)(const CW_T* row, Py_ssize_t i0, Py_ssize_t w_in, const int kw,
                                   const int S)
 {
-#if PCF_LEVEL == 2 && PCF_GNU_VECTORS
+#if CW_MASKED
     if (S == 2) {
         Py_ssize_t start = i0 + (kw & ~1);
         CW_VT a = CW_NAME(load_in_row)(row, start, w_in);
@@ -131,8 +151,8 @@ CW_INLINE CW_VT CW_NAME(tap_edge)(const CW_T* row, Py_ssize_t i0, Py_ssize_t w_i
 /* The first n (< V) lanes of v to p. */
 CW_INLINE void CW_NAME(store_part)(CW_T* p, CW_VT v, Py_ssize_t n)
 {
-#if PCF_LEVEL == 2 && PCF_GNU_VECTORS
-    PCF_CAT(CW_MASK_STORE_, PCF_TS)(p, CW_NAME(range)(0, n), v);
+#if CW_MASKED
+    CW_CAT4(CW_MASK_STORE_, PCF_TS, _, PCF_LEVEL)(p, CW_NAME(range)(0, n), v);
 #else
     CW_T lanes[CW_LANES];
     Py_ssize_t l;
@@ -243,3 +263,4 @@ static CW_TARGET void CW_NAME(rows)(
 #undef CW_LANES
 #undef CW_VT
 #undef CW_V
+#undef CW_MASKED
