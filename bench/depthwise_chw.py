@@ -5,9 +5,11 @@ Run from the repository root, with the extensions built in place:
 
     PYTHONPATH=src python bench/depthwise_chw.py --threads 2 --rounds 60
 
-Every round calls each method once per repetition, alternating them, so load from other
-processes hits them alike; a method's time is the median over rounds, and a ratio is the median
-of the per-round ratios (> 1: "chw" is faster). The kernels run through the algorithm's ``run``
+Every round times each method in turn (order rotating), so load from other processes hits them
+alike; each method's block of calls follows a short pause and one untimed call, so that the
+other methods' thread pools (PyTorch's OpenMP runtime is not ours) have stopped spinning. A
+method's time is the median over rounds, and a ratio is the median of the per-round ratios
+(> 1: "chw" is faster). The kernels run through the algorithm's ``run``
 with prepared weights and a preallocated output, so the numbers are the kernels' own, without
 the per-call cost of the public functions. torch.nn.functional.conv2d is timed the same way when
 torch is importable. GFLOP/s counts a multiply-add as two flops; the FMA peak of this machine
@@ -64,7 +66,10 @@ def _torch_call(x, w, b, layer, n_threads):
     return run
 
 
-def _time(run, repeat):
+def _time(run, repeat, pause=0.0):
+    if pause:
+        time.sleep(pause)
+        run()
     start = time.perf_counter()
     for _ in range(repeat):
         run()
@@ -76,6 +81,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=5, help="calls of a method per round")
+    parser.add_argument("--pause", type=float, default=0.005,
+                        help="seconds of pause before each method's block of calls")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
@@ -118,7 +125,7 @@ def main():
         names = list(methods)
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
-                times[name].append(_time(methods[name], args.repeat))
+                times[name].append(_time(methods[name], args.repeat, args.pause))
         times = {name: np.array(t) for name, t in times.items()}
         best_old = min(old_orders, key=lambda name: np.median(times[name]))
         gflops = {name: flops / np.median(t) / 1e9 for name, t in times.items()}
