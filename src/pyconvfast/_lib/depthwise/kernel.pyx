@@ -1,9 +1,13 @@
 """The ``depthwise`` algorithm: one input channel per group, with a channel multiplier.
 
 Output channel ``k`` reads input channel ``k // m`` only (``C_out = m * C_in``), so every output
-is a sum over the ``KD * KH * KW`` kernel taps of one channel. Three loop orders, chosen by the
+is a sum over the ``KD * KH * KW`` kernel taps of one channel. Four loop orders, chosen by the
 caller from the input's strides and sizes (``pyconvfast._algorithms``):
 
+* "chw" (channels-first 2-D, 3x3 or 5x5, stride 1 or 2, zero padding, unit column stride): one
+  task is a block of output rows of one (sample, output channel) plane, computed by the loops
+  of ``depthwise/chw.h`` (rows as vectors along W, up to 4 rows a pass sharing input rows,
+  masked edges, FMA; :data:`CHW_VARIANTS`). Not bitwise equal to the other orders: see below.
 * "rows" (channels-first): one task is a block of output rows (or a segment of a long row) of
   one (sample, output channel). Along W, the *interior* columns (every tap in range) go to the
   SIMD kernel with no table lookups; a run of regular rows (every H tap in range) is one call,
@@ -20,11 +24,13 @@ caller from the input's strides and sizes (``pyconvfast._algorithms``):
 The kernels add the bias and store straight into ``out`` when its strides allow, else into a
 per-thread buffer that is then copied. The SIMD loops live in ``depthwise/simd*.h`` (baseline,
 AVX2 and AVX-512F variants, :data:`VARIANTS`; the SIMD level of :mod:`pyconvfast._lib.cpu.levels`
-picks one). Each output is summed in one fixed order,
+picks one). In the orders other than "chw", each output is summed in one fixed order,
 kernel taps in (kd, kh, kw) order from +0, taps in the zero padding skipped, bias added last:
 the order of the ``direct`` kernel. It does not depend on the loop order or on how the work is
 split, and this module is built without FMA contraction, so results are bitwise the same for
-every thread count and every instruction set.
+every thread count and every instruction set. "chw" accumulates from the bias with explicit
+FMA (AVX2, AVX-512F) in (kh, kw) order: bitwise the same for every thread count and split, but
+not across levels nor equal to the other orders.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
