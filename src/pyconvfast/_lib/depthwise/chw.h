@@ -54,6 +54,9 @@
 #define CW_ODDS_16(a, b) \
     __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 
+/* Input rows of a pass at most: 4 output rows, stride 2, 5 taps. */
+#define CW_MAX_ROWS ((4 - 1) * 2 + 5)
+
 #define PCF_IMPL "depthwise/chw_impl.h"
 #include "cpu/instantiate.h"
 

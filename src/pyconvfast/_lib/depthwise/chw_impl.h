@@ -192,8 +192,8 @@ CW_INLINE void CW_NAME(pass)(const CW_T* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py
                              const CW_VT* wv, CW_VT bv, Py_ssize_t pad_h, Py_ssize_t pad_w,
                              const CW_T* zero_row, const int K, const int S, const int R)
 {
-    const CW_T* rows[(R - 1) * S + K];
-    CW_VT acc[R];
+    const CW_T* rows[CW_MAX_ROWS]; /* (R - 1) * S + K of them; no VLA: MSVC has none */
+    CW_VT acc[4];
     Py_ssize_t ow0, i0, ih;
     int q, r;
     CW_UNROLL
