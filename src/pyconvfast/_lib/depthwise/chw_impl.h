@@ -72,6 +72,20 @@ CW_INLINE CW_VT CW_NAME(fma)(CW_VT a, CW_VT b, CW_VT c)
 #endif
 }
 
+#if PCF_LEVEL == 2 && PCF_GNU_VECTORS
+/* The vector s (a literal 0 .. 4) elements after a, b the vector after a. */
+CW_INLINE CW_VT CW_NAME(shift)(CW_VT a, CW_VT b, const int s)
+{
+    switch (s) {
+        case 1: return CW_CAT4(CW_SHIFT, 1, _, CW_LANES)(a, b);
+        case 2: return CW_CAT4(CW_SHIFT, 2, _, CW_LANES)(a, b);
+        case 3: return CW_CAT4(CW_SHIFT, 3, _, CW_LANES)(a, b);
+        case 4: return CW_CAT4(CW_SHIFT, 4, _, CW_LANES)(a, b);
+    }
+    return a;
+}
+#endif
+
 /* Tap kw of the outputs whose first input column is i0 (= ow0 * S - pad_w), all in the row:
    row[i0 + S * l + kw] for the lanes l. */
 CW_INLINE CW_VT CW_NAME(tap)(const CW_T* row, Py_ssize_t i0, const int kw, const int S)
@@ -172,10 +186,22 @@ CW_INLINE void CW_NAME(column)(CW_VT* acc, const CW_T* const* rows, Py_ssize_t i
     CW_UNROLL
     for (q = 0; q < (R - 1) * S + K; q++) {
         CW_VT t[5];
-        CW_UNROLL
-        for (kw = 0; kw < K; kw++)
-            t[kw] = edge ? CW_NAME(tap_edge)(rows[q], i0, w_in, kw, S)
-                         : CW_NAME(tap)(rows[q], i0, kw, S);
+#if PCF_LEVEL == 2 && PCF_GNU_VECTORS
+        if (S == 1 && !edge) {
+            /* one load and its successor (masked: it may pass the row's end) shifted, instead
+               of K loads across cache lines */
+            CW_VT next = CW_NAME(load_in_row)(rows[q], i0 + CW_V, w_in);
+            t[0] = CW_NAME(load)(rows[q] + i0);
+            CW_UNROLL
+            for (kw = 1; kw < K; kw++) t[kw] = CW_NAME(shift)(t[0], next, kw);
+        } else
+#endif
+        {
+            CW_UNROLL
+            for (kw = 0; kw < K; kw++)
+                t[kw] = edge ? CW_NAME(tap_edge)(rows[q], i0, w_in, kw, S)
+                             : CW_NAME(tap)(rows[q], i0, kw, S);
+        }
         CW_UNROLL
         for (r = 0; r < R; r++) {
             kh = q - r * S;
