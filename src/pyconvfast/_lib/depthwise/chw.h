@@ -60,10 +60,14 @@
 #define CW_SHIFT2_8(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5, 6, 7, 8, 9)
 #define CW_SHIFT3_8(a, b) __builtin_shufflevector(a, b, 3, 4, 5, 6, 7, 8, 9, 10)
 #define CW_SHIFT4_8(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 8, 9, 10, 11)
-#define CW_SHIFT1_16(a, b) __builtin_shufflevector(a, b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
-#define CW_SHIFT2_16(a, b) __builtin_shufflevector(a, b, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
-#define CW_SHIFT3_16(a, b) __builtin_shufflevector(a, b, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
-#define CW_SHIFT4_16(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+#define CW_SHIFT1_16(a, b) \
+    __builtin_shufflevector(a, b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+#define CW_SHIFT2_16(a, b) \
+    __builtin_shufflevector(a, b, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
+#define CW_SHIFT3_16(a, b) \
+    __builtin_shufflevector(a, b, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
+#define CW_SHIFT4_16(a, b) \
+    __builtin_shufflevector(a, b, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
 
 /* Input rows of a pass at most: 4 output rows, stride 2, 5 taps. */
 #define CW_MAX_ROWS ((4 - 1) * 2 + 5)

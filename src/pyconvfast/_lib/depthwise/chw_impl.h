@@ -7,14 +7,15 @@
    output rows are vectors along W; a pass takes R <= 4 output rows, which share the
    (R - 1) * S + K input rows it loads; the K * K weights and the bias are broadcast once per
    call; nothing is transposed or copied. Columns whose taps all lie inside the input row are
-   loaded as plain vectors (stride 2: two vectors split into even and odd lanes); a vector
-   that crosses the padding or the row's end is loaded masked (AVX-512, AVX2) or element by
-   element with zeros outside the row (the baseline), and stored the same way.
+   loaded as plain vectors (stride 2: two vectors split into even and odd lanes; stride 1 at
+   AVX-512: one vector and its successor, shifted for the other taps); a vector that crosses
+   the padding or the row's end is loaded masked (AVX-512, AVX2) or element by element with
+   zeros outside the row (the baseline), and stored the same way. Rows of the zero padding are
+   read from a row of zeros the caller passes, so that a pass has no branch.
 
    Each output is bias + sum over the taps, accumulated from the bias in (kh, kw) order with one
    multiply-add per tap, fused (FMA) at the AVX2 and AVX-512 levels and a separate multiply and
-   add at the baseline; taps in the zero padding of H are skipped, those in the padding of W add
-   w * 0. What an output sums and in which order depends only on its position, never on the rows
+   add at the baseline; taps in the zero padding add w * 0. What an output sums and in which order depends only on its position, never on the rows
    a pass or a task takes, so results do not depend on the thread count. They differ between
    levels (FMA or not) and from the `direct` kernel in the last bits. */
 
