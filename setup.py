@@ -144,7 +144,8 @@ def _extension(pyx):
 
 EXTENSIONS = [_extension(pyx) for pyx in sorted(LIB.glob("*/*.pyx"))]
 # Kernels that promise the same bits at every SIMD level: the depthwise loops (depthwise/simd.h),
-# in the depthwise kernel and in the fused separable one that shares them.
+# in the depthwise kernel and in the fused separable one that shares them. (The depthwise "chw"
+# loops, depthwise/chw.h, fuse through FMA intrinsics, which this flag does not affect.)
 NO_FP_CONTRACT = {"pyconvfast._lib.depthwise.kernel", "pyconvfast._lib.separable.kernel"}
 
 setup(

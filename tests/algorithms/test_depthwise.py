@@ -8,6 +8,10 @@ which leaves a sum that started at +0 unchanged). NumPy's elementwise float32/fl
 are correctly rounded and never fused, so equality holds on any build, and pins down that the
 result does not depend on the loop order, the SIMD level, the thread count or how the work is
 split.
+
+The "chw" loop order (channels-first 2-D 3x3 and 5x5 kernels with zero padding, the default for
+such inputs) uses FMA where the SIMD level has it, so it is held to the reference's error bound
+and to equality across thread counts, strides and task splits instead (its own section below).
 """
 
 import itertools
@@ -72,13 +76,34 @@ def _data(rng, x_shape, w_shape, dtype, bias=True):
     return x, w, b
 
 
+def _order_used(x, w, params=None, **kwargs):
+    """The loop order the adapter runs for this call (``params`` forcing one or not)."""
+    from pyconvfast._algorithms import depthwise as depthwise_algorithm
+
+    problem = _api.make_problem(x.shape, w.shape, n_spatial=w.ndim - 2, **kwargs)
+    return depthwise_algorithm._depthwise_loop_order(
+        problem, _api._channels_first_5d(x, problem), params or {})
+
+
+def _exact(x, w, b, **kwargs):
+    """The result the exact loop orders give (ordered_sum), or for a call that runs "chw" the
+    result of one thread (the order is exact across thread counts, not against ordered_sum)."""
+    if _order_used(x, w, **kwargs) == "chw":
+        return CONV[w.ndim - 2](x, w, b, algorithm="depthwise", n_threads=1, **kwargs)
+    return ordered_sum(x, w, b, **kwargs)
+
+
 def _check(x, w, b, n_threads=None, **kwargs):
-    """Run "depthwise" through the public API; bitwise against ordered_sum, and within the
-    error bound of the float64 reference."""
+    """Run "depthwise" through the public API; bitwise against ordered_sum (the "chw" order:
+    against another thread count), and within the error bound of the float64 reference."""
     n_spatial = w.ndim - 2
     got = CONV[n_spatial](x, w, b, algorithm="depthwise", n_threads=n_threads, **kwargs)
     context = f"x.shape={x.shape} w.shape={w.shape} bias={b is not None} {kwargs}"
-    np.testing.assert_array_equal(got, ordered_sum(x, w, b, **kwargs), err_msg=context)
+    if _order_used(x, w, **kwargs) == "chw":
+        again = CONV[n_spatial](x, w, b, algorithm="depthwise", n_threads=3, **kwargs)
+        np.testing.assert_array_equal(got, again, err_msg=context)
+    else:
+        np.testing.assert_array_equal(got, ordered_sum(x, w, b, **kwargs), err_msg=context)
     assert_conv_matches(got, x, w, b, context=context, **kwargs)
     return got
 
@@ -155,7 +180,8 @@ def test_channel_tails_and_multipliers(channels, multiplier, layout, rng):
 @pytest.mark.parametrize("n_spatial", [1, 2, 3])
 def test_every_loop_order_on_every_layout(n_spatial, rng):
     """"rows", "pixels" and "blocked", forced through the kernel parameter (the run falls back
-    to an order the strides allow), give the same bits."""
+    to an order the strides allow), give the same bits; so does "chw", which falls back to
+    "rows" on these geometries (not square, reflect padding)."""
     size = {1: (23,), 2: (9, 14), 3: (5, 6, 7)}[n_spatial]
     kernel = {1: (5,), 2: (3, 2), 3: (3, 3, 2)}[n_spatial]
     orders = [{}] + [{"order": order} for order in depthwise_lib.ORDERS]
@@ -251,7 +277,7 @@ def test_any_input_and_output_strides(x_memory, rng):
         w = with_memory(w, "negative", memory_rng)
         kwargs = dict(groups=x.shape[-1] if layout in CHANNELS_LAST.values() else x.shape[1],
                       padding=1, layout=layout)
-        expected = ordered_sum(x, w, b, **kwargs)
+        expected = _exact(x, w, b, **kwargs)
         for out_kind in ("c", "f", "sliced", "negative"):
             out = with_memory(np.full(expected.shape, np.nan, np.float32), out_kind, memory_rng)
             got = CONV[w.ndim - 2](x, w, b, algorithm="depthwise", out=out, **kwargs)
@@ -283,15 +309,18 @@ def test_bitwise_equal_for_every_thread_count(shape, dtype, layout_kind, rng):
     x, w, b = _data(rng, x_shape, w_shape, dtype)
     x = _layout_x(x, layout)
     kwargs = dict(kwargs, groups=x_shape[1], layout=layout)
-    expected = ordered_sum(x, w, b, **kwargs)
+    expected = _exact(x, w, b, **kwargs)
     for n_threads in (1, 2, 3, 4, None):
         got = CONV[n_spatial](x, w, b, algorithm="depthwise", n_threads=n_threads, **kwargs)
         np.testing.assert_array_equal(got, expected, err_msg=f"n_threads={n_threads}")
+    exact = ordered_sum(x, w, b, **kwargs)
+    chw = _run_forced(x, w, b, {"order": "chw"}, 1, **kwargs)
     for params in ALGORITHM.param_space(_api.make_problem(
             x.shape, w.shape, n_spatial=n_spatial, **kwargs))[1:]:
         for n_threads in (1, 2, 4):
             got = _run_forced(x, w, b, params, n_threads, **kwargs)
-            np.testing.assert_array_equal(got, expected, err_msg=f"{params} {n_threads}")
+            wanted = chw if _order_used(x, w, params, **kwargs) == "chw" else exact
+            np.testing.assert_array_equal(got, wanted, err_msg=f"{params} {n_threads}")
 
 
 @pytest.mark.default_simd_level
@@ -319,6 +348,8 @@ def test_every_simd_level_gives_the_same_bits(rng):
             assert depthwise_lib.active_variant() == variant
             for x, w, b, kwargs in problems:
                 got = CONV[w.ndim - 2](x, w, b, algorithm="depthwise", n_threads=2, **kwargs)
+                if _order_used(x, w, **kwargs) == "chw":  # FMA at some levels: its own tests
+                    got = _run_forced(x, w, b, {"order": "rows"}, 2, **kwargs)
                 np.testing.assert_array_equal(got, ordered_sum(x, w, b, **kwargs),
                                               err_msg=f"level={level} {kwargs}")
     finally:
@@ -347,5 +378,105 @@ def test_sweep_exercises_depthwise():
     assert len(seen) >= 500
     assert {1, 2, 3} <= {m for m, *_ in seen}
     assert len({layout for _, layout, _, _ in seen}) == 6
-    for order in depthwise_lib.ORDERS:
+    # The sweep's random kernels are rarely square 3x3/5x5 with zero padding: "chw" has its own
+    # sweep (test_chw_within_the_bound_at_every_level).
+    for order in ("rows", "pixels", "blocked"):
         assert sum(o == order for *_, o in seen) >= 20, order
+
+
+# --- the channels-first FMA loop order ("chw") --------------------------------------------------
+
+CHW_WIDTHS = tuple(range(1, 41)) + (47, 48, 49, 63, 64, 65, 127, 128, 129)
+CHW_HEIGHTS = tuple(range(1, 10))
+
+
+def _chw_cases(k, stride):
+    """(h, w, padding, multiplier, channels, bias) around the vector lengths (4, 8, 16 lanes and
+    their doubles at stride 2), every height 1..9, padding from 0 up to the input size (and
+    uneven pairs), multipliers 1..3, odd channel counts."""
+    cases = []
+    for i, width in enumerate(CHW_WIDTHS):
+        height = CHW_HEIGHTS[i % len(CHW_HEIGHTS)]
+        pads = (0, 1, k // 2, k - 1, min(height, width), [(i % 3, 2), (k - 1, i % 2)])
+        padding = pads[i % len(pads)]
+        pairs = padding if isinstance(padding, list) else [(padding, padding)] * 2
+        if height + sum(pairs[0]) < k or width + sum(pairs[1]) < k:
+            padding = k  # the plane must hold one window
+        cases.append((height, width, padding, 1 + i % 3, (1, 3, 5)[i % 3], i % 4 != 0))
+    for height in CHW_HEIGHTS:
+        cases.append((height, 17, "same" if stride == 1 else k // 2, 2, 3, True))
+    return cases
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", range(3))
+def test_chw_within_the_bound_at_every_level(level, dtype, k, stride, rng):
+    """Every variant of CHW_VARIANTS against the float64 reference, at the widths around its
+    vector lengths, on small planes where every vector crosses the padding and on wide ones."""
+    variants = simd.variants_on_this_cpu(depthwise_lib.CHW_VARIANTS)
+    if level >= len(variants):
+        pytest.skip("this CPU lacks the level")
+    before = simd.simd_level()
+    try:
+        simd.set_simd_level(variants[level].level)
+        assert depthwise_lib.active_chw_variant() == variants[level]
+        for h, w_size, padding, m, channels, bias in _chw_cases(k, stride):
+            x, w, b = _data(rng, (2, channels, h, w_size), (channels * m, 1, k, k), dtype, bias)
+            kwargs = dict(groups=channels, stride=stride, padding=padding)
+            assert _order_used(x, w, {"order": "chw"}, **kwargs) == "chw"
+            got = _run_forced(x, w, b, {"order": "chw"}, 2, **kwargs)
+            assert_conv_matches(got, x, w, b, algorithm="depthwise",
+                                context=f"{variants[level]} {x.shape} {w.shape} {kwargs}",
+                                **kwargs)
+    finally:
+        simd.set_simd_level(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chw_same_bits_for_every_thread_count_and_stride(dtype, rng):
+    """Row blocks split differently for 1, 2 and 3 threads (few planes, tall ones), and
+    non-contiguous inputs and outputs, give the same bits as one thread on contiguous arrays."""
+    memory_rng = np.random.default_rng(7)
+    for x_shape, k, stride, padding in (((1, 1, 37, 21), 3, 1, 1), ((1, 2, 30, 70), 3, 2, 1),
+                                        ((2, 3, 23, 16), 5, 1, 2), ((1, 1, 9, 129), 5, 2, 3),
+                                        ((1, 5, 7, 7), 3, 1, 1)):
+        x, w, b = _data(rng, x_shape, (x_shape[1] * 2, 1, k, k), dtype)
+        kwargs = dict(groups=x_shape[1], stride=stride, padding=padding)
+        expected = _run_forced(x, w, b, {}, 1, **kwargs)
+        assert _order_used(x, w, **kwargs) == "chw"
+        assert_conv_matches(expected, x, w, b, algorithm="depthwise", **kwargs)
+        for n_threads in (1, 2, 3):
+            got = _run_forced(x, w, b, {"order": "chw"}, n_threads, **kwargs)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{n_threads} {kwargs}")
+        for x_memory in ("sliced", "negative", "f", "permuted"):
+            xm = with_memory(x, x_memory, memory_rng)
+            order = _order_used(xm, w, {"order": "chw"}, **kwargs)
+            for out_kind in ("c", "f", "sliced", "negative"):
+                out = with_memory(np.full(expected.shape, np.nan, dtype), out_kind, memory_rng)
+                got = pcf.conv2d(xm, w, b, algorithm="depthwise", out=out, n_threads=2,
+                                 **kwargs)
+                if order == "chw":  # a unit column stride
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{x_memory} {out_kind}")
+                assert_conv_matches(got, x, w, b, algorithm="depthwise", **kwargs)
+
+
+def test_chw_picked_only_where_it_applies(rng):
+    """The default order of channels-first 2-D 3x3/5x5 stride 1/2 zero-padded problems; the
+    others (dilation, stride 3, 7x7, reflect, 1-D, 3-D, channels-last) keep the exact orders,
+    and forcing "chw" on them falls back to "rows"."""
+    x = np.zeros((1, 4, 12, 12), np.float32)
+    for k, kwargs in ((3, {"padding": 1}), (5, {"stride": 2, "padding": "same"}),
+                      (3, {"padding": [(0, 3), (2, 1)]})):
+        w = np.zeros((8, 1, k, k), np.float32)
+        assert _order_used(x, w, groups=4, **kwargs) == "chw"
+    for k, kwargs in ((3, {"dilation": 2}), (3, {"stride": 3}), (7, {}), (2, {}),
+                      (3, {"padding": 1, "padding_mode": "reflect"}),
+                      (3, {"stride": (1, 2)})):
+        w = np.zeros((4, 1, k, k), np.float32)
+        assert _order_used(x, w, {"order": "chw"}, groups=4, **kwargs) == "rows", kwargs
+    assert _order_used(np.zeros((1, 12, 12, 4), np.float32), np.zeros((4, 1, 3, 3), np.float32),
+                       groups=4, layout="NHWC") == "pixels"
+    assert _order_used(np.zeros((1, 4, 12), np.float32), np.zeros((4, 1, 3), np.float32),
+                       {"order": "chw"}, groups=4) == "rows"

@@ -103,6 +103,25 @@ def test_depthwise_and_grouped_tails(channels, multiplier, rng):
         check_all_algorithms(x, w, groups=groups, padding=1)
 
 
+@pytest.mark.parametrize("stride", (1, 2))
+@pytest.mark.parametrize("k", (3, 5))
+def test_depthwise_rows_around_vector_lengths(k, stride, rng):
+    """Channels-first depthwise rows (the "chw" order's vectors along W) one below, at and one
+    above 2, 4, 8, 16 and 32 lanes of output, every height 1..9, zero padding up to k."""
+    widths = sorted({n + d for n in (2, 4, 8, 16, 32) for d in (-1, 0, 1)} | {1})
+    for i, w_out in enumerate(widths):
+        h = 1 + i % 9
+        padding = i % (k + 1)
+        w_size = max(1, (w_out - 1) * stride + k - 2 * padding)
+        if not _fitting(h, k, padding):
+            continue
+        dtype = (np.float32, np.float64)[i % 2]
+        x = rng.standard_normal((1, 3, h, w_size)).astype(dtype)
+        w = rng.standard_normal((6, 1, k, k)).astype(dtype)
+        check_all_algorithms(x, w, rng.standard_normal(6).astype(dtype), groups=3,
+                             stride=stride, padding=padding)
+
+
 @pytest.mark.parametrize("out_size", (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 25))
 def test_output_plane_sizes_around_tiles(out_size, rng):
     """3x3 stride-1 outputs one below / at / above multiples of 2, 4 and 6 (Winograd tiles)."""

@@ -1,9 +1,13 @@
 """The ``depthwise`` algorithm: one input channel per group, with a channel multiplier.
 
 Output channel ``k`` reads input channel ``k // m`` only (``C_out = m * C_in``), so every output
-is a sum over the ``KD * KH * KW`` kernel taps of one channel. Three loop orders, chosen by the
+is a sum over the ``KD * KH * KW`` kernel taps of one channel. Four loop orders, chosen by the
 caller from the input's strides and sizes (``pyconvfast._algorithms``):
 
+* "chw" (channels-first 2-D, 3x3 or 5x5, stride 1 or 2, zero padding, unit column stride): one
+  task is a block of output rows of one (sample, output channel) plane, computed by the loops
+  of ``depthwise/chw.h`` (rows as vectors along W, up to 4 rows a pass sharing input rows,
+  masked edges, FMA; :data:`CHW_VARIANTS`). Not bitwise equal to the other orders: see below.
 * "rows" (channels-first): one task is a block of output rows (or a segment of a long row) of
   one (sample, output channel). Along W, the *interior* columns (every tap in range) go to the
   SIMD kernel with no table lookups; a run of regular rows (every H tap in range) is one call,
@@ -20,11 +24,13 @@ caller from the input's strides and sizes (``pyconvfast._algorithms``):
 The kernels add the bias and store straight into ``out`` when its strides allow, else into a
 per-thread buffer that is then copied. The SIMD loops live in ``depthwise/simd*.h`` (baseline,
 AVX2 and AVX-512F variants, :data:`VARIANTS`; the SIMD level of :mod:`pyconvfast._lib.cpu.levels`
-picks one). Each output is summed in one fixed order,
+picks one). In the orders other than "chw", each output is summed in one fixed order,
 kernel taps in (kd, kh, kw) order from +0, taps in the zero padding skipped, bias added last:
 the order of the ``direct`` kernel. It does not depend on the loop order or on how the work is
 split, and this module is built without FMA contraction, so results are bitwise the same for
-every thread count and every instruction set.
+every thread count and every instruction set. "chw" accumulates from the bias with explicit
+FMA (AVX2, AVX-512F) in (kh, kw) order: bitwise the same for every thread count and split, but
+not across levels nor equal to the other orders.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
@@ -32,6 +38,7 @@ from pyconvfast._lib.common.interrupt cimport (
     pcf_interrupt, pcf_interrupt_start, pcf_interrupted, raise_if_interrupted,
 )
 from libc.stdlib cimport free
+from libc.string cimport memset
 from pyconvfast._lib.common.buffers cimport thread_buffer
 from pyconvfast._lib.common.fpstate cimport pcf_flush_subnormals_begin, pcf_flush_subnormals_end
 
@@ -42,12 +49,46 @@ from pyconvfast._lib.depthwise.simd cimport (
 
 from pyconvfast._lib.cpu.levels import SIMD_LEVELS, Variant
 
+
+cdef extern from "depthwise/chw.h" nogil:
+    void pcf_dw_chw_rows_f32(const float* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             float* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const float* w, const float* bias, Py_ssize_t k,
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             const float* zero_row)
+    void pcf_dw_chw_rows_f64(const double* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             double* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const double* w, const double* bias, Py_ssize_t k,
+                             Py_ssize_t s, Py_ssize_t pad_h, Py_ssize_t pad_w,
+                             const double* zero_row)
+    ctypedef struct pcf_dw_chw_variant:
+        const char* name
+    const pcf_dw_chw_variant pcf_dw_chw_variants[]
+
+
+cdef inline void dw_chw_rows(const floating* x, Py_ssize_t x_sh, Py_ssize_t h_in, Py_ssize_t w_in,
+                             floating* out, Py_ssize_t o_sh, Py_ssize_t oh0, Py_ssize_t oh1,
+                             Py_ssize_t w_out, const floating* w, const floating* bias,
+                             Py_ssize_t k, Py_ssize_t s, Py_ssize_t pad_h,
+                             Py_ssize_t pad_w, const floating* zero_row) noexcept nogil:
+    if floating is float:
+        pcf_dw_chw_rows_f32(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
+                            pad_w, zero_row)
+    else:
+        pcf_dw_chw_rows_f64(x, x_sh, h_in, w_in, out, o_sh, oh0, oh1, w_out, w, bias, k, s, pad_h,
+                            pad_w, zero_row)
+
 bind_level()
 
 VARIANTS = tuple(Variant("depthwise", SIMD_LEVELS[i], pcf_dw_variants[i].name.decode())
                  for i in range(PCF_N_LEVELS))
 """The variant table (``pcf_dw_variants``): the loops of each SIMD level, named by vector width.
 Every variant gives the same bits."""
+
+CHW_VARIANTS = tuple(Variant("depthwise", SIMD_LEVELS[i], pcf_dw_chw_variants[i].name.decode())
+                     for i in range(PCF_N_LEVELS))
+"""The variant table of the "chw" loop order (``pcf_dw_chw_variants``, ``depthwise/chw.h``): FMA
+at the AVX2 and AVX-512F levels, so its variants differ in the last bits."""
 
 # Largest accumulator segment one task keeps (elements): small enough to stay in L1/L2 while the
 # passes over the taps run over it. Task boundaries never change results.
@@ -62,6 +103,11 @@ cdef Py_ssize_t TASKS_PER_THREAD = 4
 def active_variant():
     """The row of :data:`VARIANTS` this kernel runs now (the SIMD level in use)."""
     return VARIANTS[pcf_cpu_level()]
+
+
+def active_chw_variant():
+    """The row of :data:`CHW_VARIANTS` the "chw" loop order runs now."""
+    return CHW_VARIANTS[pcf_cpu_level()]
 
 
 
@@ -289,7 +335,19 @@ cdef Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
-ORDERS = ("rows", "pixels", "blocked")
+ORDERS = ("rows", "pixels", "blocked", "chw")
+# The kernel sizes and strides of the "chw" loop order.
+CHW_KERNELS = (3, 5)
+CHW_STRIDES = (1, 2)
+
+
+def chw_applies(x_shape, x_strides, itemsize, kernel, stride, dilation):
+    """Whether the "chw" loop order runs this geometry (3-D views as given to conv_depthwise;
+    the caller also checks the padding mode is zeros): one plane deep, a square 3x3 or 5x5
+    kernel, the same stride 1 or 2 on H and W, no dilation, a unit column stride."""
+    return (x_shape[2] == 1 and kernel[0] == 1 and kernel[1] == kernel[2]
+            and kernel[2] in CHW_KERNELS and stride[1] == stride[2] and stride[2] in CHW_STRIDES
+            and tuple(dilation[1:]) == (1, 1) and (x_strides[4] == itemsize or x_shape[4] == 1))
 # Channels per task of the "blocked" loop order.
 BLOCK_CHANNELS = 16
 
@@ -326,9 +384,11 @@ def conv_depthwise(
     out : (N, m * C, D_out, H_out, W_out) writable array view, any strides
     taps_d, taps_h, taps_w : (out_size, kernel_size) int64 tap tables, -1 for a zero tap
     stride, dilation, pad_before : tuples of 3 ints (D, H, W), the geometry the tables encode
-    order : {"rows", "pixels", "blocked"}
+    order : {"rows", "pixels", "blocked", "chw"}
         The loop order: output columns innermost; channels innermost (needs x's channel stride
-        to be one element); or blocks of channels staged channels-innermost (small planes).
+        to be one element); blocks of channels staged channels-innermost (small planes); or
+        channels-first planes with FMA (``depthwise/chw.h``; zero padding only, which the
+        caller checks, and the geometries of :func:`chw_applies`).
     n_threads : int, OpenMP team size
     """
     cdef Py_ssize_t itemsize = sizeof(floating)
@@ -356,9 +416,12 @@ def conv_depthwise(
     cdef Py_ssize_t stage_size = 1, n_blocks = 1, n_block = 1, c0 = 0
     cdef Py_ssize_t wanted = TASKS_PER_THREAD * n_threads
     cdef Py_ssize_t task, seg, rest, n, k, c, j, p, od, oh, oh0, oh1, ow, seg_lo, seg_hi
+    cdef Py_ssize_t pad_h = pad_before[1]
     cdef floating shift
     cdef floating* acc
     cdef floating* stage
+    cdef floating* zero_row
+    cdef Py_ssize_t zero_size = w_in if order == "chw" else 1
     cdef floating* ws
     cdef const floating** xs
     cdef const floating** wps
@@ -379,6 +442,12 @@ def conv_depthwise(
     loop_order = ORDERS.index(order)
     if loop_order == 1 and x_sc != 1:
         raise ValueError("depthwise: the 'pixels' loop order needs a unit channel stride")
+    if loop_order == 3 and not chw_applies(
+            (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4]),
+            (x.strides[0], x.strides[1], x.strides[2], x.strides[3], x.strides[4]), itemsize,
+            (kd_size, kh_size, kw_size), stride, dilation):
+        raise ValueError("depthwise: the 'chw' loop order needs a 2-D 3x3 or 5x5 kernel, stride "
+                         "1 or 2, no dilation and a unit column stride")
     if c_out != multiplier * channels or w_taps.shape[0] != c_out:
         raise ValueError("depthwise: C_out must be a multiple of C_in, one row of w_taps each")
 
@@ -407,6 +476,15 @@ def conv_depthwise(
         n_tasks = batch * n_blocks
         stage_size = n_block * d_in * h_in * w_in
         acc_size = n_block * multiplier * plane_out
+    elif loop_order == 3:
+        # Whole planes, halved into row blocks until every thread has tasks enough; a block
+        # boundary never changes a result (see depthwise/chw_impl.h).
+        rows_per_task = h_out
+        while rows_per_task > 1 and batch * c_out * _ceil_div(h_out, rows_per_task) < wanted:
+            rows_per_task = _ceil_div(rows_per_task, 2)
+        n_row_blocks = _ceil_div(h_out, rows_per_task)
+        n_tasks = batch * c_out * n_row_blocks
+        acc_size = rows_per_task * w_out
     else:
         if loop_order == 1:
             n_rows = batch * d_out * h_out
@@ -433,13 +511,16 @@ def conv_depthwise(
         fp_saved = pcf_flush_subnormals_begin()
         acc = <floating*> thread_buffer(acc_size * sizeof(floating))
         stage = <floating*> thread_buffer(stage_size * sizeof(floating))
+        zero_row = <floating*> thread_buffer(zero_size * sizeof(floating))
+        if zero_row != NULL:
+            memset(zero_row, 0, zero_size * sizeof(floating))  # the rows of the zero padding
         ws = <floating*> thread_buffer(n_taps * sizeof(floating))
         xs = <const floating**> thread_buffer(n_taps * sizeof(floating*))
         wps = <const floating**> thread_buffer(n_taps * sizeof(floating*))
         row_ptr = <const floating**> thread_buffer(kd_size * kh_size * sizeof(floating*))
         row_tap = <Py_ssize_t*> thread_buffer(kd_size * kh_size * sizeof(Py_ssize_t))
-        if (acc == NULL or stage == NULL or ws == NULL or xs == NULL or wps == NULL
-                or row_ptr == NULL or row_tap == NULL):
+        if (acc == NULL or stage == NULL or zero_row == NULL or ws == NULL or xs == NULL
+                or wps == NULL or row_ptr == NULL or row_tap == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
             if pcf_interrupted(&stop):
@@ -499,6 +580,19 @@ def conv_depthwise(
                 n = rest // c_out
                 c = k // multiplier
                 o = o0 + n * o_sn + k * o_sc + od * o_sd + oh0 * o_sh
+                if loop_order == 3:
+                    if o_sw == 1:
+                        dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, o, o_sh, oh0, oh1,
+                                    w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL,
+                                    kw_size, g.stride_w, pad_h, g.pad_w, zero_row)
+                        continue
+                    dw_chw_rows(x0 + n * x_sn + c * x_sc, x_sh, h_in, w_in, acc, w_out, oh0, oh1,
+                                w_out, &w_taps[k, 0], &bias[k] if has_bias else NULL, kw_size,
+                                g.stride_w, pad_h, g.pad_w, zero_row)
+                    for oh in range(oh0, oh1):
+                        for ow in range(w_out):
+                            o[(oh - oh0) * o_sh + ow * o_sw] = acc[(oh - oh0) * w_out + ow]
+                    continue
                 if o_sw == 1:
                     # straight into the output rows, bias added by the kernel
                     _rows_task(o + seg_lo, xs, ws, row_ptr, row_tap, x0 + n * x_sn + c * x_sc,
@@ -514,6 +608,7 @@ def conv_depthwise(
                         o[(oh - oh0) * o_sh + ow * o_sw] = a[ow]
         free(acc)
         free(stage)
+        free(zero_row)
         free(ws)
         free(xs)
         free(wps)
