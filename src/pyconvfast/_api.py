@@ -16,7 +16,7 @@ from pyconvfast._algorithms import separable
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
-from pyconvfast._config import get_setting, resolve_precision
+from pyconvfast._config import resolve_precision
 from pyconvfast._core import prepared
 from pyconvfast._core.threads import resolve_n_threads
 
@@ -412,7 +412,7 @@ def run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads):
     """Run ``chosen`` (None: ``auto``'s choice) on a plain call's 5-D views, with the weight
     kept prepared where these contents were seen before (:mod:`pyconvfast._core.prepared`):
     then ``auto`` runs the plan's choice, the fastest once the weight is prepared."""
-    key = prepared.fingerprint(weight) if get_setting("prepared_mb") else None
+    key = prepared.fingerprint(weight)
     seen = prepared.seen_before(key)
     params = {}
     if chosen is None:

@@ -38,7 +38,8 @@ _kept_bytes = 0
 
 def fingerprint(weight):
     """What identifies a weight's contents: ``(hash, shape, strides, dtype)``, or None for a
-    weight that is not contiguous (it is then prepared on every call).
+    weight that is not contiguous, or when the ``prepared_mb`` setting keeps nothing (it is
+    then prepared on every call, and not hashed).
 
     Parameters
     ----------
@@ -57,6 +58,8 @@ def fingerprint(weight):
     >>> fingerprint(w) == before
     False
     """
+    if not get_setting("prepared_mb"):
+        return None
     if weight.flags.c_contiguous:
         data = weight
     elif weight.flags.f_contiguous:
@@ -137,8 +140,7 @@ def prepared_weight(problem, algorithm, weight, weight5, key, keep):
         What ``algorithm.prepare(problem, weight5)`` returns, or an equal kept copy.
     """
     global _kept_bytes
-    limit = get_setting("prepared_mb") * 2**20
-    if key is None or not limit:
+    if key is None:
         return algorithm.prepare(problem, weight5)
     entry_key = (problem, algorithm.name, key)
     with _lock:
@@ -147,7 +149,8 @@ def prepared_weight(problem, algorithm, weight, weight5, key, keep):
             _entries.move_to_end(entry_key)
             return entry[0]
     prepared = algorithm.prepare(problem, weight5)
-    if not keep:
+    limit = get_setting("prepared_mb") * 2**20
+    if not keep or not limit:
         return prepared
     owned = _owned(prepared, weight)
     size = _nbytes(owned)
