@@ -28,10 +28,10 @@ s]``, which differs from the given weight by at most ``rtol`` times each slice's
 import collections
 import dataclasses
 import functools
-import hashlib
 import threading
 
 import numpy as np
+import xxhash
 
 from pyconvfast._algorithms import passes
 from pyconvfast._algorithms.registry import Algorithm, register
@@ -122,7 +122,7 @@ def _cached_factor(weight4, rtol, prefilter=False):
     is None without an SVD."""
     contiguous = np.ascontiguousarray(weight4)
     key = (contiguous.dtype.str, contiguous.shape, float(rtol),
-           hashlib.blake2b(contiguous.view(np.uint8).data, digest_size=16).digest())
+           xxhash.xxh3_128_digest(contiguous))
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
