@@ -5,6 +5,9 @@ fails (or ``PYCONVFAST_DISABLE_OPENMP=1`` is set), the extensions are built seri
 loops then compile to plain loops and ``n_threads`` has no effect. No ``-march=native``: a wheel
 built here must run on any x86-64 CPU.
 
+On macOS the OpenMP runtime is LLVM's libomp, found through ``PYCONVFAST_OPENMP_PREFIX`` or
+Homebrew (``brew install libomp``).
+
 ``PYCONVFAST_SANITIZE=address,undefined`` (any ``-fsanitize=`` list) builds instrumented
 extensions for testing: ``-fsanitize=<list> -fno-omit-frame-pointer -fno-sanitize-recover=all
 -O1 -g`` on top of the normal flags, for GCC and Clang only. Never ship such a build; running it
@@ -13,6 +16,7 @@ needs the sanitizer runtime preloaded (docs/building.rst).
 
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -54,12 +58,34 @@ def _sanitizer_flags(compiler_type):
             "-fno-sanitize-recover=all", "-O1", "-g"]
 
 
+def _macos_openmp_prefix():
+    """Where LLVM's OpenMP runtime (libomp) lives on macOS: ``PYCONVFAST_OPENMP_PREFIX``, else
+    Homebrew's ``libomp`` (keg-only: not on the compiler's default paths), else None.
+
+    Apple's clang understands ``-Xpreprocessor -fopenmp`` but ships neither ``omp.h`` nor
+    libomp; scikit-learn builds its macOS wheels the same way (Homebrew's libomp, then
+    ``delocate`` copies the library into the wheel).
+    """
+    prefix = os.environ.get("PYCONVFAST_OPENMP_PREFIX")
+    if prefix:
+        return prefix
+    try:
+        found = subprocess.run(["brew", "--prefix", "libomp"], capture_output=True, text=True,
+                               timeout=60, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found or None
+
+
 def _openmp_flags(compiler_type):
     """(compile flags, link flags) that switch OpenMP on for this compiler family."""
     if compiler_type == "msvc":
         return ["/openmp"], []
     if sys.platform == "darwin":
-        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+        prefix = _macos_openmp_prefix()
+        paths = ([f"-I{prefix}/include"], [f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib"]) \
+            if prefix else ([], [])
+        return ["-Xpreprocessor", "-fopenmp", *paths[0]], [*paths[1], "-lomp"]
     return ["-fopenmp"], ["-fopenmp"]
 
 
