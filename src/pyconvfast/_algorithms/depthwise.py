@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from pyconvfast._lib.depthwise.kernel import ORDERS as DEPTHWISE_ORDERS
-from pyconvfast._lib.depthwise.kernel import blocked_work_elements as conv_depthwise_blocked_elements
+from pyconvfast._lib.depthwise.kernel import (
+    blocked_work_elements as conv_depthwise_blocked_elements)
 from pyconvfast._lib.depthwise.kernel import chw_applies
 from pyconvfast._lib.depthwise.kernel import conv_depthwise
 from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
@@ -16,7 +17,8 @@ from pyconvfast._algorithms.registry import Algorithm, register
 def _depthwise_supports(problem):
     per_group = problem.c_in // problem.groups
     if per_group != 1:
-        return f"needs one input channel per group (groups == C_in), got C_in // groups = {per_group}"
+        return (f"needs one input channel per group (groups == C_in), "
+                f"got C_in // groups = {per_group}")
     return None
 
 

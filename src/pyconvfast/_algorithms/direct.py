@@ -13,10 +13,11 @@ from pyconvfast._core.kernel_args import bias_or_empty, tap_tables
 from pyconvfast._core.workspace import aligned_empty
 from pyconvfast._algorithms.registry import Algorithm, any_problem, register
 
-# (_lib/direct/blocked.pyx) rather than the generic loop (_lib/direct/generic.pyx): its vectors hold 16
-# float32 or 8 float64 output channels of one group. Problems with one input channel per group
-# keep the generic loop, whose summation order (no fused multiply-add) ``depthwise`` reproduces
-# bit for bit.
+# From this many output channels per group, a problem runs the channel-blocked SIMD kernel
+# (_lib/direct/blocked.pyx) rather than the generic loop (_lib/direct/generic.pyx): its vectors
+# hold 16 float32 or 8 float64 output channels of one group. Problems with one input channel
+# per group keep the generic loop, whose summation order (no fused multiply-add) ``depthwise``
+# reproduces bit for bit.
 DIRECT_BLOCKED_MIN_CHANNELS = 4
 # The blocked kernel's row tilings (``tiles=`` of conv_direct_blocked) the tuner may force over
 # the default ("auto": by row width): "full" cuts every output row into tiles of equal width,

@@ -1,12 +1,12 @@
 """Convolutions computed as a chain of cheaper passes: two 1-D passes for a rank-1 (spatially
 separable) kernel, and the pointwise + vertical + horizontal passes of a flattened layer.
 
-Everything here works on the 5-D channels-first views of :mod:`pyconvfast._algorithms.registry` and runs
-the registered kernels (``depthwise`` for every 1-D pass, the heuristic's choice for the grouped
-passes), so it never parses arguments. Padding by index arithmetic commutes with these passes:
-the pass along W pads W (and reads every input row), the pass along H pads H of the
-intermediate, which has the input's rows; a padded row of the intermediate is the 1-D pass of
-the padded input row, for every padding mode (zeros included: a zero row passes to zero).
+Everything here works on the 5-D channels-first views of :mod:`pyconvfast._algorithms.registry`
+and runs the registered kernels (``depthwise`` for every 1-D pass, the heuristic's choice for the
+grouped passes), so it never parses arguments. Padding by index arithmetic commutes with these
+passes: the pass along W pads W (and reads every input row), the pass along H pads H of the
+intermediate, which has the input's rows; a padded row of the intermediate is the 1-D pass of the
+padded input row, for every padding mode (zeros included: a zero row passes to zero).
 """
 
 import numpy as np

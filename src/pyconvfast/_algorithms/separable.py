@@ -6,13 +6,13 @@ a silently wrong result, although an algorithm's ``supports(problem)`` sees only
 never the weight:
 
 * The API (``conv2d``, ``plan``, ``list_algorithms`` given a weight array) calls :func:`mark`
-  with the weight. For 2-D kernels of at least 3x3 and at most :data:`MAX_SLICES`
-  ``(C_out, C_in // groups)`` slices, not all zero (a placeholder weight keeps the key of a
-  dense one), cheap tests (one 2x2 minor, then a pivot test of the first slice; a dense
-  weight fails them in well under a microsecond) pick the candidates, and for them an SVD checks that every slice is rank-1 within
-  :func:`default_rtol`; if so it returns the problem with ``rank1_kernel=True``. The SVD is
-  cached per weight *content* (a 128-bit BLAKE2 digest of its bytes, with dtype and shape), so
-  a weight used again costs one hash, and a weight changed in place is checked again.
+  with the weight. For 2-D kernels of at least 3x3 and at most :data:`MAX_SLICES` ``(C_out, C_in
+  // groups)`` slices, not all zero (a placeholder weight keeps the key of a dense one), cheap
+  tests (one 2x2 minor, then a pivot test of the first slice; a dense weight fails them in well
+  under a microsecond) pick the candidates, and for them an SVD checks that every slice is rank-1
+  within :func:`default_rtol`; if so it returns the problem with ``rank1_kernel=True``. The SVD
+  is cached per weight *content* (xxHash's 128-bit XXH3 digest of its bytes, with dtype and
+  shape), so a weight used again costs one hash, and a weight changed in place is checked again.
 * ``separable`` supports a problem only when ``rank1_kernel`` is True, so it is offered (to the
   tuner, to the heuristic, to ``algorithm="separable"``) only for a weight found rank-1. The flag
   is part of the problem's cache key, so a choice measured for a rank-1 weight is never replayed

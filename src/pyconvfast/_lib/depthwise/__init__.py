@@ -1,3 +1,3 @@
-"""The ``depthwise`` kernel (``kernel``) and its SIMD loops (``simd.pxd`` / ``simd*.h``, one variant
-per SIMD level), which the fused separable kernel shares.
+"""The ``depthwise`` kernel (``kernel``) and its SIMD loops (``simd.pxd`` / ``simd*.h``, one
+variant per SIMD level), which the fused separable kernel shares.
 """
