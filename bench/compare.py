@@ -9,11 +9,19 @@ after its second call) over the plan's, and its speed-up over each peer that is 
 means pyconvfast is faster), then the geometric mean of the speed-up over the faster peer per
 network and the largest plain/plan ratio. Peers are never dependencies:
 ``pip install torch==2.13.0 onnx onnxruntime`` to have them.
+
+``--json PATH`` also saves the run: the machine's measured ceilings (the GEMM peak, the FMA peak
+of one core times the threads, the memory bandwidth of a large copy) and, per layer, its network,
+shapes, FLOPs, the bytes it must move at least, and each library's time and GFLOP/s.
+``docs/figures/speedup.py`` draws the docs' speed-up and roofline figures from such a file.
 """
 
 import argparse
+import json
 import math
 import os
+import platform
+import sys
 import time
 
 import numpy as np
@@ -46,6 +54,55 @@ def blas_peak(dtype, n_threads, size=2048):
     with blas_threads.limit(n_threads):
         seconds = best_time(lambda: gemm(1.0, a, a), 5)
     return 2 * size**3 / seconds / 1e9
+
+
+def fma_peak(dtype, n_threads):
+    """GFLOP/s of independent vector FMAs: one core's measured peak times ``n_threads``.
+
+    Measured in the calling thread's CPU time (other processes on a shared machine do not lower
+    it), so it is the ceiling the cores would reach if they were all this run's.
+    """
+    from pyconvfast._lib.direct.blocked import fma_peak_gflops
+
+    return n_threads * fma_peak_gflops(dtype, seconds=0.05)
+
+
+def copy_bandwidth(size_mb=256):
+    """GB/s of a large NumPy copy (bytes read plus bytes written), one thread, best of five."""
+    source = np.ones(size_mb * 2**20 // 8)
+    target = np.empty_like(source)
+    seconds = best_time(lambda: np.copyto(target, source), 5)
+    return 2 * source.nbytes / seconds / 1e9
+
+
+def min_bytes(layer, dtype):
+    """Bytes a layer must move at least: its input, weight and output, each once."""
+    out_shape = pcf.conv_output_shape(layer.x_shape, layer.w_shape, **layer.kwargs)
+    return dtype.itemsize * sum(map(math.prod, (layer.x_shape, layer.w_shape, out_shape)))
+
+
+def cpu_name():
+    """The CPU's model name where /proc/cpuinfo tells it, else what the platform module says."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def versions():
+    """The versions of pyconvfast, NumPy and the peers installed, for the saved run."""
+    found = {"python": platform.python_version(), "pyconvfast": pcf.__version__,
+             "numpy": np.__version__}
+    for name in ("torch", "onnxruntime"):
+        try:
+            found[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return found
 
 
 def torch_runner(layer, x, weight, n_threads):
@@ -122,10 +179,20 @@ def main(argv=None):
     parser.add_argument("--algorithm", default="auto",
                         help="pyconvfast's algorithm (default auto); a layer it cannot run "
                              "falls back to auto")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also save the run (ceilings and per-layer timings) as JSON")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
     peak = blas_peak(dtype, args.threads)
     print(f"{args.threads} thread(s), {dtype}; measured {dtype} GEMM peak {peak:.1f} GFLOP/s")
+    run = {"command": " ".join(["python", "bench/compare.py", *sys.argv[1:]]),
+           "threads": args.threads, "dtype": str(dtype), "cpu": cpu_name(),
+           "cpu_count": os.cpu_count(), "versions": versions(), "gemm_peak_gflops": peak,
+           "fma_peak_gflops": fma_peak(dtype, args.threads),
+           "copy_bandwidth_gbs": copy_bandwidth(), "layers": []}
+    if args.json:
+        print(f"measured FMA peak {run['fma_peak_gflops']:.1f} GFLOP/s, copy bandwidth "
+              f"{run['copy_bandwidth_gbs']:.1f} GB/s")
     rng = np.random.default_rng(0)
     for model in args.models.split(","):
         if model not in MODELS:
@@ -149,10 +216,19 @@ def main(argv=None):
                                                algorithm=call_algorithm, **layer.kwargs),
                               args.repeats)
             plain_ratios.append(plain / ours)
-            ratios = []
-            for make in (torch_runner, onnxruntime_runner):
+            ratios, peer_seconds = [], {}
+            for name, make in (("torch", torch_runner), ("onnxruntime", onnxruntime_runner)):
                 runner = make(layer, x, weight, args.threads)
-                ratios.append(None if runner is None else best_time(runner, args.repeats) / ours)
+                if runner is not None:
+                    peer_seconds[name] = best_time(runner, args.repeats)
+                ratios.append(peer_seconds[name] / ours if name in peer_seconds else None)
+            run["layers"].append({
+                "network": model, "layer": layer.name, "x_shape": layer.x_shape,
+                "w_shape": layer.w_shape, "kwargs": repr(layer.kwargs), "flops": flops,
+                "bytes": min_bytes(layer, dtype), "algorithm": plan.algorithm,
+                "seconds": {"pyconvfast": ours, "pyconvfast_plain": plain, **peer_seconds},
+                "gflops": {name: flops / seconds / 1e9 for name, seconds
+                           in {"pyconvfast": ours, **peer_seconds}.items()}})
             peers = [r for r in ratios if r is not None]
             if peers:
                 speedups.append(min(peers))
@@ -164,6 +240,10 @@ def main(argv=None):
             geomean = math.exp(sum(map(math.log, speedups)) / len(speedups))
             print(f"{'geometric mean speed-up over the faster peer':<60} {geomean:.2f}x")
         print(f"{'largest plain call / plan':<60} {max(plain_ratios):.2f}x")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(run, file, indent=1)
+            file.write("\n")
 
 
 if __name__ == "__main__":

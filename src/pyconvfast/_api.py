@@ -6,8 +6,11 @@ algorithm then computes straight into ``out``. Channels-last arrays and flipped 
 (``np.moveaxis``, negative strides), never copies.
 """
 
+from __future__ import annotations
+
 import operator
 import os
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +22,7 @@ from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODE
 from pyconvfast._config import resolve_precision
 from pyconvfast._core import prepared
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._typing import FloatArray
 
 # Geometry integers above this are refused: it keeps every index arithmetic inside int64.
 _MAX_GEOMETRY_INT = 2**62
@@ -27,7 +31,7 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # --- small validators --------------------------------------------------------------------------
 
-def _as_int(name, value, minimum, shown=None):
+def _as_int(name: str, value: Any, minimum: int, shown: str | None = None) -> int:
     """``value`` as a Python int >= ``minimum``; ``shown`` is how the error names the argument."""
     shown = shown or f"{name}={value!r}"
     if isinstance(value, (bool, np.bool_)):
@@ -55,7 +59,8 @@ def _int_tuple(name, value, n_spatial, minimum):
     return (_as_int(name, value, minimum),) * n_spatial
 
 
-def _padding_pairs(padding, n_spatial, in_size, kernel, stride, dilation):
+def _padding_pairs(padding, n_spatial, in_size, kernel, stride, dilation,
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Normalize ``padding`` to (before, after) tuples.
 
     "same" splits the total ``dilation*(k-1)`` with the extra element at the end; with stride > 1
@@ -103,7 +108,7 @@ def _physical_memory_bytes():
         return 2**47
 
 
-def _shape_of(name, value):
+def _shape_of(name: str, value: Any) -> tuple[int, ...]:
     """The shape of an array, or a shape given as a sequence of ints."""
     if isinstance(value, np.ndarray):
         return value.shape
@@ -112,7 +117,8 @@ def _shape_of(name, value):
     return np.shape(value)
 
 
-def n_spatial_of(weight_shape, layout="(C_out, C_in // groups, *kernel)"):
+def n_spatial_of(weight_shape: tuple[int, ...],
+                 layout: str = "(C_out, C_in // groups, *kernel)") -> int:
     """Spatial axes of a convolution, from its weight shape (``layout`` names its axes in the
     error message: a transposed convolution's weight is ``(C_in, C_out // groups, *kernel)``)."""
     n_spatial = len(weight_shape) - 2
@@ -171,7 +177,7 @@ def make_problem(
     x_shape, weight_shape, *, n_spatial, stride=1, padding=0, dilation=1, groups=1,
     padding_mode="zeros", layout=None, flip=False, has_bias=False, dtype=np.float32,
     precision=None,
-):
+) -> ConvProblem:
     """Validate the geometry of a convolution and return its :class:`ConvProblem`.
 
     Raises ValueError or TypeError naming the offending argument; allocates nothing.
@@ -288,7 +294,7 @@ cached_problem = remembered(make_problem)
 
 # --- arrays ------------------------------------------------------------------------------------
 
-def _as_float_array(name, value):
+def _as_float_array(name: str, value: Any) -> FloatArray:
     array = np.asarray(value)
     if array.dtype not in _FLOAT_DTYPES:
         raise TypeError(
@@ -327,7 +333,7 @@ def _check_out(out, problem, dtype, inputs):
     return out
 
 
-def _channels_first_5d(array, problem):
+def _channels_first_5d(array: FloatArray, problem: Any) -> FloatArray:
     """A (N, C, D, H, W) view of a batched-or-not, channels-first-or-last activation."""
     if problem.unbatched:
         array = array[np.newaxis]
@@ -336,7 +342,7 @@ def _channels_first_5d(array, problem):
     return array[(slice(None), slice(None)) + (np.newaxis,) * (3 - problem.n_spatial)]
 
 
-def weight_5d(weight, problem):
+def weight_5d(weight: FloatArray, problem: Any) -> FloatArray:
     """The weight as a (C_out, C_in // groups, KD, KH, KW) view, flipped for true convolution."""
     if problem.flip:
         weight = weight[(Ellipsis,) + (slice(None, None, -1),) * problem.n_spatial]
@@ -371,7 +377,7 @@ def validated_arrays(n_spatial, x, weight, bias, geometry):
     return x, weight, checked_bias(bias, problem, x.dtype), problem
 
 
-def checked_bias(bias, problem, dtype):
+def checked_bias(bias: Any, problem: Any, dtype: Any) -> FloatArray | None:
     """``bias`` as a contiguous (C_out,) array of ``dtype``, or None."""
     if bias is None:
         return None
@@ -383,15 +389,16 @@ def checked_bias(bias, problem, dtype):
     return np.ascontiguousarray(bias)
 
 
-def output_array(out, problem, dtype, inputs):
+def output_array(out: Any, problem: Any, dtype: Any, inputs: dict[str, Any]) -> FloatArray:
     """The caller's ``out``, checked, or a new array of the result's shape and layout."""
     if out is None:
         return np.empty(problem.out_shape, dtype=dtype)
     return _check_out(out, problem, dtype, inputs)
 
 
-def convolve(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
-             **geometry):
+def convolve(n_spatial: int, x: Any, weight: Any, bias: Any, *, algorithm: str, out: Any,
+             n_threads: int | None, precision: str | None = None,
+             **geometry: Any) -> FloatArray:
     """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
     geometry["precision"] = precision  # None: the remembered problem resolves the default
     x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)

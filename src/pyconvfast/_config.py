@@ -33,14 +33,24 @@ level); :func:`config_context` sets it on entry and puts back the level it found
 every thread of the process, not only its own. ``get_config()["simd"]`` is the level in use.
 """
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import math
 import os
 import pathlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from pyconvfast._lib.common.openmp_info import max_threads
 from pyconvfast._lib.cpu.levels import SIMD_LEVELS, set_simd_level, simd_level
+from pyconvfast._typing import Config, Precision, Settings
+
+if TYPE_CHECKING:  # typing.Unpack is new in Python 3.11
+    from typing_extensions import Unpack
+
+_Check = Callable[[Any, str], Any]
 
 PRECISIONS = ("fast", "accurate")
 TUNE_MODES = ("measure", "estimate", "exhaustive", "off")
@@ -52,34 +62,34 @@ PREPARED_ENV_VAR = "PYCONVFAST_PREPARED_MB"
 SIMD_ENV_VAR = "PYCONVFAST_SIMD"
 
 
-def _shown(value, name):
+def _shown(value: Any, name: str) -> str:
     """How a bad value is quoted: ``name=value`` for an argument, the bare text read from an
     environment variable (whose name, in capitals, already leads the message)."""
     return repr(value) if name.isupper() else f"{name}={value!r}"
 
 
-def _checked_choice(choices):
-    def check(value, name):
+def _checked_choice(choices: tuple[str, ...]) -> _Check:
+    def check(value: Any, name: str) -> str:
         if not isinstance(value, str) or value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {_shown(value, name)}")
         return value
     return check
 
 
-def _checked_cache_dir(value, name):
+def _checked_cache_dir(value: Any, name: str) -> str:
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise ValueError(f"{name} must be a folder path, got {_shown(value, name)}")
     return os.path.abspath(os.path.expanduser(os.fspath(value)))
 
 
-def _checked_threads(value, name):
+def _checked_threads(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {_shown(value, name)}")
     return value
 
 
-def _checked_megabytes(allow_zero):
-    def check(value, name):
+def _checked_megabytes(allow_zero: bool) -> _Check:
+    def check(value: Any, name: str) -> float:
         try:
             megabytes = float(value)
         except (TypeError, ValueError):
@@ -93,7 +103,7 @@ def _checked_megabytes(allow_zero):
 
 
 # setting: (environment variable or None, check(value, name), default)
-_SETTINGS = {
+_SETTINGS: dict[str, tuple[str | None, _Check, Any]] = {
     "precision": (PRECISION_ENV_VAR, _checked_choice(PRECISIONS), "fast"),
     "tune": (TUNE_ENV_VAR, _checked_choice(TUNE_MODES), "measure"),
     "cache_dir": (CACHE_DIR_ENV_VAR, _checked_cache_dir, None),
@@ -103,11 +113,12 @@ _SETTINGS = {
     "simd": (SIMD_ENV_VAR, _checked_choice(SIMD_LEVELS), None),
 }
 _UNSET = object()
-_context = contextvars.ContextVar("pyconvfast_config", default={})
-_global = {}
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "pyconvfast_config", default={})
+_global: dict[str, Any] = {}
 
 
-def get_setting(name):
+def get_setting(name: str) -> Any:
     """The value of setting ``name`` now (see the module docstring for where it comes from).
 
     Parameters
@@ -140,7 +151,7 @@ def get_setting(name):
     return default
 
 
-def resolve_precision(precision=None):
+def resolve_precision(precision: Precision | None = None) -> Precision:
     """The precision a call runs with: ``precision`` if given, else the configured one.
 
     Parameters
@@ -162,11 +173,11 @@ def resolve_precision(precision=None):
     'accurate'
     """
     if precision is not None:
-        return _SETTINGS["precision"][1](precision, "precision")
-    return get_setting("precision")
+        return cast("Precision", _SETTINGS["precision"][1](precision, "precision"))
+    return cast("Precision", get_setting("precision"))
 
 
-def _checked(settings):
+def _checked(settings: Mapping[str, object]) -> dict[str, Any]:
     unknown = sorted(set(settings) - set(_SETTINGS))
     if unknown:
         raise TypeError(f"unknown setting(s) {unknown}; the settings are {sorted(_SETTINGS)}")
@@ -174,7 +185,7 @@ def _checked(settings):
             for name, value in settings.items()}
 
 
-def get_config():
+def get_config() -> Config:
     """The settings that calls run with where they do not name them.
 
     Parameters
@@ -201,15 +212,15 @@ def get_config():
     if config["n_threads"] is None:
         config["n_threads"] = max(1, max_threads())
     config["simd"] = simd_level()
-    return config
+    return cast("Config", config)
 
 
-def _apply_simd():
+def _apply_simd() -> None:
     """Set the kernels' SIMD level (process-wide) to the ``simd`` setting, None: the best."""
     set_simd_level(get_setting("simd"))
 
 
-def cache_dir():
+def cache_dir() -> pathlib.Path:
     """The tuning cache's folder: the ``cache_dir`` setting, else the platform's user cache
     folder (``platformdirs.user_cache_dir("pyconvfast")``).
 
@@ -236,7 +247,7 @@ def cache_dir():
     return pathlib.Path(platformdirs.user_cache_dir("pyconvfast"))
 
 
-def set_config(**settings):
+def set_config(**settings: Unpack[Settings]) -> None:
     """Set process-wide values of settings; None puts one back to its environment variable or
     default.
 
@@ -276,7 +287,7 @@ def set_config(**settings):
 
 
 @contextlib.contextmanager
-def config_context(**settings):
+def config_context(**settings: Unpack[Settings]) -> Iterator[None]:
     """Run the enclosed calls with these settings, in this thread (or asyncio task) only.
 
     Parameters

@@ -1,9 +1,17 @@
 """The public convolution functions ``conv1d``, ``conv2d``, ``conv3d``, ``conv_output_shape``
 and ``list_algorithms``; the work is done by :mod:`pyconvfast._api`."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from pyconvfast import _api
+from pyconvfast._typing import (
+    ArrayLike, DTypeLike, FloatArray, Ints, Layout, Layout1d, Layout2d, Layout3d, Padding,
+    PaddingMode, Precision, Shape,
+)
 from pyconvfast._algorithms import separable
 from pyconvfast._algorithms import registry
 
@@ -75,7 +83,8 @@ Examples
 """
 
 
-def _conv_doc(n, what, x_shape, w_shape, same_shape, strided_shape):
+def _conv_doc(n: int, what: str, x_shape: str, w_shape: str, same_shape: str,
+              strided_shape: str) -> str:
     spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
     out = {1: "L_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}[n]
     kernel = {1: "K", 2: "R, S", 3: "T, R, S"}[n]
@@ -87,9 +96,11 @@ def _conv_doc(n, what, x_shape, w_shape, same_shape, strided_shape):
     )
 
 
-def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCL", algorithm="auto", out=None,
-           n_threads=None, precision=None):
+def conv1d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout1d = "NCL", algorithm: str = "auto", out: FloatArray | None = None,
+           n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
     return _api.convolve(
         1, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
@@ -97,9 +108,11 @@ def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     )
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCHW", algorithm="auto", out=None,
-           n_threads=None, precision=None):
+def conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout2d = "NCHW", algorithm: str = "auto", out: FloatArray | None = None,
+           n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
     return _api.convolve(
         2, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
@@ -107,9 +120,11 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     )
 
 
-def conv3d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCDHW", algorithm="auto", out=None,
-           n_threads=None, precision=None):
+def conv3d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout3d = "NCDHW", algorithm: str = "auto", out: FloatArray | None = None,
+           n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
     return _api.convolve(
         3, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
@@ -124,8 +139,10 @@ conv3d.__doc__ = _conv_doc(3, "volumes", "(1, 2, 6, 6, 6)", "(4, 2, 3, 3, 3)",
                            "(1, 4, 6, 6, 6)", "(1, 4, 2, 2, 2)")
 
 
-def conv_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                      padding_mode="zeros", layout=None):
+def conv_output_shape(x_shape: Shape, weight_shape: Shape, *, stride: Ints = 1,
+                      padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+                      padding_mode: PaddingMode = "zeros",
+                      layout: Layout | None = None) -> tuple[int, ...]:
     """Shape of the result of ``conv1d``/``conv2d``/``conv3d``, without computing it.
 
     The number of spatial axes is taken from ``weight_shape``. Each output size is
@@ -169,7 +186,9 @@ def conv_output_shape(x_shape, weight_shape, *, stride=1, padding=0, dilation=1,
     return problem.out_shape
 
 
-def list_algorithms(x=None, weight=None, *, dtype=None, transposed=False, **conv_kwargs):
+def list_algorithms(x: ArrayLike | Shape | None = None, weight: ArrayLike | Shape | None = None,
+                    *, dtype: DTypeLike | None = None, transposed: bool = False,
+                    **conv_kwargs: Any) -> list[str]:
     """Names of the algorithms, or of those that can run a given problem.
 
     Parameters
@@ -216,11 +235,10 @@ def list_algorithms(x=None, weight=None, *, dtype=None, transposed=False, **conv
     if transposed:
         from pyconvfast import _transpose
 
-        problem = _transpose.make_problem(
+        return registry.names(_transpose.make_problem(
             _api._shape_of("x", x), weight_shape, n_spatial=_transpose.n_spatial_of(weight_shape),
             dtype=dtype, **conv_kwargs,
-        )
-        return registry.names(problem)
+        ))
     problem = _api.make_problem(
         _api._shape_of("x", x), weight_shape, n_spatial=_api.n_spatial_of(weight_shape), dtype=dtype,
         **conv_kwargs,

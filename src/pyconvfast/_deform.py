@@ -8,7 +8,10 @@ the convolution tuner could hand to another algorithm: it has one algorithm of i
 plain convolutions), and ``algorithm="auto"`` runs it without timing anything.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any, Literal
 
 import numpy as np
 
@@ -16,6 +19,7 @@ from pyconvfast._core.workspace import work_chunk, workspace_bytes
 from pyconvfast import _api
 from pyconvfast._lib.deform.kernel import deform_conv
 from pyconvfast._core.threads import blas_threads, resolve_n_threads
+from pyconvfast._typing import ArrayLike, FloatArray, Ints, Layout2d, Padding, Precision
 
 #: The algorithms ``deform_conv2d`` accepts besides "auto".
 ALGORITHMS = ("deformable_im2col",)
@@ -30,7 +34,8 @@ DEFORM_CHUNK = 128
 _BUDGET_THREADS = 16
 
 
-def deform_chunk(c_in, c_per_group_out, n_taps, n_positions, itemsize, max_chunk=None):
+def deform_chunk(c_in: int, c_per_group_out: int, n_taps: int, n_positions: int, itemsize: int,
+                 max_chunk: int | None = None) -> int:
     """Output positions sampled at once by one task: ``max_chunk`` (default
     :data:`DEFORM_CHUNK`), fewer where a thread's share of the workspace bound
     (``PYCONVFAST_WORKSPACE_MB``) would not hold its buffers."""
@@ -40,7 +45,8 @@ def deform_chunk(c_in, c_per_group_out, n_taps, n_positions, itemsize, max_chunk
                       cap=max_chunk or DEFORM_CHUNK)
 
 
-def _checked_side_array(name, value, dtype, expected_shape, what):
+def _checked_side_array(name: str, value: ArrayLike, dtype: np.dtype[Any],
+                        expected_shape: tuple[Any, ...], what: str) -> FloatArray:
     """``offset`` or ``mask`` as an array of ``dtype`` and ``expected_shape`` (None: any
     channel count, checked by the caller)."""
     array = _api._as_float_array(name, value)
@@ -52,9 +58,13 @@ def _checked_side_array(name, value, dtype, expected_shape, what):
     return array
 
 
-def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                  mask=None, layout="NCHW", algorithm="auto", out=None, n_threads=None,
-                  precision=None):
+def deform_conv2d(x: ArrayLike, offset: ArrayLike, weight: ArrayLike,
+                  bias: ArrayLike | None = None, *, stride: Ints = 1, padding: Padding = 0,
+                  dilation: Ints = 1, groups: int = 1, mask: ArrayLike | None = None,
+                  layout: Layout2d = "NCHW",
+                  algorithm: Literal["auto", "deformable_im2col"] = "auto",
+                  out: FloatArray | None = None, n_threads: int | None = None,
+                  precision: Precision | None = None) -> FloatArray:
     """Deformable 2-D convolution (v1), or modulated deformable convolution (v2) with ``mask``.
 
     Each kernel tap of each output position samples the input at its regular place plus a
@@ -176,7 +186,7 @@ def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation
     n_taps = math.prod(problem.kernel)
     h_out, w_out = problem.out_size
 
-    def side_shape(channels):
+    def side_shape(channels: Any) -> tuple[Any, ...]:
         spatial = (h_out, w_out)
         shape = (*spatial, channels) if problem.channels_last else (channels, *spatial)
         return shape if problem.unbatched else (problem.batch, *shape)
@@ -207,7 +217,7 @@ def deform_conv2d(x, offset, weight, bias=None, *, stride=1, padding=0, dilation
     if problem.batch == 0:
         return out
 
-    def channels_first(array):
+    def channels_first(array: FloatArray) -> FloatArray:
         if problem.unbatched:
             array = array[np.newaxis]
         return np.moveaxis(array, -1, 1) if problem.channels_last else array

@@ -1,6 +1,9 @@
 """``pcf.plan``: choose the algorithm and prepare the weight once, then convolve many inputs."""
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -9,7 +12,17 @@ from pyconvfast._algorithms import separable
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
 from pyconvfast.tuning import heuristic
+from pyconvfast._core.problem import ConvProblem
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._typing import (
+    ArrayLike, FloatArray, Ints, Layout, Padding, PaddingMode, Precision, Shape,
+)
+
+if TYPE_CHECKING:  # imported when used: _transpose imports this module's siblings
+    from pyconvfast._transpose import ConvTransposeProblem
+
+# (choice, algorithm, prepared weight): what one call runs
+_Runner = tuple[Any, Any, Any]
 
 # An auto plan times again, on its own first calls, the tuner's finalists that came within this
 # factor of its pick (back to back or with the caches flushed) ...
@@ -82,7 +95,8 @@ class Plan:
     algorithm: direct (requested)
     """
 
-    def __init__(self, problem, choice, weight, bias, n_threads):
+    def __init__(self, problem: ConvProblem | ConvTransposeProblem, choice: Any,
+                 weight: FloatArray, bias: FloatArray | None, n_threads: int) -> None:
         self.problem = problem
         self.n_threads = n_threads
         self._weight = weight
@@ -91,42 +105,44 @@ class Plan:
         weight_5d = _api.weight_5d(weight, problem)
         # A runner is one tuple (choice, algorithm, prepared weight), replaced whole, so that a
         # call from another thread never mixes one algorithm with another's prepared weight.
-        self._runners = []
+        self._runners: list[_Runner] | None = []
         for candidate in [choice] + _close_finalists(problem, choice):
             algorithm = registry.get(candidate.algorithm)
             self._runners.append((candidate, algorithm, algorithm.prepare(problem, weight_5d)))
         self._runner = self._runners[0]
         # seconds[round][finalist]; the medians of the finalists' ratios to the pick, once done
         self._trial_seconds = np.full((TRIAL_ROUNDS, len(self._runners)), np.nan)
-        self._trial_ratios = None
+        self._trial_ratios: FloatArray | None = None
+        self._trial_labels: list[str] = []
         self._trial_calls = 0
         if len(self._runners) == 1:
             self._runners = None
 
     @property
-    def algorithm(self):
+    def algorithm(self) -> str:
         """The name of the algorithm the calls run (until :attr:`settled`, the tuner's pick)."""
-        return self._runner[0].algorithm
+        name: str = self._runner[0].algorithm
+        return name
 
     @property
-    def params(self):
+    def params(self) -> dict[str, Any]:
         """The algorithm's kernel parameters (``{}``: its defaults)."""
         return dict(self._runner[0].params)
 
     @property
-    def settled(self):
+    def settled(self) -> bool:
         """Whether every call now runs :attr:`algorithm` (no close finalists left to time)."""
         return self._runners is None
 
     @property
-    def x_shape(self):
+    def x_shape(self) -> tuple[int, ...]:
         """The input shape every call must have."""
         p = self.problem
         spatial = p.in_size
         shape = (p.batch, *spatial, p.c_in) if p.channels_last else (p.batch, p.c_in, *spatial)
         return shape[1:] if p.unbatched else shape
 
-    def __call__(self, x, out=None):
+    def __call__(self, x: ArrayLike, out: FloatArray | None = None) -> FloatArray:
         """Convolve ``x``, of the planned shape and dtype, into ``out`` (allocated if None).
 
         Parameters
@@ -156,12 +172,12 @@ class Plan:
                 self._trial_call(x5, out5)
         return out
 
-    def _run(self, runner, x5, out5):
+    def _run(self, runner: _Runner, x5: FloatArray, out5: FloatArray) -> None:
         choice, algorithm, prepared = runner
         algorithm.run(self.problem, x5, prepared, self._bias, out5, self.n_threads,
                       choice.params)
 
-    def _trial_call(self, x5, out5):
+    def _trial_call(self, x5: FloatArray, out5: FloatArray) -> None:
         """Run the next close finalist of the current round and time it; after
         :data:`TRIAL_ROUNDS` rounds, keep the finalist with the lowest median time over the
         pick's (the first round, which may fault in fresh work buffers, does not count)."""
@@ -191,7 +207,7 @@ class Plan:
             self._runner = runners[fastest]
             self._runners = None
 
-    def explain(self):
+    def explain(self) -> str:
         """A few lines on the problem, how the algorithm was chosen, and the timings."""
         choice = self._runner[0]
         lines = [f"problem: {self.problem.key}", f"threads: {self.n_threads}",
@@ -215,7 +231,7 @@ class Plan:
         lines.append(f"usable algorithms: {', '.join(usable)}")
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<pyconvfast.Plan {self.algorithm} for x.shape={self.x_shape}>"
 
     # Pickling (for Dask and multiprocessing): a plan pickles as its problem, the choice it
@@ -226,7 +242,7 @@ class Plan:
     # runs :attr:`algorithm` with :attr:`params` on every call, in every process.
     _PICKLE_VERSION = 1
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {
             "version": self._PICKLE_VERSION,
             "problem": self.problem,
@@ -235,10 +251,10 @@ class Plan:
             "bias": self._bias,
             "n_threads": self.n_threads,
             "trial_ratios": self._trial_ratios,
-            "trial_labels": getattr(self, "_trial_labels", None),
+            "trial_labels": self._trial_labels or None,
         }
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         if state.get("version") != self._PICKLE_VERSION:
             raise ValueError(
                 f"this pyconvfast Plan was pickled by an incompatible version (pickle format "
@@ -255,12 +271,11 @@ class Plan:
         self._runners = None
         self._trial_seconds = np.full((TRIAL_ROUNDS, 1), np.nan)
         self._trial_ratios = state["trial_ratios"]
-        if state["trial_labels"] is not None:
-            self._trial_labels = state["trial_labels"]
+        self._trial_labels = state["trial_labels"] or []
         self._trial_calls = 0
 
 
-def _close_finalists(problem, choice):
+def _close_finalists(problem: ConvProblem | ConvTransposeProblem, choice: Any) -> list[Any]:
     """The tuner's other finalists within :data:`TRIAL_MARGIN` of ``choice``, with the caches
     flushed or back to back, as Choices (none unless ``choice`` was measured or cached)."""
     cold, warm = choice.cold_timings, choice.timings
@@ -279,9 +294,12 @@ def _close_finalists(problem, choice):
     return close
 
 
-def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", flip=False, layout=None, algorithm="auto", n_threads=None,
-         transposed=False, output_padding=0, output_size=None, precision=None):
+def plan(x_shape: Shape, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: Ints = 1,
+         padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+         padding_mode: PaddingMode = "zeros", flip: bool = False, layout: Layout | None = None,
+         algorithm: str = "auto", n_threads: int | None = None, transposed: bool = False,
+         output_padding: Ints = 0, output_size: Shape | None = None,
+         precision: Precision | None = None) -> Plan:
     """Choose the algorithm for a convolution and prepare its weight, to run it many times.
 
     With ``algorithm="auto"`` the choice comes from the tuning cache, or is measured now on
@@ -330,6 +348,7 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     x_shape = _api._shape_of("x_shape", x_shape)
     if not isinstance(transposed, (bool, np.bool_)):
         raise TypeError(f"transposed must be a bool, got transposed={transposed!r}")
+    problem: ConvProblem | ConvTransposeProblem
     if transposed:
         problem = _transpose_problem(x_shape, weight, bias, stride, padding, output_padding,
                                      dilation, groups, output_size, padding_mode, flip, layout,
@@ -373,8 +392,11 @@ def plan(x_shape, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=
     return Plan(problem, choice, weight, bias, n_threads)
 
 
-def _transpose_problem(x_shape, weight, bias, stride, padding, output_padding, dilation, groups,
-                       output_size, padding_mode, flip, layout, precision):
+def _transpose_problem(x_shape: tuple[int, ...], weight: FloatArray, bias: ArrayLike | None,
+                       stride: Ints, padding: Padding, output_padding: Ints, dilation: Ints,
+                       groups: int, output_size: Shape | None, padding_mode: str, flip: bool,
+                       layout: Layout | None, precision: Precision | None,
+                       ) -> ConvTransposeProblem:
     from pyconvfast import _transpose
 
     if padding_mode != "zeros":

@@ -30,6 +30,11 @@ clamped to the last sample). The upsampled image is materialized (two separable 
 then convolved by ``conv2d``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
 import numpy as np
 
 from pyconvfast import _api
@@ -39,18 +44,21 @@ from pyconvfast._core.kernel_args import bias_or_empty
 from pyconvfast._lib.direct.generic import conv_direct
 from pyconvfast._core.padding import tap_table
 from pyconvfast._core.threads import blas_threads, resolve_n_threads
+from pyconvfast._typing import (
+    ArrayLike, FloatArray, Ints, Layout2d, Padding, PaddingMode, Precision,
+)
 
 MODES = ("nearest", "bilinear")
 ALGORITHMS = ("auto", "im2col", "direct")
 
 
-def _scale_factors(scale_factor):
+def _scale_factors(scale_factor: Ints) -> tuple[int, ...]:
     if isinstance(scale_factor, (tuple, list)):
         if len(scale_factor) != 2:
             raise ValueError(
                 f"scale_factor must be an int or 2 ints (height, width), "
                 f"got scale_factor={scale_factor!r}")
-        values = scale_factor
+        values: Sequence[Any] = scale_factor
     else:
         values = (scale_factor, scale_factor)
     shown = f"scale_factor={scale_factor!r}"
@@ -64,7 +72,8 @@ def _scale_factors(scale_factor):
     return tuple(factors)
 
 
-def axis_phases(in_size, out_size, kernel, stride, dilation, pad_before, scale, padding_mode):
+def axis_phases(in_size: int, out_size: int, kernel: int, stride: int, dilation: int,
+                pad_before: int, scale: int, padding_mode: str) -> list[Any]:
     """The phases of one axis: ``(start, step, table, collapse)`` each.
 
     Outputs ``start, start + step, ...`` read, at collapsed tap ``j``, the input sample
@@ -95,10 +104,10 @@ def axis_phases(in_size, out_size, kernel, stride, dilation, pad_before, scale, 
     return phases
 
 
-def bilinear_upsample(x, scale_h, scale_w):
+def bilinear_upsample(x: FloatArray, scale_h: int, scale_w: int) -> FloatArray:
     """PyTorch's bilinear interpolation (align_corners=False) of (N, C, H, W) ``x`` by integer
     factors, computed in x's dtype."""
-    def weights(size, scale):
+    def weights(size: int, scale: int) -> tuple[Any, Any, Any]:
         dst = np.arange(size * scale, dtype=np.float64)
         src = np.maximum((dst + 0.5) / scale - 0.5, 0.0)
         low = np.floor(src).astype(np.int64)
@@ -110,12 +119,18 @@ def bilinear_upsample(x, scale_h, scale_w):
     frac = frac[:, None]
     rows = (1 - frac) * x[:, :, low, :] + frac * x[:, :, high, :]
     low, high, frac = weights(x.shape[3], scale_w)
-    return (1 - frac) * rows[:, :, :, low] + frac * rows[:, :, :, high]
+    upsampled: FloatArray = (1 - frac) * rows[:, :, :, low] + frac * rows[:, :, :, high]
+    return upsampled
 
 
-def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", stride=1, padding=0,
-                  dilation=1, groups=1, padding_mode="zeros", flip=False, layout="NCHW",
-                  algorithm="auto", out=None, n_threads=None, precision=None):
+def resize_conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                  scale_factor: Ints = 2, mode: Literal["nearest", "bilinear"] = "nearest",
+                  stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+                  padding_mode: PaddingMode = "zeros", flip: bool = False,
+                  layout: Layout2d = "NCHW",
+                  algorithm: Literal["auto", "im2col", "direct"] = "auto",
+                  out: FloatArray | None = None, n_threads: int | None = None,
+                  precision: Precision | None = None) -> FloatArray:
     """Upsample a batch of images by an integer factor, then convolve them (resize-convolution).
 
     The same result as ``conv2d(upsample(x), weight, ...)``, where ``upsample`` is PyTorch's
@@ -185,8 +200,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
             f"layout must be 'NCHW' or 'NHWC' for resize_conv2d, got layout={layout!r}")
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be 4-D ({layout}) or 3-D (unbatched), got x.shape={x.shape}")
-    spatial = (1, 2) if layout == "NHWC" else (2, 3)
-    spatial = tuple(a - (4 - x.ndim) for a in spatial)
+    spatial = tuple(a - (4 - x.ndim) for a in ((1, 2) if layout == "NHWC" else (2, 3)))
     up_shape = list(x.shape)
     up_shape[spatial[0]] *= scale_h
     up_shape[spatial[1]] *= scale_w
@@ -235,7 +249,7 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
                            table_h, table_w))
     bias_arg = bias_or_empty(bias, x.dtype)
 
-    def run(kernel):
+    def run(kernel: str) -> None:
         _run_phases(kernel, problem, x5, phases, bias_arg, n_threads)
 
     if algorithm == "auto":
@@ -249,7 +263,8 @@ def resize_conv2d(x, weight, bias=None, *, scale_factor=2, mode="nearest", strid
     return out
 
 
-def _run_phases(kernel, problem, x5, phases, bias, n_threads):
+def _run_phases(kernel: str, problem: Any, x5: FloatArray, phases: list[Any], bias: FloatArray,
+                n_threads: int) -> None:
     """Each phase's collapsed convolution of ``x5`` into its strided view of the output."""
     depth_table = np.zeros((1, 1), dtype=np.int64)
     k_g = problem.c_out // problem.groups

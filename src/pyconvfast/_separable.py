@@ -6,6 +6,10 @@ convolution it equals (so that geometry, padding, layout and ``out=`` behave exa
 :func:`pyconvfast.conv2d`), and runs the passes of :mod:`pyconvfast._algorithms.passes`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from pyconvfast._core.kernel_args import tap_tables
@@ -13,9 +17,13 @@ from pyconvfast import _api
 from pyconvfast._algorithms import passes
 from pyconvfast._core.threads import resolve_n_threads
 from pyconvfast._core.workspace import work_chunk
+from pyconvfast._typing import (
+    ArrayLike, FloatArray, Ints, Layout2d, Padding, PaddingMode, Precision,
+)
 
 
-def _factor_array(name, value, ndim, meaning, dtype):
+def _factor_array(name: str, value: ArrayLike, ndim: int, meaning: str,
+                  dtype: np.dtype[Any]) -> FloatArray:
     array = _api._as_float_array(name, value)
     if array.dtype != dtype:
         raise TypeError(f"x is {dtype} but {name} is {array.dtype}; cast one to the other's dtype")
@@ -26,11 +34,14 @@ def _factor_array(name, value, ndim, meaning, dtype):
     return array
 
 
-def _flip_last(array, flip):
+def _flip_last(array: FloatArray, flip: bool) -> FloatArray:
     return array[..., ::-1] if flip else array
 
 
-def _prepared_call(x, weight_shape, bias, factors, geometry, out, n_threads):
+def _prepared_call(x: FloatArray, weight_shape: tuple[int, ...], bias: ArrayLike | None,
+                   factors: dict[str, FloatArray], geometry: dict[str, Any],
+                   out: FloatArray | None, n_threads: int | None,
+                   ) -> tuple[FloatArray, FloatArray | None, FloatArray, FloatArray, Any, int]:
     """(x5, bias, out, out5, problem, n_threads): the checks and views shared by both."""
     try:
         problem = _api.cached_problem(x.shape, weight_shape, n_spatial=2,
@@ -46,9 +57,13 @@ def _prepared_call(x, weight_shape, bias, factors, geometry, out, n_threads):
             _api._channels_first_5d(out, problem), problem, n_threads)
 
 
-def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1, padding=0,
-                               dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                               out=None, n_threads=None, precision=None):
+def spatially_separable_conv2d(x: ArrayLike, column: ArrayLike, row: ArrayLike,
+                               bias: ArrayLike | None = None, *, groups: int = 1,
+                               stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1,
+                               padding_mode: PaddingMode = "zeros", flip: bool = False,
+                               layout: Layout2d = "NCHW", out: FloatArray | None = None,
+                               n_threads: int | None = None,
+                               precision: Precision | None = None) -> FloatArray:
     """2-D convolution with a rank-1 kernel given by its factors, as two 1-D passes.
 
     Equals ``conv2d(x, weight, ...)`` with ``weight[k, c, r, s] = column[k, c, r] * row[k, c, s]``
@@ -130,9 +145,13 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
     return out
 
 
-def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, padding=0,
-                     dilation=1, padding_mode="zeros", flip=False, layout="NCHW", out=None,
-                     n_threads=None, precision=None):
+def flattened_conv2d(x: ArrayLike, lateral: ArrayLike, vertical: ArrayLike,
+                     horizontal: ArrayLike, bias: ArrayLike | None = None, *, stride: Ints = 1,
+                     padding: Padding = 0, dilation: Ints = 1,
+                     padding_mode: PaddingMode = "zeros", flip: bool = False,
+                     layout: Layout2d = "NCHW", out: FloatArray | None = None,
+                     n_threads: int | None = None,
+                     precision: Precision | None = None) -> FloatArray:
     """2-D convolution of a flattened layer: a pointwise, a vertical and a horizontal pass.
 
     Equals ``conv2d(x, weight, ...)`` with ``weight[k, c, r, s] = lateral[k, c] * vertical[k, r]
@@ -215,16 +234,21 @@ def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, p
 SEPARABLE_TILE_BYTES = 256 * 1024
 
 
-def separable_tile_rows(c_mid, h_out, w_out, batch, itemsize, n_threads):
+def separable_tile_rows(c_mid: int, h_out: int, w_out: int, batch: int, itemsize: int,
+                        n_threads: int) -> int:
     """Output rows per task of the fused kernel: as many as fit :data:`SEPARABLE_TILE_BYTES`,
     then fewer until every thread has a task (:func:`~pyconvfast._core.workspace.work_chunk`)."""
     return work_chunk(h_out, itemsize * c_mid * w_out, SEPARABLE_TILE_BYTES, units=batch,
                       min_tasks=n_threads)
 
 
-def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None, stride=1,
-                     padding=0, dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                     out=None, n_threads=None, precision=None):
+def separable_conv2d(x: ArrayLike, depthwise: ArrayLike, pointwise: ArrayLike,
+                     bias: ArrayLike | None = None, *, depthwise_bias: ArrayLike | None = None,
+                     stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1,
+                     padding_mode: PaddingMode = "zeros", flip: bool = False,
+                     layout: Layout2d = "NCHW", out: FloatArray | None = None,
+                     n_threads: int | None = None,
+                     precision: Precision | None = None) -> FloatArray:
     """Depthwise-separable 2-D convolution (MobileNet, Xception), fused into one kernel.
 
     A depthwise convolution (``groups=C``, channel multiplier ``m``) followed by a pointwise

@@ -4,9 +4,12 @@ It reads every layer (settings, OpenMP, SIMD dispatch, BLAS, the tuning cache), 
 them all, apart from :mod:`pyconvfast._config`, which the layers themselves read.
 """
 
+from __future__ import annotations
+
 import os
 import platform
 import sys
+from typing import TextIO
 
 import numpy
 import scipy
@@ -19,7 +22,7 @@ from pyconvfast._core.threads import blas_threads, thread_limit
 from pyconvfast._version import __version__
 
 
-def show_config(file=None):
+def show_config(file: TextIO | None = None) -> None:
     """Print what pyconvfast runs on: versions, OpenMP, SIMD levels, BLAS, threads, settings and
     the tuning cache.
 
@@ -54,11 +57,11 @@ def show_config(file=None):
         lines.append(f"BLAS (SciPy's): {lib.get('internal_api')} {lib.get('version')}, "
                      f"{lib.get('architecture')}, {lib.get('threading_layer')}, "
                      f"{lib.get('num_threads')} threads")
-    for name in sorted(config):
-        lines.append(f"{name}: {config[name]}")
+    for name, value in sorted(config.items()):
+        lines.append(f"{name}: {value}")
     cache = get_cache()
     try:
-        count = len(cache.entries())
+        count: int | str = len(cache.entries())
     except Exception as error:  # noqa: BLE001  (a report must not fail on a bad cache)
         count = f"unreadable ({error})"
     lines.append(f"tuning cache: {cache.path} ({count} entries for this machine)")

@@ -1,16 +1,20 @@
 """``channel_shuffle``: ShuffleNet's channel permutation."""
 
+from __future__ import annotations
+
 import operator
 
 import numpy as np
 
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._typing import ArrayLike, FloatArray, Layout
 
 _LAYOUTS = tuple(CHANNELS_FIRST.values()) + tuple(CHANNELS_LAST.values())
 
 
-def channel_shuffle(x, groups, layout="NCHW", *, out=None, n_threads=None):
+def channel_shuffle(x: ArrayLike, groups: int, layout: Layout = "NCHW", *,
+                    out: FloatArray | None = None, n_threads: int | None = None) -> FloatArray:
     """Shuffle the channels of ``x`` across ``groups`` (ShuffleNet).
 
     The ``C`` channels are viewed as ``(groups, C // groups)`` and transposed: output channel

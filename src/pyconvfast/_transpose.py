@@ -6,8 +6,11 @@ so that the tuner, its cache and the registry keep them apart from plain convolu
 key starts with ``conv_transposeNd``).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +18,11 @@ from pyconvfast import _api
 from pyconvfast._algorithms import registry
 from pyconvfast._algorithms.transpose_taps import KIND
 from pyconvfast._config import resolve_precision
-from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, _axes
+from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, ConvProblem, _axes
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._typing import (
+    ArrayLike, FloatArray, Ints, Layout1d, Layout2d, Layout3d, Padding, Precision, Shape,
+)
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,13 @@ class ConvTransposeProblem:
     c_in: int
     c_out: int
     groups: int
-    in_size: tuple
-    kernel: tuple
-    stride: tuple
-    dilation: tuple
-    pad_before: tuple
-    pad_after: tuple
-    output_padding: tuple
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
+    output_padding: tuple[int, ...]
     dtype: str
     layout: str
     flip: bool = False
@@ -52,17 +58,17 @@ class ConvTransposeProblem:
     padding_mode = "zeros"
 
     @cached_property
-    def n_spatial(self):
+    def n_spatial(self) -> int:
         """Number of spatial axes: 1, 2 or 3."""
         return len(self.kernel)
 
     @cached_property
-    def channels_last(self):
+    def channels_last(self) -> bool:
         """True for the NLC / NHWC / NDHWC layouts."""
         return self.layout == CHANNELS_LAST[self.n_spatial]
 
     @cached_property
-    def out_size(self):
+    def out_size(self) -> tuple[int, ...]:
         """Output spatial size."""
         return tuple(
             (i - 1) * s - pb - pa + d * (k - 1) + 1 + op
@@ -73,7 +79,7 @@ class ConvTransposeProblem:
         )
 
     @cached_property
-    def out_shape(self):
+    def out_shape(self) -> tuple[int, ...]:
         """Output array shape in the problem's layout, unbatched when the input was."""
         if self.channels_last:
             shape = (self.batch, *self.out_size, self.c_out)
@@ -82,14 +88,14 @@ class ConvTransposeProblem:
         return shape[1:] if self.unbatched else shape
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         """Multiply-adds counted as two floating-point operations (no product is wasted)."""
         n = 2 * self.batch * self.c_in * (self.c_out // self.groups)
         for size, k in zip(self.in_size, self.kernel):
             n *= size * k
         return n
 
-    def as_3d(self):
+    def as_3d(self) -> dict[str, tuple[int, ...]]:
         """The geometry padded to three spatial axes (leading axes of size 1)."""
         lead = 3 - self.n_spatial
         return {
@@ -102,7 +108,7 @@ class ConvTransposeProblem:
         }
 
     @property
-    def key(self):
+    def key(self) -> str:
         """A string that names the problem exactly, for caches and reports."""
         return (
             f"conv_transpose{self.n_spatial}d|n{self.batch}|c{self.c_in}|k{self.c_out}"
@@ -114,12 +120,12 @@ class ConvTransposeProblem:
         )
 
 
-def n_spatial_of(weight_shape):
+def n_spatial_of(weight_shape: tuple[int, ...]) -> int:
     """Spatial axes of a transposed convolution, from ``(C_in, C_out // groups, *kernel)``."""
     return _api.n_spatial_of(weight_shape, "(C_in, C_out // groups, *kernel)")
 
 
-def _padding(padding, n_spatial):
+def _padding(padding: Any, n_spatial: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(padding, str):
         raise ValueError(
             f"padding of a transposed convolution must be an int, one int per axis or one "
@@ -128,7 +134,8 @@ def _padding(padding, n_spatial):
     return _api._padding_pairs(padding, n_spatial, None, None, None, None)
 
 
-def _output_size(output_size, n_spatial, layout, channels_last):
+def _output_size(output_size: Any, n_spatial: int, layout: str,
+                 channels_last: bool) -> tuple[int, ...]:
     """The spatial sizes of ``output_size`` (n_spatial ints, or a whole batched shape)."""
     if not isinstance(output_size, (tuple, list)) or len(output_size) not in (
             n_spatial, n_spatial + 2):
@@ -144,10 +151,11 @@ def _output_size(output_size, n_spatial, layout, channels_last):
 
 
 def make_problem(
-    x_shape, weight_shape, *, n_spatial, stride=1, padding=0, output_padding=0, dilation=1,
-    groups=1, output_size=None, layout=None, flip=False, has_bias=False, dtype=np.float32,
-    precision=None,
-):
+    x_shape: Any, weight_shape: Any, *, n_spatial: int, stride: Any = 1, padding: Any = 0,
+    output_padding: Any = 0, dilation: Any = 1, groups: Any = 1, output_size: Any = None,
+    layout: Any = None, flip: Any = False, has_bias: bool = False, dtype: Any = np.float32,
+    precision: Any = None,
+) -> ConvTransposeProblem:
     """Validate the geometry of a transposed convolution and return its problem.
 
     Raises ValueError or TypeError naming the offending argument; allocates nothing.
@@ -236,7 +244,7 @@ def make_problem(
 cached_problem = _api.remembered(make_problem)
 
 
-def explicit_algorithm(name, problem):
+def explicit_algorithm(name: str, problem: ConvProblem | ConvTransposeProblem) -> Any:
     """The transposed algorithm ``name``, checked to support ``problem``."""
     usable_kind = registry.names(kind=KIND)
     if name not in usable_kind:
@@ -247,8 +255,9 @@ def explicit_algorithm(name, problem):
     return _api.explicit_algorithm(name, problem)
 
 
-def conv_transpose(n_spatial, x, weight, bias, *, algorithm, out, n_threads, precision=None,
-                   **geometry):
+def conv_transpose(n_spatial: int, x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, *,
+                   algorithm: str, out: FloatArray | None, n_threads: int | None,
+                   precision: Precision | None = None, **geometry: Any) -> FloatArray:
     """Shared body of conv_transpose1d/2d/3d (see their docstrings)."""
     geometry["precision"] = precision  # None: the remembered problem resolves the default
     x = _api._as_float_array("x", x)
@@ -344,7 +353,8 @@ Examples
 """
 
 
-def _doc(n, what, x_shape, w_shape, shape, size, shape_op):
+def _doc(n: int, what: str, x_shape: str, w_shape: str, shape: str, size: str,
+         shape_op: str) -> str:
     spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
     out = {1: "L_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}[n]
     kernel = {1: "K", 2: "R, S", 3: "T, R, S"}[n]
@@ -355,9 +365,12 @@ def _doc(n, what, x_shape, w_shape, shape, size, shape_op):
     )
 
 
-def conv_transpose1d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCL",
-                     algorithm="auto", out=None, n_threads=None, precision=None):
+def conv_transpose1d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout1d = "NCL", algorithm: str = "auto",
+                     out: FloatArray | None = None, n_threads: int | None = None,
+                     precision: Precision | None = None) -> FloatArray:
     return conv_transpose(
         1, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
@@ -365,9 +378,12 @@ def conv_transpose1d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     )
 
 
-def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCHW",
-                     algorithm="auto", out=None, n_threads=None, precision=None):
+def conv_transpose2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout2d = "NCHW", algorithm: str = "auto",
+                     out: FloatArray | None = None, n_threads: int | None = None,
+                     precision: Precision | None = None) -> FloatArray:
     return conv_transpose(
         2, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
@@ -375,9 +391,12 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     )
 
 
-def conv_transpose3d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCDHW",
-                     algorithm="auto", out=None, n_threads=None, precision=None):
+def conv_transpose3d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout3d = "NCDHW", algorithm: str = "auto",
+                     out: FloatArray | None = None, n_threads: int | None = None,
+                     precision: Precision | None = None) -> FloatArray:
     return conv_transpose(
         3, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,

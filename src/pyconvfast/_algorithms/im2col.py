@@ -56,7 +56,7 @@ def _pointwise_chunks(problem, n_threads):
                       math.prod(problem.out_size) // 16))
 
 
-_BLAS_WARM_TEAMS = set()
+_BLAS_WARM_TEAMS: set[int] = set()
 
 
 def warm_blas_in_threads(n_threads):

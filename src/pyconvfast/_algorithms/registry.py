@@ -93,7 +93,7 @@ class Algorithm:
         return self.supports(problem)
 
 
-_ALGORITHMS = {}
+_ALGORITHMS: dict[str, "Algorithm"] = {}
 
 
 def register(algorithm):
@@ -114,7 +114,7 @@ def get(name):
         ) from None
 
 
-def names(problem=None, kind=None):
+def names(problem=None, kind=None) -> list[str]:
     """Registered names in registration order; with ``problem``, only those that can run it.
 
     Only algorithms of one kind are listed: ``kind``, else the problem's ``kind`` attribute,

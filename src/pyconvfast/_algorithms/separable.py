@@ -25,6 +25,8 @@ The two passes compute the convolution with the factored weight ``column[k, c, r
 s]``, which differs from the given weight by at most ``rtol`` times each slice's Frobenius norm.
 """
 
+from __future__ import annotations
+
 import collections
 import dataclasses
 import functools
@@ -35,6 +37,7 @@ import xxhash
 
 from pyconvfast._algorithms import passes
 from pyconvfast._algorithms.registry import Algorithm, register
+from pyconvfast._typing import ArrayLike, FloatArray
 
 # Weights with more (C_out, C_in // groups) slices are not checked: learned layers are never
 # rank-1, and filters (blur, edges) have a few slices.
@@ -43,7 +46,7 @@ MAX_SLICES = 256
 _PREFILTER_RTOL = 1e-3
 # Factorizations remembered (per weight content).
 _CACHE_SIZE = 64
-_CACHE = collections.OrderedDict()
+_CACHE: collections.OrderedDict[object, object] = collections.OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
@@ -145,7 +148,8 @@ def _cached_factor(weight4, rtol, prefilter=False):
     return factors
 
 
-def separate_kernel(weight, rtol=None):
+def separate_kernel(weight: ArrayLike, rtol: float | None = None,
+                    ) -> tuple[FloatArray, FloatArray] | None:
     """Factor rank-1 2-D kernels: ``weight[k, c] ~= outer(column[k, c], row[k, c])``.
 
     Each slice ``weight[k, c]`` (an ``R x S`` matrix) is factored by SVD. The result is the

@@ -31,8 +31,9 @@ from pyconvfast._config import get_setting
 SEEN_MAX = 1024
 
 _lock = threading.Lock()
-_entries = collections.OrderedDict()  # key -> (prepared, bytes)
-_seen = collections.OrderedDict()
+# key -> (prepared, bytes)
+_entries: collections.OrderedDict[object, tuple[object, int]] = collections.OrderedDict()
+_seen: collections.OrderedDict[object, None] = collections.OrderedDict()
 _kept_bytes = 0
 
 

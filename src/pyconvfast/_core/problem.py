@@ -20,12 +20,12 @@ class ConvProblem:
     c_in: int
     c_out: int
     groups: int
-    in_size: tuple
-    kernel: tuple
-    stride: tuple
-    dilation: tuple
-    pad_before: tuple
-    pad_after: tuple
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
     padding_mode: str
     dtype: str
     layout: str
@@ -57,17 +57,17 @@ class ConvProblem:
         return state
 
     @cached_property
-    def n_spatial(self):
+    def n_spatial(self) -> int:
         """Number of spatial axes: 1, 2 or 3."""
         return len(self.kernel)
 
     @cached_property
-    def channels_last(self):
+    def channels_last(self) -> bool:
         """True for the NLC / NHWC / NDHWC layouts."""
         return self.layout == CHANNELS_LAST[self.n_spatial]
 
     @cached_property
-    def out_size(self):
+    def out_size(self) -> tuple[int, ...]:
         """Output spatial size, ``(in + before + after - dilation*(k-1) - 1) // stride + 1``."""
         return tuple(
             (i + pb + pa - d * (k - 1) - 1) // s + 1
@@ -78,7 +78,7 @@ class ConvProblem:
         )
 
     @cached_property
-    def out_shape(self):
+    def out_shape(self) -> tuple[int, ...]:
         """Output array shape in the problem's layout, unbatched when the input was."""
         if self.channels_last:
             shape = (self.batch, *self.out_size, self.c_out)
@@ -87,7 +87,7 @@ class ConvProblem:
         return shape[1:] if self.unbatched else shape
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         """Multiply-adds counted as two floating-point operations."""
         n_out = self.batch * self.c_out
         for size in self.out_size:
@@ -97,7 +97,7 @@ class ConvProblem:
             taps *= k
         return 2 * n_out * taps
 
-    def as_3d(self):
+    def as_3d(self) -> dict[str, tuple[int, ...]]:
         """The geometry padded to three spatial axes (leading axes of size 1), for the kernels.
 
         Returns
@@ -116,7 +116,7 @@ class ConvProblem:
         }
 
     @property
-    def key(self):
+    def key(self) -> str:
         """A string that names the problem exactly, for caches and reports."""
         return (
             f"conv{self.n_spatial}d|n{self.batch}|c{self.c_in}|k{self.c_out}|g{self.groups}"

@@ -15,7 +15,7 @@ from pyconvfast._lib.common.openmp_info import max_threads
 MAX_THREADS = 2**15
 
 
-def resolve_n_threads(n_threads):
+def resolve_n_threads(n_threads) -> int:
     """The number of OpenMP threads a kernel should use.
 
     Parameters
@@ -61,7 +61,7 @@ def resolve_n_threads(n_threads):
     return count
 
 
-def thread_limit():
+def thread_limit() -> int:
     """The most threads one call runs, whatever ``n_threads`` asks for.
 
     Kernels call BLAS from each of their OpenMP threads. OpenBLAS supports as many calling

@@ -42,7 +42,7 @@ def workspace_bytes():
 
 
 def work_chunk(n_items, item_bytes, budget_bytes, *, cap=None, multiple=1, minimum=1, units=1,
-               min_tasks=1):
+               min_tasks=1) -> int:
     """Items (output positions, rows, pixels) one task handles at once: the one rule by which
     every kernel adapter sizes its work.
 

@@ -1,11 +1,15 @@
 """The machinery under :mod:`pyconvfast.dask`: threads per task, how blocks and their halos
 are cut, the plan chosen once per graph and the functions each block runs."""
 
+from __future__ import annotations
+
 import pickle
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from itertools import product
+from typing import Any
 
 import numpy as np
 import dask
@@ -16,6 +20,10 @@ from pyconvfast import _api
 from pyconvfast._plan import Plan
 from pyconvfast._core.problem import CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
+from pyconvfast._typing import ArrayLike, FloatArray
+
+# make_block_function(block shapes, padding per block) -> (run_block, extra task arguments)
+MakeBlockFunction = Callable[[Counter[tuple[int, ...]], Any], tuple[Any, tuple[Any, ...]]]
 
 
 NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
@@ -24,7 +32,7 @@ NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"
 
 # --- threads -----------------------------------------------------------------------------------
 
-def _worker_threads():
+def _worker_threads() -> int:
     """Threads of the Dask worker (or scheduler pool) running the current task."""
     distributed = sys.modules.get("distributed")
     if distributed is not None:
@@ -41,7 +49,7 @@ def _worker_threads():
     return max(1, int(threads or dask.system.CPU_COUNT))
 
 
-def task_threads(n_threads=None):
+def task_threads(n_threads: int | None = None) -> int:
     """The threads one block's kernel uses inside a Dask task.
 
     Parameters
@@ -72,11 +80,11 @@ def task_threads(n_threads=None):
 
 # --- geometry ----------------------------------------------------------------------------------
 
-def as_dask(x):
+def as_dask(x: da.Array | ArrayLike) -> da.Array:
     return x if isinstance(x, da.Array) else da.asarray(x)
 
 
-def check_dtypes(x, *arrays):
+def check_dtypes(x: da.Array, *arrays: tuple[str, FloatArray | None]) -> None:
     """TypeErrors as the NumPy functions raise them, without computing ``x``."""
     if x.dtype not in _api._FLOAT_DTYPES:
         raise TypeError(
@@ -88,7 +96,7 @@ def check_dtypes(x, *arrays):
                 f"x is {x.dtype} but {name} is {array.dtype}; cast one to the other's dtype")
 
 
-def layout_axes(ndim, n_spatial, layout):
+def layout_axes(ndim: int, n_spatial: int, layout: str) -> tuple[int, tuple[int, ...]]:
     """(channel axis, spatial axes) of an activation of ``ndim`` axes in ``layout``."""
     lead = ndim - n_spatial - 1  # 1 batched, 0 unbatched
     if layout == CHANNELS_LAST[n_spatial]:
@@ -96,7 +104,7 @@ def layout_axes(ndim, n_spatial, layout):
     return lead, tuple(range(lead + 1, lead + 1 + n_spatial))
 
 
-def check_channel_chunks(x, channel_axis, function):
+def check_channel_chunks(x: da.Array, channel_axis: int, function: str) -> None:
     if len(x.chunks[channel_axis]) > 1:
         raise ValueError(
             f"{function} needs the channel axis (axis {channel_axis}) of x in one chunk, got "
@@ -104,7 +112,8 @@ def check_channel_chunks(x, channel_axis, function):
             f"x = x.rechunk({{{channel_axis}: -1}})")
 
 
-def _axis_blocks(chunks, out_size, stride, extent):
+def _axis_blocks(chunks: tuple[int, ...], out_size: int, stride: int, extent: int,
+                 ) -> list[tuple[int, int, int, int]]:
     """For one spatial axis cut into ``chunks``: per input chunk, the outputs it produces
     ``(j0, j1)`` and the range of the padded input they read ``(lo, hi)``.
 
@@ -129,19 +138,22 @@ class Geometry:
     """What the block cutting needs of a problem: per spatial axis its kernel extent, stride,
     padding and output size, the padding mode, and the output's channel count."""
 
-    def __init__(self, extent, stride, pad_before, pad_after, out_size, padding_mode, c_out):
+    def __init__(self, extent: Any, stride: Any, pad_before: Any, pad_after: Any,
+                 out_size: Any, padding_mode: str, c_out: int) -> None:
         self.extent, self.stride = tuple(extent), tuple(stride)
         self.pad_before, self.pad_after = tuple(pad_before), tuple(pad_after)
         self.out_size, self.padding_mode, self.c_out = tuple(out_size), padding_mode, c_out
 
     @classmethod
-    def of(cls, problem):
+    def of(cls, problem: Any) -> Geometry:
         extent = [d * (k - 1) + 1 for k, d in zip(problem.kernel, problem.dilation)]
         return cls(extent, problem.stride, problem.pad_before, problem.pad_after,
                    problem.out_size, problem.padding_mode, problem.c_out)
 
 
-def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype, function):
+def blockwise_spatial(x: da.Array, n_spatial: int, layout: str, geometry: Geometry,
+                      make_block_function: MakeBlockFunction, dtype: Any,
+                      function: str) -> da.Array:
     """Apply a block function block by block with exact halos (see the module docstring).
 
     ``make_block_function(shapes, padding)`` is called once, with the Counter of the input
@@ -176,7 +188,8 @@ def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype
 
     base_chunks = list(x.chunks)
     base_chunks[channel_axis] = (geometry.c_out,)
-    inputs, shapes = {}, Counter()
+    inputs: dict[tuple[int, ...], Any] = {}
+    shapes: Counter[tuple[int, ...]] = Counter()
     for index in product(*(range(len(blocks)) for blocks in per_axis)):
         ranges = [per_axis[i][b] for i, b in enumerate(index)]
         if any(j1 == j0 for j0, j1, _, _ in ranges):
@@ -205,6 +218,7 @@ def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype
                                          dtype=dtype, meta=meta,
                                          name=f"pyconvfast-{function}-{token}")
     result = assemble(pieces, [len(blocks) for blocks in per_axis], spatial_axes)
+    assert result is not None  # every output position belongs to an input chunk
     # Input chunk i gives output chunk i, on every axis: chunks without outputs stay, empty.
     out_chunks = list(base_chunks)
     for i, axis in enumerate(spatial_axes):
@@ -214,7 +228,8 @@ def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype
     return result
 
 
-def assemble(pieces, n_blocks, axes, prefix=()):
+def assemble(pieces: dict[tuple[int, ...], da.Array], n_blocks: list[int],
+             axes: tuple[int, ...], prefix: tuple[int, ...] = ()) -> da.Array | None:
     """Concatenate the grid of pieces ``{index: array}`` along ``axes`` (the first outermost),
     skipping the missing (empty) ones."""
     if len(prefix) == len(n_blocks):
@@ -227,11 +242,12 @@ def assemble(pieces, n_blocks, axes, prefix=()):
     return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=axes[len(prefix)])
 
 
-def block_shapes(x):
+def block_shapes(x: da.Array) -> Counter[tuple[int, ...]]:
     return Counter(product(*x.chunks))
 
 
-def require_whole_spatial_axes(x, spatial_axes, function):
+def require_whole_spatial_axes(x: da.Array, spatial_axes: tuple[int, ...], function: str,
+                               ) -> None:
     cut = [axis for axis in spatial_axes if len(x.chunks[axis]) > 1]
     if cut:
         fix = ", ".join(f"{axis}: -1" for axis in cut)
@@ -243,7 +259,9 @@ def require_whole_spatial_axes(x, spatial_axes, function):
 
 # --- plans and block functions -----------------------------------------------------------------
 
-def settled_plan(shapes, weight, bias, algorithm, n_threads, transposed, kwargs):
+def settled_plan(shapes: Counter[tuple[int, ...]], weight: FloatArray, bias: FloatArray | None,
+                 algorithm: str, n_threads: int | None, transposed: bool,
+                 kwargs: dict[str, Any]) -> tuple[Plan, dict[tuple[int, ...], str]]:
     """A plan for the most common block shape, settled on one algorithm, and the algorithm for
     each other block shape it cannot run (``direct``)."""
     common = max(shapes, key=lambda shape: (shapes[shape], shape))
@@ -253,7 +271,7 @@ def settled_plan(shapes, weight, bias, algorithm, n_threads, transposed, kwargs)
         # Loading a pickled plan settles it on the tuner's pick: blocks never race finalists.
         plan = pickle.loads(pickle.dumps(plan))
     fallback = "transpose_direct" if transposed else "direct"
-    algorithm_for_shape = {}
+    algorithm_for_shape: dict[tuple[int, ...], str] = {}
     for shape in shapes:
         if shape != common and plan.algorithm not in pcf.list_algorithms(
                 shape, weight, dtype=weight.dtype, transposed=transposed, **kwargs):
@@ -266,13 +284,14 @@ class PlannedBlock:
     algorithm by name (or the fallback for that shape). The plan is a task argument, one key of
     the graph, so that each worker process loads (and prepares) it once."""
 
-    def __init__(self, function, algorithm_for_shape, n_threads, kwargs):
+    def __init__(self, function: str, algorithm_for_shape: dict[tuple[int, ...], str],
+                 n_threads: int | None, kwargs: dict[str, Any]) -> None:
         self.function = function
         self.algorithm_for_shape = algorithm_for_shape
         self.n_threads = n_threads
         self.kwargs = kwargs
 
-    def __call__(self, block, padding, plan):
+    def __call__(self, block: FloatArray, padding: Any, plan: Plan) -> FloatArray:
         n_threads = task_threads(self.n_threads)
         if block.shape == plan.x_shape:
             if plan.n_threads != n_threads:
@@ -283,30 +302,33 @@ class PlannedBlock:
                 plan = clone
             return plan(block)
         algorithm = self.algorithm_for_shape.get(block.shape, plan.algorithm)
-        return getattr(pcf, self.function)(
+        result: FloatArray = getattr(pcf, self.function)(
             block, plan._weight, plan._bias, padding=padding, algorithm=algorithm,
             n_threads=n_threads, **self.kwargs)
+        return result
 
 
 class FunctionBlock:
     """Calls ``pcf.<function>(block, *arrays, padding=..., n_threads=..., **kwargs)``."""
 
-    def __init__(self, function, arrays, n_threads, kwargs, takes_padding=True):
+    def __init__(self, function: str, arrays: tuple[Any, ...], n_threads: int | None,
+                 kwargs: dict[str, Any], takes_padding: bool = True) -> None:
         self.function = function
         self.arrays = arrays
         self.n_threads = n_threads
         self.kwargs = kwargs
         self.takes_padding = takes_padding
 
-    def __call__(self, block, padding=None):
+    def __call__(self, block: FloatArray, padding: Any = None) -> FloatArray:
         kwargs = dict(self.kwargs)
         if self.takes_padding:
             kwargs["padding"] = padding
-        return getattr(pcf, self.function)(block, *self.arrays,
-                                           n_threads=task_threads(self.n_threads), **kwargs)
+        result: FloatArray = getattr(pcf, self.function)(
+            block, *self.arrays, n_threads=task_threads(self.n_threads), **kwargs)
+        return result
 
 
-def float_arrays(x, **arrays):
+def float_arrays(x: da.Array, **arrays: ArrayLike | None) -> dict[str, FloatArray | None]:
     """The named arrays as NumPy float arrays (None kept), dtypes checked against ``x``."""
     converted = {name: None if value is None else _api._as_float_array(name, np.asarray(value))
                  for name, value in arrays.items()}

@@ -1,6 +1,10 @@
 """``conv1d/2d/3d`` (spatial chunks with exact halos) and ``conv_transpose1d/2d/3d`` (batch
 chunks) on Dask arrays."""
 
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, cast
 
 import numpy as np
 import dask
@@ -14,16 +18,24 @@ from pyconvfast._core.threads import resolve_n_threads
 from pyconvfast.dask._blocks import (Geometry, PlannedBlock, as_dask, block_shapes,
                                      blockwise_spatial, check_channel_chunks, float_arrays,
                                      layout_axes, require_whole_spatial_axes, settled_plan)
+from pyconvfast._typing import (
+    ArrayLike, FloatArray, Ints, Layout, Layout1d, Layout2d, Layout3d, Padding, PaddingMode, Precision, Shape,
+)
+
+# What the functions take as x: a Dask array, or anything NumPy makes an array of.
+DaskOrArray = da.Array | ArrayLike
 
 
 # --- convolution -------------------------------------------------------------------------------
 
-def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, padding_mode,
-              flip, layout, algorithm, n_threads, precision):
+def _convolve(n_spatial: int, x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None, *,
+              stride: Ints, padding: Padding, dilation: Ints, groups: int,
+              padding_mode: PaddingMode, flip: bool, layout: Layout, algorithm: str,
+              n_threads: int | None, precision: Precision | None) -> da.Array:
     function = f"conv{n_spatial}d"
     x = as_dask(x)
     arrays = float_arrays(x, weight=weight, bias=bias)
-    weight, bias = arrays["weight"], arrays["bias"]
+    weight, bias = cast("FloatArray", arrays["weight"]), arrays["bias"]
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
@@ -35,11 +47,14 @@ def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, 
     if algorithm != "auto":
         _api.explicit_algorithm(algorithm, separable.mark(problem, weight))
     if problem.batch == 0:
-        return da.empty(problem.out_shape, dtype=x.dtype)
-    kwargs = dict(stride=problem.stride, dilation=problem.dilation, groups=groups,
-                  padding_mode=padding_mode, flip=flip, layout=layout, precision=precision)
+        empty: da.Array = da.empty(problem.out_shape, dtype=x.dtype)
+        return empty
+    kwargs: dict[str, Any] = dict(
+        stride=problem.stride, dilation=problem.dilation, groups=groups,
+        padding_mode=padding_mode, flip=flip, layout=layout, precision=precision)
 
-    def make_block_function(shapes, block_padding):
+    def make_block_function(shapes: Counter[tuple[int, ...]], block_padding: Any,
+                            ) -> tuple[PlannedBlock, tuple[Any, ...]]:
         plan, algorithm_for_shape = settled_plan(
             shapes, weight, bias, algorithm, n_threads, False,
             dict(kwargs, padding=block_padding))
@@ -105,7 +120,7 @@ True
 """
 
 
-def _conv_doc(n, x_shape, w_shape, chunks, out_chunks):
+def _conv_doc(n: int, x_shape: str, w_shape: str, chunks: str, out_chunks: str) -> str:
     spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
     spatial_out = {1: "L_out", 2: "H_out, W_out", 3: "D_out, H_out, W_out"}[n]
     kernel = {1: "K", 2: "R, S", 3: "T, R, S"}[n]
@@ -114,25 +129,31 @@ def _conv_doc(n, x_shape, w_shape, chunks, out_chunks):
                        out_chunks=out_chunks)
 
 
-def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCL", algorithm="auto", n_threads=None,
-           precision=None):
+def conv1d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout1d = "NCL", algorithm: str = "auto", n_threads: int | None = None,
+           precision: Precision | None = None) -> da.Array:
     return _convolve(1, x, weight, bias, stride=stride, padding=padding, dilation=dilation,
                      groups=groups, padding_mode=padding_mode, flip=flip, layout=layout,
                      algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCHW", algorithm="auto", n_threads=None,
-           precision=None):
+def conv2d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout2d = "NCHW", algorithm: str = "auto", n_threads: int | None = None,
+           precision: Precision | None = None) -> da.Array:
     return _convolve(2, x, weight, bias, stride=stride, padding=padding, dilation=dilation,
                      groups=groups, padding_mode=padding_mode, flip=flip, layout=layout,
                      algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-def conv3d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", flip=False, layout="NCDHW", algorithm="auto", n_threads=None,
-           precision=None):
+def conv3d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+           stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+           padding_mode: PaddingMode = "zeros", flip: bool = False,
+           layout: Layout3d = "NCDHW", algorithm: str = "auto", n_threads: int | None = None,
+           precision: Precision | None = None) -> da.Array:
     return _convolve(3, x, weight, bias, stride=stride, padding=padding, dilation=dilation,
                      groups=groups, padding_mode=padding_mode, flip=flip, layout=layout,
                      algorithm=algorithm, n_threads=n_threads, precision=precision)
@@ -146,28 +167,31 @@ conv3d.__doc__ = _conv_doc(3, "(1, 2, 12, 12, 12)", "(4, 2, 3, 3, 3)", "(1, 2, 6
 
 # --- transposed convolution (batch chunks) -----------------------------------------------------
 
-def _convolve_transpose(n_spatial, x, weight, bias, *, stride, padding, output_padding,
-                        dilation, groups, output_size, flip, layout, algorithm, n_threads,
-                        precision):
+def _convolve_transpose(n_spatial: int, x: DaskOrArray, weight: ArrayLike,
+                        bias: ArrayLike | None, *, stride: Ints, padding: Padding,
+                        output_padding: Ints, dilation: Ints, groups: int,
+                        output_size: Shape | None, flip: bool, layout: Layout, algorithm: str,
+                        n_threads: int | None, precision: Precision | None) -> da.Array:
     from pyconvfast import _transpose
 
     function = f"conv_transpose{n_spatial}d"
     x = as_dask(x)
     arrays = float_arrays(x, weight=weight, bias=bias)
-    weight, bias = arrays["weight"], arrays["bias"]
+    weight, bias = cast("FloatArray", arrays["weight"]), arrays["bias"]
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
-                  dilation=dilation, groups=groups, output_size=output_size, flip=flip,
-                  layout=layout, precision=precision)
+    kwargs: dict[str, Any] = dict(
+        stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+        groups=groups, output_size=output_size, flip=flip, layout=layout, precision=precision)
     problem = _transpose.make_problem(x.shape, weight.shape, n_spatial=n_spatial,
                                       has_bias=bias is not None, dtype=x.dtype, **kwargs)
     bias = _api.checked_bias(bias, problem, x.dtype)
     if algorithm != "auto":
         _transpose.explicit_algorithm(algorithm, problem)
     if problem.batch == 0:
-        return da.empty(problem.out_shape, dtype=x.dtype)
+        empty: da.Array = da.empty(problem.out_shape, dtype=x.dtype)
+        return empty
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
     require_whole_spatial_axes(x, spatial_axes, function)
@@ -178,10 +202,13 @@ def _convolve_transpose(n_spatial, x, weight, bias, *, stride, padding, output_p
     out_shape = problem.out_shape
     for axis in [channel_axis, *spatial_axes]:
         chunks[axis] = (out_shape[axis],)
-    return x.map_blocks(
-        PlannedBlock(function, algorithm_for_shape, n_threads, kwargs), padding,
+    # da.map_blocks(f, x), which x.map_blocks(f) calls: dask's types take the method's f for
+    # an array
+    result: da.Array = da.map_blocks(
+        PlannedBlock(function, algorithm_for_shape, n_threads, kwargs), x, padding,
         dask.delayed(plan, pure=False), chunks=tuple(chunks), dtype=x.dtype,
         meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    return result
 
 
 _TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, split along the batch axis.
@@ -225,27 +252,36 @@ Examples
 """
 
 
-def conv_transpose1d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCL",
-                     algorithm="auto", n_threads=None, precision=None):
+def conv_transpose1d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout1d = "NCL", algorithm: str = "auto",
+                     n_threads: int | None = None,
+                     precision: Precision | None = None) -> da.Array:
     return _convolve_transpose(
         1, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
         algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCHW",
-                     algorithm="auto", n_threads=None, precision=None):
+def conv_transpose2d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout2d = "NCHW", algorithm: str = "auto",
+                     n_threads: int | None = None,
+                     precision: Precision | None = None) -> da.Array:
     return _convolve_transpose(
         2, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,
         algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-def conv_transpose3d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, flip=False, layout="NCDHW",
-                     algorithm="auto", n_threads=None, precision=None):
+def conv_transpose3d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                     stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                     dilation: Ints = 1, groups: int = 1, output_size: Shape | None = None,
+                     flip: bool = False, layout: Layout3d = "NCDHW", algorithm: str = "auto",
+                     n_threads: int | None = None,
+                     precision: Precision | None = None) -> da.Array:
     return _convolve_transpose(
         3, x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         dilation=dilation, groups=groups, output_size=output_size, flip=flip, layout=layout,

@@ -1,6 +1,13 @@
 """``separable_conv2d``, ``spatially_separable_conv2d`` (exact halos) and ``channel_shuffle``
 on Dask arrays."""
 
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import dask.array as da
 
 from pyconvfast import _api
 from pyconvfast._config import resolve_precision
@@ -8,43 +15,59 @@ from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
 from pyconvfast.dask._blocks import (FunctionBlock, Geometry, as_dask, blockwise_spatial,
                                      check_channel_chunks, float_arrays, layout_axes)
+from pyconvfast._typing import ArrayLike, Ints, Layout, Layout2d, Padding, PaddingMode, Precision
+
+# What the functions take as x: a Dask array, or anything NumPy makes an array of.
+DaskOrArray = da.Array | ArrayLike
+# the arrays as float arrays (None kept), by name
+_Arrays = dict[str, Any]
 
 
 # --- separable convolutions (exact halos) ------------------------------------------------------
 
-def _separable(function, x, arrays, weight_shape, groups, c_out, *, stride, padding, dilation,
-               padding_mode, flip, layout, n_threads, precision, extra):
+def _separable(function: str, x: DaskOrArray, arrays: dict[str, ArrayLike | None],
+               weight_shape: Callable[[_Arrays], tuple[int, ...]],
+               groups: int | Callable[[da.Array, str], int], c_out: Callable[[_Arrays], int],
+               *, stride: Ints, padding: Padding, dilation: Ints, padding_mode: PaddingMode,
+               flip: bool, layout: Layout2d, n_threads: int | None,
+               precision: Precision | None,
+               extra: Callable[[_Arrays], dict[str, Any]]) -> da.Array:
     x = as_dask(x)
-    arrays = float_arrays(x, **arrays)
+    converted = float_arrays(x, **arrays)
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
     problem = _api.make_problem(
-        x.shape, weight_shape(arrays), n_spatial=2, stride=stride, padding=padding,
+        x.shape, weight_shape(converted), n_spatial=2, stride=stride, padding=padding,
         dilation=dilation, groups=groups(x, layout) if callable(groups) else groups,
         padding_mode=padding_mode, layout=layout, flip=flip, dtype=x.dtype,
         precision=precision)
     geometry = Geometry.of(problem)
-    geometry.c_out = c_out(arrays)
+    geometry.c_out = c_out(converted)
     kwargs = dict(stride=problem.stride, dilation=problem.dilation, padding_mode=padding_mode,
-                  flip=flip, layout=layout, precision=precision, **extra(arrays))
-    positional = tuple(arrays[name] for name in ("depthwise", "pointwise", "column", "row",
-                                                  "bias") if name in arrays)
+                  flip=flip, layout=layout, precision=precision, **extra(converted))
+    positional = tuple(converted[name] for name in ("depthwise", "pointwise", "column", "row",
+                                                     "bias") if name in converted)
 
-    def make_block_function(shapes, block_padding):
+    def make_block_function(shapes: Counter[tuple[int, ...]], block_padding: Any,
+                            ) -> tuple[FunctionBlock, tuple[Any, ...]]:
         return FunctionBlock(function, positional, n_threads, kwargs), ()
 
     return blockwise_spatial(x, 2, layout, geometry, make_block_function, x.dtype, function)
 
 
-def _c_in(x, layout):
+def _c_in(x: da.Array, layout: str) -> int:
     lead = x.ndim - 3
-    return x.shape[-1] if layout == "NHWC" else x.shape[lead]
+    channels: int = x.shape[-1] if layout == "NHWC" else x.shape[lead]
+    return channels
 
 
-def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None, stride=1,
-                     padding=0, dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                     n_threads=None, precision=None):
+def separable_conv2d(x: DaskOrArray, depthwise: ArrayLike, pointwise: ArrayLike,
+                     bias: ArrayLike | None = None, *, depthwise_bias: ArrayLike | None = None,
+                     stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1,
+                     padding_mode: PaddingMode = "zeros", flip: bool = False,
+                     layout: Layout2d = "NCHW", n_threads: int | None = None,
+                     precision: Precision | None = None) -> da.Array:
     """Depthwise-separable 2-D convolution of a Dask array, lazily, with exact halos.
 
     :func:`pyconvfast.separable_conv2d` block by block, cut as :func:`conv2d` cuts (the
@@ -86,9 +109,12 @@ def separable_conv2d(x, depthwise, pointwise, bias=None, *, depthwise_bias=None,
         precision=precision, extra=lambda a: {"depthwise_bias": a["depthwise_bias"]})
 
 
-def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1, padding=0,
-                               dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
-                               n_threads=None, precision=None):
+def spatially_separable_conv2d(x: DaskOrArray, column: ArrayLike, row: ArrayLike,
+                               bias: ArrayLike | None = None, *, groups: int = 1,
+                               stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1,
+                               padding_mode: PaddingMode = "zeros", flip: bool = False,
+                               layout: Layout2d = "NCHW", n_threads: int | None = None,
+                               precision: Precision | None = None) -> da.Array:
     """2-D convolution with a rank-1 kernel of a Dask array, lazily, with exact halos.
 
     :func:`pyconvfast.spatially_separable_conv2d` block by block, cut as :func:`conv2d` cuts.
@@ -133,7 +159,8 @@ def spatially_separable_conv2d(x, column, row, bias=None, *, groups=1, stride=1,
 
 # --- channel shuffle ---------------------------------------------------------------------------
 
-def channel_shuffle(x, groups, layout="NCHW", *, n_threads=None):
+def channel_shuffle(x: DaskOrArray, groups: int, layout: Layout = "NCHW", *,
+                    n_threads: int | None = None) -> da.Array:
     """Shuffle the channels of a Dask array across ``groups`` (ShuffleNet), block by block.
 
     Parameters
@@ -179,4 +206,7 @@ def channel_shuffle(x, groups, layout="NCHW", *, n_threads=None):
                          f"(x.shape={x.shape}, layout={layout!r})")
     run = FunctionBlock("channel_shuffle", (groups, layout), n_threads, {},
                          takes_padding=False)
-    return x.map_blocks(run, dtype=x.dtype)
+    # da.map_blocks(f, x), which x.map_blocks(f) calls: dask's types take the method's f for
+    # an array
+    shuffled: da.Array = da.map_blocks(run, x, dtype=x.dtype)
+    return shuffled

@@ -17,7 +17,11 @@ extensions, pyconvfast version, BLAS): entries made elsewhere are kept but not u
 >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
 """
 
+from __future__ import annotations
+
 import os
+import pathlib
+from typing import Any
 
 from pyconvfast.tuning import autotune
 from pyconvfast.tuning import store
@@ -25,7 +29,7 @@ from pyconvfast.tuning import store
 __all__ = ["cache_path", "report", "clear", "export", "load"]
 
 
-def cache_path():
+def cache_path() -> pathlib.Path:
     """The tuning cache file of this process.
 
     ``$PYCONVFAST_CACHE_DIR/tuning.json`` when the variable is set (it is read at each call),
@@ -50,10 +54,11 @@ def cache_path():
     >>> pcf.tuning.cache_path()  # doctest: +SKIP
     PosixPath('/home/me/.cache/pyconvfast/tuning.json')
     """
-    return store.get_cache().path
+    path: pathlib.Path = store.get_cache().path
+    return path
 
 
-def report():
+def report() -> list[dict[str, Any]]:
     """This machine's tuning choices, one dict per problem, sorted by key.
 
     Entries of other machines, pyconvfast versions or BLAS libraries in the same file are not
@@ -85,7 +90,7 @@ def report():
     return [{"key": key, **entries[key]} for key in sorted(entries)]
 
 
-def clear():
+def clear() -> None:
     """Forget this machine's tuning choices, in this process and in the cache file.
 
     Only the entries of this machine fingerprint (CPU, pyconvfast version, BLAS) are removed:
@@ -118,7 +123,7 @@ def clear():
     autotune.forget()  # choices this process remembers must go too
 
 
-def export(path):
+def export(path: str | os.PathLike[str]) -> None:
     """Write this machine's tuning choices to a JSON file, to keep or to copy to a twin machine.
 
     The file holds the entries with this machine's fingerprint, in the cache file's format; it
@@ -154,7 +159,7 @@ def export(path):
     store.get_cache().export(os.fspath(path))
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> dict[str, int]:
     """Merge the tuning choices of a file written by :func:`export` (or a whole cache file).
 
     Every entry is validated before anything is merged. An entry in the file replaces the
@@ -203,6 +208,6 @@ def load(path):
     ValueError: cannot load ...: not a pyconvfast tuning file: its top level is a JSON list, not an object
     >>> del os.environ["PYCONVFAST_CACHE_DIR"]; folder.cleanup()
     """
-    counts = store.get_cache().load(os.fspath(path))
+    counts: dict[str, int] = store.get_cache().load(os.fspath(path))
     autotune.forget()  # so that the loaded choices, not remembered ones, serve from now on
     return counts

@@ -68,8 +68,8 @@ class Choice:
     timings: dict = field(default_factory=dict)
     source: str = "heuristic"
     prepare_timings: dict = field(default_factory=dict)
-    plan_algorithm: str = None
-    plan_params: dict = None
+    plan_algorithm: str | None = None
+    plan_params: dict | None = None
     cold_timings: dict = field(default_factory=dict)
 
     def for_plan(self):
@@ -102,7 +102,7 @@ def candidate_label(name, params):
 #: Choices remembered in the process (a choice with its timings is ~2 KB). Past this many, the
 #: oldest remembered is forgotten: it costs one lookup in the tuning cache if it comes back.
 CHOICES_MAX = 4096
-_CHOICES = {}
+_CHOICES: dict[object, Choice] = {}
 _CHOICES_MUTEX = threading.Lock()
 
 

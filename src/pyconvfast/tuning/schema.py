@@ -26,7 +26,7 @@ import warnings
 
 SCHEMA = 1
 
-_WARNED = set()  # the kinds of problem this process has already warned about
+_WARNED: set[str] = set()  # the kinds of problem this process has already warned about
 
 
 def warn_once(kind, message):
