@@ -1,0 +1,78 @@
+"""``pointwise_packed``: 1x1 stride-1 unpadded layers with our own packed GEMM
+(:mod:`pyconvfast._lib.pointwise.kernel`) instead of BLAS: the weight packed once into panels of
+output channels, the activation panel packed once per thread and reused by every panel, the
+bias fused, the threads split over output channels on small planes."""
+
+import math
+
+import numpy as np
+
+from pyconvfast._lib.pointwise.kernel import FORMS, SPLITS, conv_pointwise_packed, pack_weights
+from pyconvfast._core.kernel_args import bias_or_empty
+from pyconvfast._algorithms.im2col import _is_pointwise
+from pyconvfast._algorithms.registry import Algorithm, register
+
+# Input channels per block, in bytes of one channel's 48-pixel tile row: 128 float32 (or 64
+# float64) channels keep the packed activation panel (kb x 48 pixels, 24 KB) in a 32 KB L1.
+POINTWISE_BLOCK_BYTES = 512
+
+
+def _pointwise_supports(problem):
+    if not _is_pointwise(problem):
+        return ("needs a 1x1 kernel, stride 1 and no padding, got "
+                f"kernel={problem.kernel}, stride={problem.stride}, "
+                f"padding={tuple(zip(problem.pad_before, problem.pad_after))}")
+    return None
+
+
+def _pack(problem, weight):
+    return pack_weights(weight.reshape(problem.c_out, -1), problem.groups)
+
+
+def _flat(a):
+    """``a`` (N, C, D, H, W) as an (N, C, D * H * W) view, or None where its pixels do not
+    flatten without a copy."""
+    flat = a.view()
+    try:
+        flat.shape = (a.shape[0], a.shape[1], -1)
+    except AttributeError:
+        return None
+    return flat
+
+
+def _pointwise_param_space(problem):
+    """The defaults, then each tile form, thread split and input-channel block forced."""
+    return ([{}] + [{"form": form} for form in FORMS] + [{"split": split} for split in SPLITS]
+            + [{"kb": kb} for kb in (32, 64, 256, 512) if kb < problem.c_in // problem.groups])
+
+
+def _run_pointwise(problem, x, packed, bias, out, n_threads, params):
+    # Inputs whose pixels do not flatten are copied (the kernel packs its tiles anyway); an
+    # output that does not flatten gets the result through a temporary.
+    x_flat = _flat(x)
+    if x_flat is None:
+        x_flat = x.reshape(x.shape[0], x.shape[1], -1)
+    out_flat = _flat(out)
+    target = out_flat if out_flat is not None else np.empty(
+        (out.shape[0], out.shape[1], math.prod(out.shape[2:])), out.dtype)
+    form = params.get("form")
+    if form is None:
+        # Vectors along whichever axis the output stores contiguously.
+        unit = target.itemsize
+        form = "hwc" if target.strides[1] == unit and target.strides[2] != unit else "chw"
+    kb = params.get("kb", POINTWISE_BLOCK_BYTES // x.itemsize)
+    conv_pointwise_packed(x_flat, packed, bias_or_empty(bias, x.dtype), target, problem.groups,
+                          form, params.get("split", ""), kb, n_threads)
+    if out_flat is None:
+        out[...] = target.reshape(out.shape)
+
+
+register(Algorithm(
+    name="pointwise_packed",
+    summary="1x1 stride-1 unpadded layers: our own packed GEMM micro-kernels (weights packed "
+            "once, bias fused, threads over output channels on small planes)",
+    supports=_pointwise_supports,
+    run=_run_pointwise,
+    prepare=_pack,
+    param_space=_pointwise_param_space,
+))
