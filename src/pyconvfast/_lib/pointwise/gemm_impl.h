@@ -36,12 +36,16 @@ typedef PW_T PW_NAME(vec) __attribute__((vector_size(PCF_VBYTES), aligned(sizeof
 #define PW_V ((Py_ssize_t)1)
 #endif
 
-/* Tile shapes of this level: (rows, vectors) of "chw", rows of "hwc" (its vectors span one
-   weight panel). At most 28 of AVX-512's 32 registers and 16 of the 16 of AVX2 and SSE2 hold
-   accumulators, loaded vectors and the broadcast. */
+/* Tile shapes of this level: (rows, vectors) of "chw", and of its narrower tiles for the last
+   pixels of a row (so that a 49-pixel plane does not cost two 48-pixel tiles); rows of "hwc"
+   (its vectors span one weight panel). At most 28 of AVX-512's 32 registers and 16 of the 16
+   of AVX2 and SSE2 hold accumulators, loaded vectors and the broadcast; the rows of a "chw"
+   tile divide the panel. */
+#define PW_PANEL ((Py_ssize_t)(64 / sizeof(PW_T)))
 #define PW_CHW_R PCF_BY_LEVEL(4, 4, 8)
 #define PW_CHW_NV 3
-#define PW_PANEL ((Py_ssize_t)(64 / sizeof(PW_T)))
+#define PW_CHW2_R PCF_BY_LEVEL(4, 4, 8)
+#define PW_CHW1_R PCF_BY_LEVEL(8, 8, PW_PANEL)
 #define PW_HWC_NV (PW_PANEL / PW_V)
 #define PW_HWC_R PCF_BY_LEVEL(2, 6, 24)
 
@@ -82,11 +86,19 @@ PW_INLINE PW_VT PW_NAME(fma)(PW_VT a, PW_VT b, PW_VT c)
 #endif
 }
 
-/* The two tiles, PW_NAME(chw_tile) and PW_NAME(hwc_tile) (gemm_tile.h): see the top of this
+/* The tiles (gemm_tile.h): "chw" and its narrower chw2 and chw1, and "hwc": see the top of this
    file. */
 #define PW_TILE_NAME PW_NAME(chw_tile)
 #define PW_TILE_R PW_CHW_R
 #define PW_TILE_NV PW_CHW_NV
+#include "pointwise/gemm_tile.h"
+#define PW_TILE_NAME PW_NAME(chw2_tile)
+#define PW_TILE_R PW_CHW2_R
+#define PW_TILE_NV 2
+#include "pointwise/gemm_tile.h"
+#define PW_TILE_NAME PW_NAME(chw1_tile)
+#define PW_TILE_R PW_CHW1_R
+#define PW_TILE_NV 1
 #include "pointwise/gemm_tile.h"
 #define PW_TILE_NAME PW_NAME(hwc_tile)
 #define PW_TILE_R PW_HWC_R
@@ -130,8 +142,8 @@ static PCF_TARGET void PW_NAME(run_tile)(PW_NAME(tile_fn) tile, Py_ssize_t rows,
    the output channels of weight panels [q0, q1), from x[c * x_sc + p * x_sp] (c < c_g), the
    packed panels wp[(q * c_g + c) * panel + j] (weight of output channel q * panel + j) and the
    bias (k_g values, or NULL). The input channels are taken kb at a time; for each block, a
-   panel of the activation (a "chw" tile's pixels, or a "hwc" tile's rows when they are not
-   already contiguous channels) is packed once into buf and reused by every panel's tile.
+   panel of the activation (a "chw" tile's pixels, or a "hwc" tile's rows) is packed once into
+   buf and reused by every panel's tile.
    buf holds kb * 48 + 512 elements (pcf_pw_buffer_elements). */
 static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t x_sp, PW_T* out,
                                      Py_ssize_t o_sk, Py_ssize_t o_sp, const PW_T* wp,
@@ -158,14 +170,25 @@ static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t 
                     }
                     for (j = n_cols; j < tw; j++) dst[j] = 0;
                 }
+                /* the tile as narrow as the pixels left allow */
+                PW_NAME(tile_fn) tile = PW_NAME(chw_tile);
+                Py_ssize_t rows = PW_CHW_R, cols = tw;
+                if (n_cols <= PW_V) {
+                    tile = PW_NAME(chw1_tile);
+                    rows = PW_CHW1_R;
+                    cols = PW_V;
+                } else if (n_cols <= 2 * PW_V) {
+                    tile = PW_NAME(chw2_tile);
+                    rows = PW_CHW2_R;
+                    cols = 2 * PW_V;
+                }
                 for (q = q0; q < q1; q++) {
-                    for (r = 0; r < panel; r += PW_CHW_R) {
+                    for (r = 0; r < panel; r += rows) {
                         k = q * panel + r;
                         if (k >= k_g) break;
-                        PW_NAME(run_tile)(PW_NAME(chw_tile), PW_CHW_R, tw, kc,
-                                          wp + (q * c_g + kc0) * panel + r, panel, 1, buf, tw,
-                                          out + k * o_sk + pt * o_sp, o_sk, o_sp,
-                                          k_g - k < PW_CHW_R ? k_g - k : PW_CHW_R, n_cols,
+                        PW_NAME(run_tile)(tile, rows, cols, kc, wp + (q * c_g + kc0) * panel + r,
+                                          panel, 1, buf, tw, out + k * o_sk + pt * o_sp, o_sk,
+                                          o_sp, k_g - k < rows ? k_g - k : rows, n_cols,
                                           kc0 > 0 ? 0 : (bias ? 1 : 3), bias ? bias + k : NULL,
                                           local);
                     }
@@ -174,19 +197,22 @@ static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t 
         } else {
             for (pt = p0; pt < p1; pt += PW_HWC_R) {
                 const Py_ssize_t n_rows = p1 - pt < PW_HWC_R ? p1 - pt : PW_HWC_R;
-                const PW_T* a = x + kc0 * x_sc + pt * x_sp;
-                Py_ssize_t a_r = x_sp;
-                if (n_rows < PW_HWC_R || x_sc != 1) {
-                    /* rows kc apart, zero past the last pixel */
-                    for (r = 0; r < PW_HWC_R; r++)
-                        for (kk = 0; kk < kc; kk++)
-                            buf[r * kc + kk] = r < n_rows ? a[kk * x_sc + r * x_sp] : 0;
-                    a = buf;
-                    a_r = kc;
+                const PW_T* xt = x + kc0 * x_sc + pt * x_sp;
+                /* The rows packed kc apart (zero past the last pixel), even where they are
+                   contiguous channels already: rows of 1024 float32 channels are 4 KB apart,
+                   and 24 of them would fall in one set of the L1 cache. */
+                for (r = 0; r < PW_HWC_R; r++) {
+                    if (r >= n_rows) {
+                        memset(buf + r * kc, 0, (size_t)kc * sizeof(PW_T));
+                    } else if (x_sc == 1) {
+                        memcpy(buf + r * kc, xt + r * x_sp, (size_t)kc * sizeof(PW_T));
+                    } else {
+                        for (kk = 0; kk < kc; kk++) buf[r * kc + kk] = xt[kk * x_sc + r * x_sp];
+                    }
                 }
                 for (q = q0; q < q1; q++) {
                     k = q * panel;
-                    PW_NAME(run_tile)(PW_NAME(hwc_tile), PW_HWC_R, panel, kc, a, 1, a_r,
+                    PW_NAME(run_tile)(PW_NAME(hwc_tile), PW_HWC_R, panel, kc, buf, 1, kc,
                                       wp + (q * c_g + kc0) * panel, panel,
                                       out + pt * o_sp + k * o_sk, o_sp, o_sk, n_rows,
                                       k_g - k < panel ? k_g - k : panel,
@@ -210,6 +236,8 @@ static const PCF_CAT(pcf_pw_shape_, PCF_TS) PW_NAME(shape) = {
 #undef PW_V
 #undef PW_CHW_R
 #undef PW_CHW_NV
+#undef PW_CHW2_R
+#undef PW_CHW1_R
 #undef PW_PANEL
 #undef PW_HWC_NV
 #undef PW_HWC_R
