@@ -4,7 +4,8 @@ Every variant of :data:`VARIANTS` (one per SIMD level this CPU runs) is checked 
 float64 reference in both tile forms ("chw", vectors along pixels; "hwc", vectors along
 channels), both dtypes and 1-D/2-D/3-D layouts, at the tile edges: planes of 1, 15, 17, 49 and
 196 pixels and those around each tile's width (12, 24, 48 pixels; 2, 6, 24 rows), output
-channels around the panel width (1, 15, 16, 17, 33), odd and single input channels, input
+channels around the panel width (1, 15, 16, 17, 33) and the 4-panel AVX-512 "hwc" tile (64,
+70, 100), odd and single input channels, input
 channel blocks smaller than C_in, groups and batches. Each output sums bias + w[0] x[0] + ...
 in input-channel order with one multiply-add per term whatever the tile or the split, so the
 results are also compared *bitwise* across thread counts, tile forms, splits, input-channel
@@ -39,6 +40,9 @@ EDGE_CASES = (
     (2, 24, 1, (1, 25), 1),
     (1, 2, 20, (2, 3, 8), 2),
     (1, 33, 18, (1, 50), 1),
+    (1, 5, 100, (5, 5), 1),
+    (2, 6, 140, (1, 17), 2),
+    (1, 3, 64, (7,), 1),
 )
 
 

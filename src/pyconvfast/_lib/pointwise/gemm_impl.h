@@ -48,6 +48,9 @@ typedef PW_T PW_NAME(vec) __attribute__((vector_size(PCF_VBYTES), aligned(sizeof
 #define PW_CHW1_R PCF_BY_LEVEL(8, 8, PW_PANEL)
 #define PW_HWC_NV (PW_PANEL / PW_V)
 #define PW_HWC_R PCF_BY_LEVEL(2, 6, 24)
+/* AVX-512 also has a wide "hwc" tile, 6 pixels x 4 panels (a panel is one vector there): 4
+   loads and 6 broadcasts feed 24 FMAs, where the one-panel tile needs 24 broadcasts. */
+#define PW_HWC4_R 6
 
 PW_INLINE PW_VT PW_NAME(splat)(PW_T s)
 {
@@ -91,36 +94,48 @@ PW_INLINE PW_VT PW_NAME(fma)(PW_VT a, PW_VT b, PW_VT c)
 #define PW_TILE_NAME PW_NAME(chw_tile)
 #define PW_TILE_R PW_CHW_R
 #define PW_TILE_NV PW_CHW_NV
+#define PW_TILE_VP PW_CHW_NV
 #include "pointwise/gemm_tile.h"
 #define PW_TILE_NAME PW_NAME(chw2_tile)
 #define PW_TILE_R PW_CHW2_R
 #define PW_TILE_NV 2
+#define PW_TILE_VP 2
 #include "pointwise/gemm_tile.h"
 #define PW_TILE_NAME PW_NAME(chw1_tile)
 #define PW_TILE_R PW_CHW1_R
 #define PW_TILE_NV 1
+#define PW_TILE_VP 1
 #include "pointwise/gemm_tile.h"
 #define PW_TILE_NAME PW_NAME(hwc_tile)
 #define PW_TILE_R PW_HWC_R
 #define PW_TILE_NV PW_HWC_NV
+#define PW_TILE_VP PW_HWC_NV
 #include "pointwise/gemm_tile.h"
+#if PCF_LEVEL == 2
+#define PW_TILE_NAME PW_NAME(hwc4_tile)
+#define PW_TILE_R PW_HWC4_R
+#define PW_TILE_NV 4
+#define PW_TILE_VP 1
+#include "pointwise/gemm_tile.h"
+#endif
 
 typedef void (*PW_NAME(tile_fn))(Py_ssize_t, const PW_T*, Py_ssize_t, Py_ssize_t, const PW_T*,
-                                 Py_ssize_t, PW_T*, Py_ssize_t, int, const PW_T*);
+                                 Py_ssize_t, Py_ssize_t, PW_T*, Py_ssize_t, int, const PW_T*);
 
 /* The tile at cp (rows c_r apart, columns c_j apart; n_rows x n_cols of it in range) when it is
    whole and its columns are contiguous; else a tile in `local`, started from cp's values (or
    the bias, or zero) and copied back: the same sums in the same order. */
 static PCF_TARGET void PW_NAME(run_tile)(PW_NAME(tile_fn) tile, Py_ssize_t rows, Py_ssize_t cols,
                                          Py_ssize_t kc, const PW_T* a, Py_ssize_t a_k,
-                                         Py_ssize_t a_r, const PW_T* b, Py_ssize_t b_k, PW_T* cp,
+                                         Py_ssize_t a_r, const PW_T* b, Py_ssize_t b_k,
+                                         Py_ssize_t b_p, PW_T* cp,
                                          Py_ssize_t c_r, Py_ssize_t c_j, Py_ssize_t n_rows,
                                          Py_ssize_t n_cols, int init, const PW_T* bias,
                                          PW_T* local)
 {
     Py_ssize_t r, j;
     if (n_rows == rows && n_cols == cols && c_j == 1) {
-        tile(kc, a, a_k, a_r, b, b_k, cp, c_r, init, bias);
+        tile(kc, a, a_k, a_r, b, b_k, b_p, cp, c_r, init, bias);
         return;
     }
     for (r = 0; r < rows; r++)
@@ -133,7 +148,7 @@ static PCF_TARGET void PW_NAME(run_tile)(PW_NAME(tile_fn) tile, Py_ssize_t rows,
             }
             local[r * cols + j] = start;
         }
-    tile(kc, a, a_k, a_r, b, b_k, local, cols, 0, NULL);
+    tile(kc, a, a_k, a_r, b, b_k, b_p, local, cols, 0, NULL);
     for (r = 0; r < n_rows; r++)
         for (j = 0; j < n_cols; j++) cp[r * c_r + j * c_j] = local[r * cols + j];
 }
@@ -187,7 +202,7 @@ static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t 
                         k = q * panel + r;
                         if (k >= k_g) break;
                         PW_NAME(run_tile)(tile, rows, cols, kc, wp + (q * c_g + kc0) * panel + r,
-                                          panel, 1, buf, tw, out + k * o_sk + pt * o_sp, o_sk,
+                                          panel, 1, buf, tw, 0, out + k * o_sk + pt * o_sp, o_sk,
                                           o_sp, k_g - k < rows ? k_g - k : rows, n_cols,
                                           kc0 > 0 ? 0 : (bias ? 1 : 3), bias ? bias + k : NULL,
                                           local);
@@ -210,14 +225,30 @@ static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t 
                         for (kk = 0; kk < kc; kk++) buf[r * kc + kk] = xt[kk * x_sc + r * x_sp];
                     }
                 }
-                for (q = q0; q < q1; q++) {
+                for (q = q0; q < q1;) {
                     k = q * panel;
+#if PCF_LEVEL == 2
+                    if (q + 4 <= q1 && k + 4 * panel <= k_g) {
+                        for (r = 0; r < n_rows; r += PW_HWC4_R) {
+                            PW_NAME(run_tile)(PW_NAME(hwc4_tile), PW_HWC4_R, 4 * panel, kc,
+                                              buf + r * kc, 1, kc, wp + (q * c_g + kc0) * panel,
+                                              panel, c_g * panel,
+                                              out + (pt + r) * o_sp + k * o_sk, o_sp, o_sk,
+                                              n_rows - r < PW_HWC4_R ? n_rows - r : PW_HWC4_R,
+                                              4 * panel, kc0 > 0 ? 0 : (bias ? 2 : 3),
+                                              bias ? bias + k : NULL, local);
+                        }
+                        q += 4;
+                        continue;
+                    }
+#endif
                     PW_NAME(run_tile)(PW_NAME(hwc_tile), PW_HWC_R, panel, kc, buf, 1, kc,
-                                      wp + (q * c_g + kc0) * panel, panel,
+                                      wp + (q * c_g + kc0) * panel, panel, 0,
                                       out + pt * o_sp + k * o_sk, o_sp, o_sk, n_rows,
                                       k_g - k < panel ? k_g - k : panel,
                                       kc0 > 0 ? 0 : (bias ? 2 : 3), bias ? bias + k : NULL,
                                       local);
+                    q++;
                 }
             }
         }
@@ -241,3 +272,4 @@ static const PCF_CAT(pcf_pw_shape_, PCF_TS) PW_NAME(shape) = {
 #undef PW_PANEL
 #undef PW_HWC_NV
 #undef PW_HWC_R
+#undef PW_HWC4_R
