@@ -24,7 +24,7 @@
 
 #define PW_TASK_ARGS(T)                                                                           \
     const T*, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t, const T*, const T*, Py_ssize_t, \
-        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, T*
+        Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, T*, T*
 
 /* One level's kernel for one element type: its tile shapes and its task loop. */
 #define PW_SHAPE(T, S)                                                                            \
@@ -57,7 +57,7 @@ static const pcf_pw_variant pcf_pw_variants[PCF_N_LEVELS] = {
      &PCF_AT_BASELINE(pcf_pw_shape, f64)},
     {"avx2_256bit_fma_chw4x24_hwc6x16", &PCF_AT_AVX2(pcf_pw_shape, f32),
      &PCF_AT_AVX2(pcf_pw_shape, f64)},
-    {"avx512f_512bit_fma_chw8x48_hwc6x64", &PCF_AT_AVX512F(pcf_pw_shape, f32),
+    {"avx512f_512bit_fma_chw8x48_hwc6x64_12x32", &PCF_AT_AVX512F(pcf_pw_shape, f32),
      &PCF_AT_AVX512F(pcf_pw_shape, f64)},
 };
 

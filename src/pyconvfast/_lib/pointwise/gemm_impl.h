@@ -48,9 +48,11 @@ typedef PW_T PW_NAME(vec) __attribute__((vector_size(PCF_VBYTES), aligned(sizeof
 #define PW_CHW1_R PCF_BY_LEVEL(8, 8, PW_PANEL)
 #define PW_HWC_NV (PW_PANEL / PW_V)
 #define PW_HWC_R PCF_BY_LEVEL(2, 6, 24)
-/* AVX-512 also has a wide "hwc" tile, 6 pixels x 4 panels (a panel is one vector there): 4
-   loads and 6 broadcasts feed 24 FMAs, where the one-panel tile needs 24 broadcasts. */
+/* AVX-512 also has wide "hwc" tiles, 6 pixels x 4 panels and 12 pixels x 2 panels (a panel is
+   one vector there): 4 loads and 6 broadcasts (or 2 and 12) feed 24 FMAs, where the one-panel
+   tile needs 24 broadcasts. */
 #define PW_HWC4_R 6
+#define PW_HWC2_R 12
 
 PW_INLINE PW_VT PW_NAME(splat)(PW_T s)
 {
@@ -117,6 +119,11 @@ PW_INLINE PW_VT PW_NAME(fma)(PW_VT a, PW_VT b, PW_VT c)
 #define PW_TILE_NV 4
 #define PW_TILE_VP 1
 #include "pointwise/gemm_tile.h"
+#define PW_TILE_NAME PW_NAME(hwc2_tile)
+#define PW_TILE_R PW_HWC2_R
+#define PW_TILE_NV 2
+#define PW_TILE_VP 1
+#include "pointwise/gemm_tile.h"
 #endif
 
 typedef void (*PW_NAME(tile_fn))(Py_ssize_t, const PW_T*, Py_ssize_t, Py_ssize_t, const PW_T*,
@@ -159,14 +166,21 @@ static PCF_TARGET void PW_NAME(run_tile)(PW_NAME(tile_fn) tile, Py_ssize_t rows,
    bias (k_g values, or NULL). The input channels are taken kb at a time; for each block, a
    panel of the activation (a "chw" tile's pixels, or a "hwc" tile's rows) is packed once into
    buf and reused by every panel's tile.
-   buf holds kb * 48 + 512 elements (pcf_pw_buffer_elements). */
+   buf holds kb * 48 + 512 elements (pcf_pw_buffer_elements). With "hwc" tiles and an output
+   whose channels are not contiguous (NCHW), `stage` (NULL otherwise) holds the task's
+   (p1 - p0) x (q1 - q0) * panel outputs, pixel by pixel, so that the tiles store whole vectors;
+   they are copied to out at the end. */
 static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t x_sp, PW_T* out,
                                      Py_ssize_t o_sk, Py_ssize_t o_sp, const PW_T* wp,
                                      const PW_T* bias, Py_ssize_t c_g, Py_ssize_t k_g,
                                      Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t q0, Py_ssize_t q1,
-                                     Py_ssize_t kb, int hwc, PW_T* buf)
+                                     Py_ssize_t kb, int hwc, PW_T* buf, PW_T* stage)
 {
-    const Py_ssize_t panel = PW_PANEL;
+    const Py_ssize_t panel = PW_PANEL, k0 = q0 * panel;
+    const Py_ssize_t k1 = q1 * panel < k_g ? q1 * panel : k_g;
+    /* where the "hwc" tiles store output (p, k): cbase + (p - p0) * c_sp + (k - k0) * c_sk */
+    PW_T* cbase = stage ? stage : out + p0 * o_sp + k0 * o_sk;
+    const Py_ssize_t c_sk = stage ? 1 : o_sk, c_sp = stage ? (q1 - q0) * panel : o_sp;
     PW_T* local = buf + kb * 48;
     Py_ssize_t kc0, kc, pt, q, r, j, kk, k;
     for (kc0 = 0; kc0 < c_g; kc0 += kb) {
@@ -228,29 +242,46 @@ static PCF_TARGET void PW_NAME(task)(const PW_T* x, Py_ssize_t x_sc, Py_ssize_t 
                 for (q = q0; q < q1;) {
                     k = q * panel;
 #if PCF_LEVEL == 2
-                    if (q + 4 <= q1 && k + 4 * panel <= k_g) {
-                        for (r = 0; r < n_rows; r += PW_HWC4_R) {
-                            PW_NAME(run_tile)(PW_NAME(hwc4_tile), PW_HWC4_R, 4 * panel, kc,
-                                              buf + r * kc, 1, kc, wp + (q * c_g + kc0) * panel,
-                                              panel, c_g * panel,
-                                              out + (pt + r) * o_sp + k * o_sk, o_sp, o_sk,
-                                              n_rows - r < PW_HWC4_R ? n_rows - r : PW_HWC4_R,
-                                              4 * panel, kc0 > 0 ? 0 : (bias ? 2 : 3),
-                                              bias ? bias + k : NULL, local);
+                    {
+                        /* 4 or 2 whole panels at once where there are */
+                        const Py_ssize_t n_panels = q + 4 <= q1 && k + 4 * panel <= k_g ? 4
+                            : q + 2 <= q1 && k + 2 * panel <= k_g ? 2 : 1;
+                        const Py_ssize_t rows = n_panels == 4 ? PW_HWC4_R : PW_HWC2_R;
+                        if (n_panels > 1) {
+                            for (r = 0; r < n_rows; r += rows) {
+                                PW_NAME(run_tile)(
+                                    n_panels == 4 ? PW_NAME(hwc4_tile) : PW_NAME(hwc2_tile), rows,
+                                    n_panels * panel, kc, buf + r * kc, 1, kc,
+                                    wp + (q * c_g + kc0) * panel, panel, c_g * panel,
+                                    cbase + (pt + r - p0) * c_sp + (k - k0) * c_sk, c_sp, c_sk,
+                                    n_rows - r < rows ? n_rows - r : rows, n_panels * panel,
+                                    kc0 > 0 ? 0 : (bias ? 2 : 3), bias ? bias + k : NULL, local);
+                            }
+                            q += n_panels;
+                            continue;
                         }
-                        q += 4;
-                        continue;
                     }
 #endif
                     PW_NAME(run_tile)(PW_NAME(hwc_tile), PW_HWC_R, panel, kc, buf, 1, kc,
                                       wp + (q * c_g + kc0) * panel, panel, 0,
-                                      out + pt * o_sp + k * o_sk, o_sp, o_sk, n_rows,
+                                      cbase + (pt - p0) * c_sp + (k - k0) * c_sk, c_sp, c_sk,
+                                      n_rows,
                                       k_g - k < panel ? k_g - k : panel,
                                       kc0 > 0 ? 0 : (bias ? 2 : 3), bias ? bias + k : NULL,
                                       local);
                     q++;
                 }
             }
+        }
+    }
+    if (stage) {
+        /* a panel of channels at a time: each pixel's panel is one line of the stage, and the
+           panel's output rows are the lines written */
+        for (k = k0; k < k1; k += panel) {
+            const Py_ssize_t n_k = k1 - k < panel ? k1 - k : panel;
+            for (pt = p0; pt < p1; pt++)
+                for (j = 0; j < n_k; j++)
+                    out[(k + j) * o_sk + pt * o_sp] = stage[(pt - p0) * c_sp + k - k0 + j];
         }
     }
 }
@@ -273,3 +304,4 @@ static const PCF_CAT(pcf_pw_shape_, PCF_TS) PW_NAME(shape) = {
 #undef PW_HWC_NV
 #undef PW_HWC_R
 #undef PW_HWC4_R
+#undef PW_HWC2_R

@@ -38,11 +38,11 @@ cdef extern from "pointwise/gemm.h" nogil:
     ctypedef void (*task_f32)(const float*, Py_ssize_t, Py_ssize_t, float*, Py_ssize_t,
                               Py_ssize_t, const float*, const float*, Py_ssize_t, Py_ssize_t,
                               Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int,
-                              float*)
+                              float*, float*)
     ctypedef void (*task_f64)(const double*, Py_ssize_t, Py_ssize_t, double*, Py_ssize_t,
                               Py_ssize_t, const double*, const double*, Py_ssize_t, Py_ssize_t,
                               Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int,
-                              double*)
+                              double*, double*)
     ctypedef struct pcf_pw_shape_f32:
         Py_ssize_t chw_rows, chw_cols, hwc_rows, panel
         task_f32 task
@@ -187,8 +187,13 @@ def conv_pointwise_packed(
     cdef const floating* w0 = &packed[0, 0, 0]
     cdef const floating* b0 = &bias[0] if bias.shape[0] > 0 else NULL
     cdef Py_ssize_t buffer_size = pcf_pw_buffer_elements(kb) * sizeof(floating)
+    # "hwc" tiles into an output whose channels are not contiguous store a task's outputs pixel
+    # by pixel in a staging buffer first (whole vectors), then copy them.
+    cdef bint staged = hwc and o_sk != 1
+    cdef Py_ssize_t stage_size = block_pixels * block_panels * panel * sizeof(floating) * staged
     cdef Py_ssize_t task, n, g, rest, p0, p1, q0, q1
     cdef floating* buf
+    cdef floating* stage
     cdef unsigned int fp_saved
     cdef int out_of_memory[1]
     out_of_memory[0] = 0
@@ -197,7 +202,8 @@ def conv_pointwise_packed(
     with nogil, parallel(num_threads=n_threads):
         fp_saved = pcf_flush_subnormals_begin()
         buf = <floating*> thread_buffer(buffer_size)
-        if buf == NULL:
+        stage = <floating*> thread_buffer(stage_size) if staged else NULL
+        if buf == NULL or (staged and stage == NULL):
             out_of_memory[0] = 1
         for task in prange(n_tasks, schedule="static"):
             if pcf_interrupted(&stop) or out_of_memory[0]:
@@ -215,15 +221,17 @@ def conv_pointwise_packed(
                     x0 + n * x_sn + g * c_g * x_sc, x_sc, x_sp, o0 + n * o_sn + g * k_g * o_sk,
                     o_sk, o_sp, w0 + g * n_panels * c_g * panel,
                     b0 + g * k_g if b0 != NULL else NULL, c_g, k_g, p0, p1, q0, q1, kb, hwc,
-                    buf)
+                    buf, stage)
             else:
                 pcf_pw_variants[level].f64.task(
                     x0 + n * x_sn + g * c_g * x_sc, x_sc, x_sp, o0 + n * o_sn + g * k_g * o_sk,
                     o_sk, o_sp, w0 + g * n_panels * c_g * panel,
                     b0 + g * k_g if b0 != NULL else NULL, c_g, k_g, p0, p1, q0, q1, kb, hwc,
-                    buf)
+                    buf, stage)
         free(buf)
+        free(stage)
         pcf_flush_subnormals_end(fp_saved)
     raise_if_interrupted(&stop)
     if out_of_memory[0]:
-        raise MemoryError(f"pointwise_packed: no {buffer_size} bytes for a thread's buffer")
+        raise MemoryError(f"pointwise_packed: no {buffer_size + stage_size} bytes for a "
+                          "thread's buffers")
