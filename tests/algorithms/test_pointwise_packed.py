@@ -21,6 +21,7 @@ from pyconvfast._algorithms import pointwise as pointwise_algorithm
 from pyconvfast._algorithms import registry
 from pyconvfast._lib.cpu import levels as simd
 from pyconvfast._lib.pointwise import kernel as pointwise_lib
+from pyconvfast.tuning import heuristic as _heuristic
 from tests.helpers.cases import CONV, with_memory
 from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches
 
@@ -190,3 +191,19 @@ def test_bad_parameters_are_value_errors(rng):
                           ({"split": "rows"}, "split must be")):
         with pytest.raises(ValueError, match=match):
             _run(x, w, b, params, 1)
+
+
+def test_estimate_prefers_it_where_measured():
+    """Dense float32 1x1 layers of 16+ channels per group (ResNet-50, MobileNetV2) go to
+    ``pointwise_packed`` first; float64, fewer channels and other kernels keep their rules."""
+    def choice(x_shape, w_shape, dtype="float32", **kwargs):
+        problem = _api.make_problem(x_shape, w_shape, n_spatial=len(x_shape) - 2,
+                                    dtype=dtype, **kwargs)
+        return _heuristic.choose(problem)
+
+    assert choice((1, 64, 56, 56), (256, 64, 1, 1)) == "pointwise_packed"
+    assert choice((1, 56, 56, 960), (160, 960, 1, 1), layout="NHWC") == "pointwise_packed"
+    assert choice((1, 64, 56, 56), (256, 64, 1, 1), dtype="float64") == "im2col"
+    assert choice((1, 8, 56, 56), (256, 8, 1, 1)) == "im2col"
+    assert choice((1, 64, 56, 56), (64, 64, 1, 1), stride=2) != "pointwise_packed"
+    assert choice((1, 64, 56, 56), (64, 1, 1, 1), groups=64) == "depthwise"
