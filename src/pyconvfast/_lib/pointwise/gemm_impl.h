@@ -3,12 +3,14 @@
 
    One call of a micro-kernel adds a rank-kc update to an R x (NV vectors) register tile, in the
    manner of the BLIS/MLAS micro-kernels: per step kk it loads NV vectors of the "vector" operand
-   B (kk * b_k + v * V) and broadcasts R scalars of the "broadcast" operand A (kk * a_k + r * a_r),
-   R * NV independent FMA chains. Two tile shapes per level:
+   B (kk * b_k, panel by panel) and broadcasts R scalars of the "broadcast" operand A
+   (kk * a_k + r * a_r), R * NV independent FMA chains. Two forms (gemm_tile.h has the tile):
      "chw"  rows are R output channels (A: the packed weight panel, a_k = panel width, a_r = 1),
-            vectors are NV * V consecutive pixels of the packed activation panel (B);
-     "hwc"  rows are R pixels (A: the channels-last input, or its packed copy), vectors are the
-            16 (float32) or 8 (float64) output channels of one packed weight panel (B).
+            vectors are NV * V consecutive pixels of the packed activation panel (B); narrower
+            tiles (1 or 2 vectors, more rows) take the last pixels of a row;
+     "hwc"  rows are R pixels (A: the packed activation rows), vectors are the 16 (float32) or
+            8 (float64) output channels of one packed weight panel (B), or of 2 or 4 panels at
+            AVX-512.
    The tile is stored at C + r * c_r + v * V (vectors contiguous).
 
    The accumulators start from C itself (init 0), from a bias value per row (1), from a bias

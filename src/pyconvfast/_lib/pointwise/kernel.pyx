@@ -6,10 +6,11 @@ over the flattened pixels ``p``. The weight comes packed once (by the algorithm'
 input channel by input channel, the order the micro-kernels stream them. One task computes the
 pixels of a block of one (sample, group) for a block of panels; the input channels are taken in
 blocks of ``kb`` so that the activation panel each thread packs stays in L1 while every panel
-of the block reuses it. Two tile forms (``pointwise/gemm_impl.h``): "chw" (pixels contiguous,
-as NCHW: rows of output channels x 48 pixels as vectors, weights broadcast) and "hwc" (channels
-contiguous, as NHWC: rows of pixels x one panel of channels as vectors, inputs broadcast). The
-bias starts the accumulators.
+of the block reuses it. Two tile forms (``pointwise/gemm_impl.h``): "chw" (vectors along
+pixels: rows of output channels x up to 48 pixels, weights broadcast; for outputs whose pixels
+are contiguous, as NCHW) and "hwc" (vectors along output channels: rows of pixels x 1 to 4
+panels, inputs broadcast; for NHWC outputs, and for NCHW ones through a per-thread stage that
+is copied out at the end of each task). The bias starts the accumulators.
 
 Each output sums bias + w[0] x[0] + w[1] x[1] + ... in input-channel order with one fused
 multiply-add per term (FMA at the AVX2 and AVX-512 levels, a multiply and an add at the
