@@ -35,8 +35,9 @@ def _pointwise_supports(problem):
 
 # Channels per group from which the heuristic (PYCONVFAST_TUNE=estimate) runs
 # ``pointwise_packed`` before im2col's BLAS path: ResNet-50's and MobileNetV2's 1x1 layers (16
-# to 2048 channels; bench/pointwise_packed.py, float32, one thread) ran 1.2-1.3x faster in geometric
-# mean in both layouts, 0.86x to 1.95x per layer. Fewer channels and float64 were not measured.
+# to 2048 channels; bench/pointwise_packed.py, float32, one thread) ran 1.2-1.3x faster in
+# geometric mean in both layouts, 0.86x to 1.95x per layer. Fewer channels and float64 were
+# not measured.
 POINTWISE_PREFERRED_MIN_CHANNELS = 16
 
 
