@@ -124,7 +124,10 @@ def test_same_bits_for_every_thread_count_split_form_and_block(layout, dtype, rn
     for batch, c_in, c_out, spatial, groups in ((1, 37, 50, (14, 14), 1),
                                                 (1, 64, 96, (7, 7), 1),
                                                 (2, 18, 34, (9, 11), 2),
-                                                (1, 300, 20, (3, 17), 1)):
+                                                (1, 300, 20, (3, 17), 1),
+                                                # forced "hwc" on NCHW: stages over 4 MB, so
+                                                # its tasks take fewer pixels
+                                                (1, 8, 72, (160, 120), 1)):
         x, w, b = _arrays(rng, batch, c_in, c_out, spatial, groups, dtype, layout)
         expected = pcf.conv2d(x, w, b, groups=groups, layout=layout,
                               algorithm="pointwise_packed", n_threads=1)

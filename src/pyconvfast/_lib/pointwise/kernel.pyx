@@ -75,6 +75,10 @@ SPLITS = ("pixels", "channels")
 # over pixels: a 7x7 or 14x14 plane cut into pixel blocks leaves each task a few thin tiles.
 SPLIT_CHANNELS_BELOW = 512
 
+# Largest staging buffer of a thread (bytes; see conv_pointwise_packed): a 7x7 or 14x14 plane's
+# outputs fit whole, a large plane is cut into more tasks.
+cdef Py_ssize_t STAGE_BYTES = 1 << 22
+
 
 def active_variant():
     """The row of :data:`VARIANTS` this kernel runs now (the SIMD level in use)."""
@@ -158,6 +162,11 @@ def conv_pointwise_packed(
     if batch == 0 or n_pixels == 0 or k_g == 0:
         return
     cdef int level = pcf_cpu_level()
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef Py_ssize_t x_sn = x.strides[0] // itemsize, x_sc = x.strides[1] // itemsize
+    cdef Py_ssize_t x_sp = x.strides[2] // itemsize
+    cdef Py_ssize_t o_sn = out.strides[0] // itemsize, o_sk = out.strides[1] // itemsize
+    cdef Py_ssize_t o_sp = out.strides[2] // itemsize
     cdef bint hwc = form == "hwc"
     cdef Py_ssize_t tile
     if floating is float:
@@ -174,23 +183,22 @@ def conv_pointwise_packed(
     cdef Py_ssize_t n_qblocks = min(want, n_panels) if split == "channels" else 1
     cdef Py_ssize_t block_pixels = (n_tiles + n_pblocks - 1) // n_pblocks * tile
     cdef Py_ssize_t block_panels = (n_panels + n_qblocks - 1) // n_qblocks
+    # "hwc" tiles into an output whose channels are not contiguous store a task's outputs pixel
+    # by pixel in a staging buffer first (whole vectors), then copy them; tasks take few enough
+    # pixels that it stays within STAGE_BYTES.
+    cdef bint staged = hwc and o_sk != 1
+    if staged:
+        block_pixels = min(block_pixels, max(
+            1, STAGE_BYTES // (block_panels * panel * sizeof(floating) * tile)) * tile)
     n_pblocks = (n_pixels + block_pixels - 1) // block_pixels
     n_qblocks = (n_panels + block_panels - 1) // block_panels
     cdef Py_ssize_t n_tasks = units * n_pblocks * n_qblocks
 
-    cdef Py_ssize_t itemsize = sizeof(floating)
-    cdef Py_ssize_t x_sn = x.strides[0] // itemsize, x_sc = x.strides[1] // itemsize
-    cdef Py_ssize_t x_sp = x.strides[2] // itemsize
-    cdef Py_ssize_t o_sn = out.strides[0] // itemsize, o_sk = out.strides[1] // itemsize
-    cdef Py_ssize_t o_sp = out.strides[2] // itemsize
     cdef const floating* x0 = &x[0, 0, 0]
     cdef floating* o0 = &out[0, 0, 0]
     cdef const floating* w0 = &packed[0, 0, 0]
     cdef const floating* b0 = &bias[0] if bias.shape[0] > 0 else NULL
     cdef Py_ssize_t buffer_size = pcf_pw_buffer_elements(kb) * sizeof(floating)
-    # "hwc" tiles into an output whose channels are not contiguous store a task's outputs pixel
-    # by pixel in a staging buffer first (whole vectors), then copy them.
-    cdef bint staged = hwc and o_sk != 1
     cdef Py_ssize_t stage_size = block_pixels * block_panels * panel * sizeof(floating) * staged
     cdef Py_ssize_t task, n, g, rest, p0, p1, q0, q1
     cdef floating* buf
