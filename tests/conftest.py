@@ -14,7 +14,7 @@
   (only the slow ones) or ``pytest -m "slow or not slow"`` (everything).
 * ``--simd-level=baseline|avx2|avx512f`` runs the session with every run-time-dispatched SIMD
   kernel (the one level of ``pyconvfast._lib.cpu.levels``: blocked direct, depthwise, separable,
-  grouped) forced to that instruction-set level (capped to what the CPU has), so that a lower
+  grouped, pointwise) forced to that instruction-set level (capped to what the CPU has), so that a lower
   level's code paths get the same tests as the best one;
   tests marked ``default_simd_level`` (which check the default dispatch) are skipped then.
 """

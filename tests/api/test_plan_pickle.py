@@ -30,6 +30,7 @@ CONV_CASES = {
     "direct": ((2, 5, 9, 11), (4, 5, 3, 2), dict(padding=((1, 0), (2, 1)), stride=(2, 1),
                                                  padding_mode="reflect")),
     "im2col": ((2, 6, 10, 9), (4, 3, 3, 3), dict(padding=1, groups=2, dilation=2)),
+    "pointwise_packed": ((2, 6, 7, 9), (20, 3, 1, 1), dict(groups=2, layout="NHWC")),
     "depthwise": ((2, 6, 12, 12), (12, 1, 3, 3), dict(padding="same", groups=6,
                                                       padding_mode="circular")),
     "winograd_f2x2_3x3": ((2, 5, 13, 14), (7, 5, 3, 3), dict(padding=1, flip=True)),

@@ -13,8 +13,9 @@ from pyconvfast._lib.cpu import levels
 from pyconvfast._lib.depthwise import kernel as depthwise_kernel
 from pyconvfast._lib.direct import blocked as direct_blocked
 from pyconvfast._lib.grouped import kernel as grouped_kernel
+from pyconvfast._lib.pointwise import kernel as pointwise_kernel
 
-FAMILIES = (direct_blocked, depthwise_kernel, grouped_kernel)
+FAMILIES = (direct_blocked, depthwise_kernel, grouped_kernel, pointwise_kernel)
 
 
 @pytest.fixture(autouse=True)

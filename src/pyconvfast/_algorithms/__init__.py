@@ -18,6 +18,7 @@ The modules, one per registered name (``pcf.list_algorithms()``):
 ======================  ===================================================================
 ``direct``              :mod:`.direct`: every problem, read in place, SIMD register tiles
 ``im2col``              :mod:`.im2col`: lowering + BLAS GEMM; 1x1 layers multiply in place
+``pointwise_packed``    :mod:`.pointwise`: 1x1 layers, our own packed GEMM micro-kernels
 ``depthwise``           :mod:`.depthwise`: one input channel per group
 ``winograd_f*x*_3x3``   :mod:`.winograd`: 2-D 3x3 stride 1, fewer multiplies
 ``fft``                 :mod:`.fft`: overlap-save real FFTs, large kernels
@@ -35,6 +36,7 @@ every algorithm, in the order above (the order ``list_algorithms`` shows and tie
 
 from pyconvfast._algorithms import direct  # noqa: F401 (each import registers an algorithm)
 from pyconvfast._algorithms import im2col  # noqa: F401
+from pyconvfast._algorithms import pointwise  # noqa: F401
 from pyconvfast._algorithms import depthwise  # noqa: F401
 from pyconvfast._algorithms import winograd  # noqa: F401
 from pyconvfast._algorithms import fft  # noqa: F401

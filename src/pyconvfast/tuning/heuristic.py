@@ -74,6 +74,9 @@ def _preference(problem):
         return ("winograd_f4x4_3x3", "im2col", "direct")
     if problem.groups > 1 and problem.c_in // problem.groups <= _GROUPED_MAX_PER_GROUP:
         return ("grouped", "im2col", "direct")
+    if (registry.can_run("pointwise_packed", problem)
+            and registry.get("pointwise_packed").preferred(problem)):
+        return ("pointwise_packed", "im2col", "direct")
     if _direct_pays(problem):
         return ("direct", "im2col")
     return ("im2col", "grouped", "direct")
