@@ -83,10 +83,8 @@ class Plan:
     """
 
     def __init__(self, problem, choice, weight, bias, n_threads):
-        self.problem = problem
+        self._set_problem(problem, weight, bias)
         self.n_threads = n_threads
-        self._weight = weight
-        self._bias = bias
         choice = choice.for_plan()
         weight_5d = _api.weight_5d(weight, problem)
         # A runner is one tuple (choice, algorithm, prepared weight), replaced whole, so that a
@@ -118,13 +116,22 @@ class Plan:
         """Whether every call now runs :attr:`algorithm` (no close finalists left to time)."""
         return self._runners is None
 
+    def _set_problem(self, problem, weight, bias):
+        """Keep the problem, weight and bias, and what every call checks against them (worked
+        out once here: a call's whole budget over its kernel is a few microseconds)."""
+        self.problem = problem
+        self._weight = weight
+        self._bias = bias
+        spatial = problem.in_size
+        shape = ((problem.batch, *spatial, problem.c_in) if problem.channels_last
+                 else (problem.batch, problem.c_in, *spatial))
+        self._x_shape = shape[1:] if problem.unbatched else shape
+        self._dtype = np.dtype(problem.dtype)
+
     @property
     def x_shape(self):
         """The input shape every call must have."""
-        p = self.problem
-        spatial = p.in_size
-        shape = (p.batch, *spatial, p.c_in) if p.channels_last else (p.batch, p.c_in, *spatial)
-        return shape[1:] if p.unbatched else shape
+        return self._x_shape
 
     def __call__(self, x, out=None):
         """Convolve ``x``, of the planned shape and dtype, into ``out`` (allocated if None).
@@ -141,15 +148,16 @@ class Plan:
             The result, shaped as :func:`conv_output_shape` says.
         """
         x = _api._as_float_array("x", x)
-        if x.dtype != self.problem.dtype:
+        if x.dtype != self._dtype:
             raise TypeError(f"this plan is for {self.problem.dtype} input, got x of dtype {x.dtype}")
-        if x.shape != self.x_shape:
-            raise ValueError(f"this plan is for x.shape={self.x_shape}, got x.shape={x.shape}")
-        out = _api.output_array(out, self.problem, x.dtype,
+        if x.shape != self._x_shape:
+            raise ValueError(f"this plan is for x.shape={self._x_shape}, got x.shape={x.shape}")
+        problem = self.problem
+        out = _api.output_array(out, problem, self._dtype,
                                 {"x": x, "weight": self._weight, "bias": self._bias})
-        if self.problem.batch:
-            x5 = _api._channels_first_5d(x, self.problem)
-            out5 = _api._channels_first_5d(out, self.problem)
+        if problem.batch:
+            x5 = _api._channels_first_5d(x, problem)
+            out5 = _api._channels_first_5d(out, problem)
             if self._runners is None:
                 self._run(self._runner, x5, out5)
             else:
@@ -244,10 +252,8 @@ class Plan:
                 f"this pyconvfast Plan was pickled by an incompatible version (pickle format "
                 f"{state.get('version')!r}, this version reads {self._PICKLE_VERSION}); make "
                 f"the plan again")
-        self.problem = state["problem"]
+        self._set_problem(state["problem"], state["weight"], state["bias"])
         self.n_threads = state["n_threads"]
-        self._weight = state["weight"]
-        self._bias = state["bias"]
         choice = state["choice"]
         algorithm = registry.get(choice.algorithm)
         prepared = algorithm.prepare(self.problem, _api.weight_5d(self._weight, self.problem))
