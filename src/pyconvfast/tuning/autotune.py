@@ -104,6 +104,20 @@ def candidate_label(name, params):
 CHOICES_MAX = 4096
 _CHOICES = {}
 _CHOICES_MUTEX = threading.Lock()
+# Counts the changes to _CHOICES, so that what was resolved from a remembered choice (a plain
+# call's remembered resolution, pyconvfast._api) can tell that it may be stale: a list, so that
+# it is read and bumped in place.
+_GENERATION = [0]
+
+
+def generation():
+    """A number that changes whenever a remembered choice is added, replaced or forgotten.
+
+    Returns
+    -------
+    int
+    """
+    return _GENERATION[0]
 
 
 def _remember(key, choice):
@@ -113,6 +127,7 @@ def _remember(key, choice):
         while len(_CHOICES) >= CHOICES_MAX:
             _CHOICES.pop(next(iter(_CHOICES)), None)
         _CHOICES[key] = choice
+        _GENERATION[0] += 1
 
 
 def choose(problem, n_threads, x, weight, bias, out):
@@ -160,6 +175,7 @@ def forget():
     """Drop the choices this process remembers (after the cache was cleared or loaded)."""
     with _CHOICES_MUTEX:
         _CHOICES.clear()
+        _GENERATION[0] += 1
 
 
 def _from_entry(problem, entry):
