@@ -90,31 +90,22 @@ def _conv_doc(n, what, x_shape, w_shape, same_shape, strided_shape):
 def conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCL", algorithm="auto", out=None,
            n_threads=None, precision=None):
-    return _api.convolve(
-        1, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(1, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCHW", algorithm="auto", out=None,
            n_threads=None, precision=None):
-    return _api.convolve(
-        2, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(2, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 def conv3d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", flip=False, layout="NCDHW", algorithm="auto", out=None,
            n_threads=None, precision=None):
-    return _api.convolve(
-        3, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(3, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 conv1d.__doc__ = _conv_doc(1, "sequences", "(2, 3, 10)", "(4, 3, 3)", "(2, 4, 10)", "(2, 4, 4)")

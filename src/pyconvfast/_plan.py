@@ -87,12 +87,10 @@ class Plan:
         self.n_threads = n_threads
         choice = choice.for_plan()
         weight_5d = _api.weight_5d(weight, problem)
-        # A runner is one tuple (choice, algorithm, prepared weight), replaced whole, so that a
-        # call from another thread never mixes one algorithm with another's prepared weight.
-        self._runners = []
-        for candidate in [choice] + _close_finalists(problem, choice):
-            algorithm = registry.get(candidate.algorithm)
-            self._runners.append((candidate, algorithm, algorithm.prepare(problem, weight_5d)))
+        # A runner is one tuple (choice, kernel call), replaced whole, so that a call from
+        # another thread never mixes one algorithm with another's prepared weight.
+        self._runners = [self._runner_of(candidate, weight_5d)
+                         for candidate in [choice] + _close_finalists(problem, choice)]
         self._runner = self._runners[0]
         # seconds[round][finalist]; the medians of the finalists' ratios to the pick, once done
         self._trial_seconds = np.full((TRIAL_ROUNDS, len(self._runners)), np.nan)
@@ -164,10 +162,16 @@ class Plan:
                 self._trial_call(x5, out5)
         return out
 
+    def _runner_of(self, choice, weight_5d):
+        """(choice, call): ``call(x5, out5)`` runs ``choice`` on the weight prepared now, its
+        kernel's arguments worked out once (:func:`pyconvfast._algorithms.registry.bound`)."""
+        algorithm = registry.get(choice.algorithm)
+        prepared = algorithm.prepare(self.problem, weight_5d)
+        return choice, registry.bound(algorithm, self.problem, prepared, self._bias,
+                                      self.n_threads, choice.params)
+
     def _run(self, runner, x5, out5):
-        choice, algorithm, prepared = runner
-        algorithm.run(self.problem, x5, prepared, self._bias, out5, self.n_threads,
-                      choice.params)
+        runner[1](x5, out5)
 
     def _trial_call(self, x5, out5):
         """Run the next close finalist of the current round and time it; after
@@ -195,7 +199,7 @@ class Plan:
                 fastest = 0  # not clearly faster than the tuner's pick: a few calls are noisy
             self._trial_ratios = ratios
             self._trial_labels = [autotune.candidate_label(choice.algorithm, choice.params)
-                                  for choice, _, _ in runners]
+                                  for choice, _ in runners]
             self._runner = runners[fastest]
             self._runners = None
 
@@ -212,7 +216,7 @@ class Plan:
                 flushed = f"{cold[label] * 1e3:10.3f} ms" if label in cold else ""
                 lines.append(f"  {label:<32} {seconds * 1e3:10.3f} ms {flushed}".rstrip())
         if self._runners is not None:
-            labels = [autotune.candidate_label(c.algorithm, c.params) for c, _, _ in self._runners]
+            labels = [autotune.candidate_label(c.algorithm, c.params) for c, _ in self._runners]
             lines.append(f"close finalists, timed on this plan's first calls: {', '.join(labels)}")
         elif self._trial_ratios is not None:
             lines.append("close finalists on this plan's first calls, median time over "
@@ -254,10 +258,8 @@ class Plan:
                 f"the plan again")
         self._set_problem(state["problem"], state["weight"], state["bias"])
         self.n_threads = state["n_threads"]
-        choice = state["choice"]
-        algorithm = registry.get(choice.algorithm)
-        prepared = algorithm.prepare(self.problem, _api.weight_5d(self._weight, self.problem))
-        self._runner = (choice, algorithm, prepared)
+        self._runner = self._runner_of(state["choice"],
+                                       _api.weight_5d(self._weight, self.problem))
         self._runners = None
         self._trial_seconds = np.full((TRIAL_ROUNDS, 1), np.nan)
         self._trial_ratios = state["trial_ratios"]
