@@ -19,6 +19,7 @@ a preparation is expensive, as the sub-pixel kernels of a transposed layer with 
 and stride are (docs/guide/autotuning.rst has the figures).
 """
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -169,6 +170,27 @@ def choose(problem, n_threads, x, weight, bias, out):
                               "cold_timings": choice.cold_timings})
     _remember((problem, n_threads, mode), choice)
     return choice
+
+
+def settle(problem, n_threads, mode, plan_choice):
+    """Make ``plan_choice`` the plan's choice of the remembered Choice for ``problem``: what
+    a plan's own first calls found faster than the tuner's plan pick, so that a plain call
+    that has seen its weight before (and so runs the plan's choice) runs it too. In this
+    process only: the tuning cache keeps what the tuner measured.
+
+    Parameters
+    ----------
+    problem : ConvProblem or ConvTransposeProblem
+    n_threads : int
+    mode : str
+        The tuning mode the plan was made under.
+    plan_choice : Choice
+    """
+    remembered = _CHOICES.get((problem, n_threads, mode))
+    if remembered is not None:
+        _remember((problem, n_threads, mode), dataclasses.replace(
+            remembered, plan_algorithm=plan_choice.algorithm,
+            plan_params=dict(plan_choice.params)))
 
 
 def forget():
