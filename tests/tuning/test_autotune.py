@@ -591,10 +591,10 @@ def test_a_plan_times_the_plain_calls_choice_and_plain_calls_follow_its_verdict(
         return registry.Algorithm(name=name, summary="test double", supports=base.supports,
                                    run=run, prepare=base.prepare)
 
-    for name, algorithm in {"test_plan_pick": taking("test_plan_pick", 1.0, registry.get("direct")),
-                            "test_call_pick": taking("test_call_pick", 0.5,
-                                                     registry.get("im2col"))}.items():
-        monkeypatch.setitem(registry._ALGORITHMS, name, algorithm)
+    for name, seconds, base in (("test_plan_pick", 1.0, "direct"),
+                                ("test_call_pick", 0.5, "im2col")):
+        monkeypatch.setitem(registry._ALGORITHMS, name,
+                            taking(name, seconds, registry.get(base)))
     x, w = _problem_arrays(rng)
     problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
     # what the tuner measured: the call's pick 3x slower to run, beyond the trial margin
