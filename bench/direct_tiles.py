@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 import pyconvfast as pcf
+from pyconvfast import _api
 from pyconvfast._lib.cpu import levels
 from pyconvfast._lib.direct.blocked import active_variant, fma_peak_gflops
 from pyconvfast._models import model_layers
@@ -65,8 +66,8 @@ def layers():
 def tiled_plan(x_shape, weight, kwargs, params, n_threads):
     """A ``direct`` plan whose kernel runs with ``params``."""
     plan = pcf.plan(x_shape, weight, algorithm="direct", n_threads=n_threads, **kwargs)
-    choice, algorithm, prepared = plan._runner
-    plan._runner = (dataclasses.replace(choice, params=dict(params)), algorithm, prepared)
+    choice = dataclasses.replace(plan._runner[0], params=dict(params))
+    plan._runner = plan._runner_of(choice, _api.weight_5d(plan._weight, plan.problem))
     return plan
 
 

@@ -19,7 +19,7 @@ from pyconvfast._algorithms import separable
 from pyconvfast._algorithms import registry
 from pyconvfast.tuning import autotune
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST, PADDING_MODES, ConvProblem
-from pyconvfast._config import resolve_precision
+from pyconvfast._config import get_setting, resolve_precision
 from pyconvfast._core import prepared
 from pyconvfast._core.threads import resolve_n_threads
 from pyconvfast._typing import FloatArray
@@ -307,9 +307,8 @@ def _as_float_array(name: str, value: Any) -> FloatArray:
 
 
 def _overlap(a, b):
-    """True when ``a`` and ``b`` share an element, or when that is too costly to rule out."""
-    if not np.may_share_memory(a, b):
-        return False
+    """True when ``a`` and ``b``, whose memory bounds overlap (``np.may_share_memory``), share
+    an element, or when that is too costly to rule out."""
     try:
         return np.shares_memory(a, b, max_work=1000)
     except np.exceptions.TooHardError:
@@ -323,23 +322,41 @@ def _check_out(out, problem, dtype, inputs):
         raise TypeError(f"out has dtype {out.dtype}, but the result is {dtype}")
     if out.shape != problem.out_shape:
         raise ValueError(f"out has shape {out.shape}, but the result has shape {problem.out_shape}")
-    if not out.flags.writeable:
+    flags = out.flags  # a new flags object on every read of the attribute
+    if not flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
-    if not out.flags.aligned:
+    if not flags.aligned:
         raise ValueError("out is not aligned for its dtype; pass an aligned array")
     for name, array in inputs.items():
-        if array is not None and _overlap(out, array):
+        # may_share_memory first: a bounds check, false for almost every call
+        if array is not None and np.may_share_memory(out, array) and _overlap(out, array):
             raise ValueError(f"out shares memory with {name}; pass a separate output array")
     return out
 
 
+def _view_5d_recipe(unbatched, channels_last, n_spatial):
+    """``(index, axes)``: ``array[index]`` inserts the missing axes (batch, then leading
+    spatial ones) and ``.transpose(axes)`` (None: not needed) brings the channels of a
+    channels-last array to axis 1."""
+    batch = (np.newaxis if unbatched else slice(None),)
+    if channels_last:
+        return batch + (np.newaxis,) * (3 - n_spatial), (0, 4, 1, 2, 3)
+    return batch + (slice(None),) + (np.newaxis,) * (3 - n_spatial), None
+
+
+# One indexing and at most one transpose, from a table: np.moveaxis and two indexings cost
+# 1.5 us of a small call, three times (x, weight, out).
+_VIEW_5D_RECIPES = {(unbatched, channels_last, n_spatial):
+                    _view_5d_recipe(unbatched, channels_last, n_spatial)
+                    for unbatched in (False, True) for channels_last in (False, True)
+                    for n_spatial in (1, 2, 3)}
+
+
 def _channels_first_5d(array: FloatArray, problem: Any) -> FloatArray:
     """A (N, C, D, H, W) view of a batched-or-not, channels-first-or-last activation."""
-    if problem.unbatched:
-        array = array[np.newaxis]
-    if problem.channels_last:
-        array = np.moveaxis(array, -1, 1)
-    return array[(slice(None), slice(None)) + (np.newaxis,) * (3 - problem.n_spatial)]
+    index, axes = _VIEW_5D_RECIPES[problem.unbatched, problem.channels_last, problem.n_spatial]
+    array = array[index]
+    return array if axes is None else array.transpose(axes)
 
 
 def weight_5d(weight: FloatArray, problem: Any) -> FloatArray:
@@ -396,12 +413,66 @@ def output_array(out: Any, problem: Any, dtype: Any, inputs: dict[str, Any]) -> 
     return _check_out(out, problem, dtype, inputs)
 
 
-def convolve(n_spatial: int, x: Any, weight: Any, bias: Any, *, algorithm: str, out: Any,
-             n_threads: int | None, precision: str | None = None,
-             **geometry: Any) -> FloatArray:
-    """Shared body of conv1d/conv2d/conv3d (see their docstrings)."""
-    geometry["precision"] = precision  # None: the remembered problem resolves the default
-    x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, geometry)
+# What a plain call resolved (problem, algorithm, parameters), by its arguments, the settings
+# it read and its weight's fingerprint: a call that finds its own arguments, settings and
+# weight contents here, and the prepared weight still kept, skips building the problem,
+# checking the weight for rank 1, asking the tuner and re-checking the algorithm (together
+# about 6 us of a small call's 15). At most this many entries; past it the table starts over.
+_RESOLVED_MAX = 1024
+_resolved: dict[tuple, tuple] = {}
+
+
+def _call_key(n_spatial, x, weight, bias, algorithm, n_threads, precision, geometry):
+    """The key of a call's resolution: everything the problem, the algorithm and its
+    parameters depend on besides the weight's contents (unhashable if an argument is).
+
+    The geometry values go in with their types (or, for anything but ints, strings, bools and
+    None, as their ``repr``): ``2`` and ``2.0``, or ``1`` and ``True``, compare equal but only
+    one of each is valid, and a key made of the values would let a valid call vouch for an
+    invalid one. The settings read where an argument is None, and the tuning mode, are part
+    of the key, so that a changed configuration resolves again.
+    """
+    types = tuple(map(type, geometry))
+    if not _SCALAR_TYPES.issuperset(types):
+        geometry, types = repr(geometry), None
+    return (n_spatial, x.shape, weight.shape, x.dtype, bias is None, algorithm, geometry, types,
+            precision, n_threads, type(n_threads),
+            get_setting("precision") if precision is None else None,
+            get_setting("n_threads") if n_threads is None else None, get_setting("tune"))
+
+
+def convolve(n_spatial: int, x: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+             dilation: Any, groups: Any, padding_mode: Any, flip: Any, layout: Any,
+             algorithm: str, out: Any, n_threads: int | None,
+             precision: str | None) -> FloatArray:
+    """Shared body of conv1d/conv2d/conv3d (see their docstrings); the arguments are
+    positional, in the order of theirs (passing fifteen by keyword cost 0.3 us a call)."""
+    x = _as_float_array("x", x)
+    weight = _as_float_array("weight", weight)
+    geometry = (stride, padding, dilation, groups, padding_mode, flip, layout)
+    call_key = _call_key(n_spatial, x, weight, bias, algorithm, n_threads, precision, geometry)
+    try:
+        resolved = _resolved.get(call_key)
+    except TypeError:  # an unhashable argument (a list): resolved the long way, not kept
+        call_key = resolved = None
+    if resolved is not None and weight.dtype == x.dtype:
+        generation, weight_key, problem, name, params = resolved
+        weight_key_now = prepared.fingerprint(weight)
+        kept = (prepared.kept(problem, name, weight_key)
+                if weight_key_now == weight_key and generation == autotune.generation()
+                else None)
+        if kept is not None:
+            n_threads = resolve_n_threads(n_threads)
+            bias = checked_bias(bias, problem, x.dtype)
+            out = output_array(out, problem, x.dtype, {"x": x, "weight": weight, "bias": bias})
+            registry.get(name).run(problem, _channels_first_5d(x, problem), kept, bias,
+                                   _channels_first_5d(out, problem), n_threads, params)
+            return out
+    generation = autotune.generation()
+    x, weight, bias, problem = validated_arrays(n_spatial, x, weight, bias, dict(
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        padding_mode=padding_mode, flip=flip, layout=layout,
+        precision=precision))  # None: the remembered problem resolves the default
     problem = separable.mark(problem, weight)  # rank-1 kernels may also run as two 1-D passes
     n_threads = resolve_n_threads(n_threads)
     im2col.warm_blas_in_threads(n_threads)
@@ -411,14 +482,27 @@ def convolve(n_spatial: int, x: Any, weight: Any, bias: Any, *, algorithm: str, 
         return out
     x5, w5, out5 = _channels_first_5d(x, problem), weight_5d(weight, problem), \
         _channels_first_5d(out, problem)
-    run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads)
+    name, params, weight_key, seen = run_chosen(problem, chosen, x5, weight, w5, bias, out5,
+                                                n_threads)
+    if seen and call_key is not None:
+        if len(_resolved) >= _RESOLVED_MAX:
+            _resolved.clear()
+        _resolved[call_key] = (generation, weight_key, problem, name, params)
     return out
 
 
 def run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads):
     """Run ``chosen`` (None: ``auto``'s choice) on a plain call's 5-D views, with the weight
     kept prepared where these contents were seen before (:mod:`pyconvfast._core.prepared`):
-    then ``auto`` runs the plan's choice, the fastest once the weight is prepared."""
+    then ``auto`` runs the plan's choice, the fastest once the weight is prepared.
+
+    Returns
+    -------
+    (name, params, weight_key, seen)
+        The algorithm's name and the parameters it ran with, the weight's fingerprint
+        (:func:`pyconvfast._core.prepared.fingerprint`), and whether its contents were seen
+        before (what ran is then what every later call with these contents runs).
+    """
     key = prepared.fingerprint(weight)
     seen = prepared.seen_before(key)
     params = {}
@@ -429,3 +513,4 @@ def run_chosen(problem, chosen, x5, weight, w5, bias, out5, n_threads):
         chosen, params = registry.get(choice.algorithm), choice.params
     weights = prepared.prepared_weight(problem, chosen, weight, w5, key, keep=seen)
     chosen.run(problem, x5, weights, bias, out5, n_threads, params)
+    return chosen.name, params, key, seen

@@ -101,11 +101,8 @@ def conv1d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
            padding_mode: PaddingMode = "zeros", flip: bool = False,
            layout: Layout1d = "NCL", algorithm: str = "auto", out: FloatArray | None = None,
            n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
-    return _api.convolve(
-        1, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(1, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 def conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
@@ -113,11 +110,8 @@ def conv2d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
            padding_mode: PaddingMode = "zeros", flip: bool = False,
            layout: Layout2d = "NCHW", algorithm: str = "auto", out: FloatArray | None = None,
            n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
-    return _api.convolve(
-        2, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(2, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 def conv3d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
@@ -125,11 +119,8 @@ def conv3d(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
            padding_mode: PaddingMode = "zeros", flip: bool = False,
            layout: Layout3d = "NCDHW", algorithm: str = "auto", out: FloatArray | None = None,
            n_threads: int | None = None, precision: Precision | None = None) -> FloatArray:
-    return _api.convolve(
-        3, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, algorithm=algorithm, out=out,
-        n_threads=n_threads, precision=precision,
-    )
+    return _api.convolve(3, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         flip, layout, algorithm, out, n_threads, precision)
 
 
 conv1d.__doc__ = _conv_doc(1, "sequences", "(2, 3, 10)", "(4, 3, 3)", "(2, 4, 10)", "(2, 4, 4)")

@@ -566,3 +566,116 @@ def test_timing_slice_keeps_the_geometry_and_views_the_arrays(padding_mode):
     assert piece.flops <= problem.flops / 40 * 1.5
     same = _timing.timing_slice(problem, x, out, flops=problem.flops)
     assert same[0] is problem and same[1] is x and same[2] is out
+
+
+def test_a_plan_times_the_plain_calls_choice_and_plain_calls_follow_its_verdict(
+        fresh_cache, rng, monkeypatch):
+    """Issue 13: a settled auto plan ran 1.3x slower than the plain auto call of the same
+    problem. A plain call on a new weight runs the call's pick (run + preparation), a plan the
+    plan's pick (run alone); the plan also times the call's pick on its first calls, however
+    far behind the tuner measured it, keeps the faster, and a plain call that has seen the
+    weight before runs what the plan settled on (the resolution it remembered is dropped)."""
+    from types import SimpleNamespace
+
+    from pyconvfast import _plan
+
+    clock = [0.0]
+    monkeypatch.setattr(_plan, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    ran = []
+
+    def taking(name, seconds, base):
+        def run(*args):
+            base.run(*args)
+            clock[0] += seconds
+            ran.append(name)
+        return registry.Algorithm(name=name, summary="test double", supports=base.supports,
+                                   run=run, prepare=base.prepare)
+
+    for name, seconds, base in (("test_plan_pick", 1.0, "direct"),
+                                ("test_call_pick", 0.5, "im2col")):
+        monkeypatch.setitem(registry._ALGORITHMS, name,
+                            taking(name, seconds, registry.get(base)))
+    x, w = _problem_arrays(rng)
+    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+    # what the tuner measured: the call's pick 3x slower to run, beyond the trial margin
+    times = {"test_plan_pick": 0.010, "test_call_pick": 0.030}
+    _autotune._remember((problem, 1, "measure"), _autotune.Choice(
+        "test_call_pick", {}, times, "measured", {}, "test_plan_pick", {}, cold_timings=times))
+    for _ in range(2):  # the second call has seen the weight: the plan's pick, remembered
+        assert_conv_matches(pcf.conv2d(x, w, padding=1, n_threads=1), x, w, padding=1)
+    assert ran == ["test_call_pick", "test_plan_pick"]
+    plan = pcf.plan(x.shape, w, padding=1, n_threads=1)
+    assert not plan.settled
+    assert "timed on this plan's first calls: test_plan_pick, test_call_pick" in plan.explain()
+    for _ in range(2 * _plan.TRIAL_ROUNDS):
+        assert_conv_matches(plan(x), x, w, padding=1)
+    assert plan.settled and plan.algorithm == "test_call_pick"
+    ran.clear()
+    assert_conv_matches(pcf.conv2d(x, w, padding=1, n_threads=1), x, w, padding=1)
+    assert ran == ["test_call_pick"]
+
+
+@pytest.mark.parametrize("layer", ["stem", "transposed"])
+def test_an_auto_plan_and_a_plain_call_resolve_to_the_same_choice(fresh_cache, rng, layer):
+    """Issue 13's layers (a 3-channel 7x7 stride-2 stem; a k4 stride-2 transposed layer),
+    timed for real: whatever the timings, the plan either picks what the plain call picks or
+    times that among its finalists, and once settled, a plain call that has seen the weight
+    runs the plan's choice."""
+    from pyconvfast import _transpose
+
+    if layer == "stem":
+        x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+        w = rng.standard_normal((64, 3, 7, 7)).astype(np.float32)
+        function, kwargs = pcf.conv2d, {"stride": 2, "padding": 3}
+        problem = _api.make_problem(x.shape, w.shape, n_spatial=2, **kwargs)
+    else:
+        x = rng.standard_normal((1, 128, 32, 32)).astype(np.float32)
+        w = rng.standard_normal((128, 64, 4, 4)).astype(np.float32)
+        function, kwargs = pcf.conv_transpose2d, {"stride": 2, "padding": 1}
+        problem = _transpose.make_problem(x.shape, w.shape, n_spatial=2, **kwargs)
+    expected = function(x, w, n_threads=2, **kwargs)  # tunes
+    choice = _autotune.choose(problem, 2, None, None, None, None)  # remembered: no timing
+    called = _autotune.candidate_label(choice.algorithm, choice.params)
+    plan = pcf.plan(x.shape, w, transposed=layer == "transposed", n_threads=2, **kwargs)
+    if plan.settled:
+        assert _autotune.candidate_label(plan.algorithm, plan.params) == called
+    else:
+        assert called in plan.explain().split("timed on this plan's first calls: ")[1]
+    while not plan.settled:
+        got = plan(x)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    seen = _autotune.choose(problem, 2, None, None, None, None).for_plan()
+    assert (seen.algorithm, seen.params) == (plan.algorithm, plan.params)
+
+
+@pytest.mark.parametrize("losses, kept", [(3, "test_pick"), (2, "test_other")])
+def test_a_finalist_must_win_most_rounds_to_replace_the_pick(fresh_cache, rng, monkeypatch,
+                                                            losses, kept):
+    """20% faster by the median but slower in 3 of the 9 timed rounds is noise (a loaded
+    machine's scheduler), not a lead: the tuner's pick stays; slower in 2 rounds, it goes."""
+    from types import SimpleNamespace
+
+    from pyconvfast import _plan
+
+    clock = [0.0]
+    calls = [0]
+    monkeypatch.setattr(_plan, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    other = [0.8] * (_plan.TRIAL_ROUNDS - losses) + [1.2] * losses  # round 0 is untimed
+
+    def taking(relative, base):
+        def run(*args):
+            base.run(*args)
+            round_index = calls[0] // 2
+            calls[0] += 1
+            clock[0] += relative[round_index] if round_index < len(relative) else 1.0
+        return registry.Algorithm(name="test", summary="test double", supports=base.supports,
+                                   run=run, prepare=base.prepare)
+
+    doubles = {"test_pick": taking([1.0] * _plan.TRIAL_ROUNDS, registry.get("direct")),
+               "test_other": taking(other, registry.get("im2col"))}
+    x, w = _problem_arrays(rng)
+    times = {"test_pick": 0.010, "test_other": 0.011}
+    plan = _plan_with_finalists(monkeypatch, x, w, doubles, "test_pick", times, times, padding=1)
+    for _ in range(2 * _plan.TRIAL_ROUNDS):
+        plan(x)
+    assert plan.settled and plan.algorithm == kept

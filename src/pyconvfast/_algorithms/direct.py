@@ -45,17 +45,34 @@ def _item_strides(x, out):
     return math.gcd(*x.strides, *out.strides) % x.itemsize == 0
 
 
-def _run_direct(problem, x, prepared, bias, out, n_threads, params):
+def _bind_direct(problem, prepared, bias, n_threads, params):
+    """The kernel call with its tables and scalars worked out once (see ``Algorithm.bind``)."""
     packed, weight = prepared
-    bias = bias_or_empty(bias, x.dtype)
-    if packed is not None and _item_strides(x, out):
-        geometry = problem.as_3d()
-        conv_direct_blocked(x, packed, problem.c_out, bias, out, *tap_tables(problem),
-                            geometry["stride"][2], geometry["dilation"][2],
-                            geometry["pad_before"][2], n_threads,
-                            tiles=params.get("tiles", "auto"), c_chunk=params.get("c_chunk", 0))
-    else:
-        conv_direct(x, weight, bias, out, *tap_tables(problem), n_threads)
+    bias = bias_or_empty(bias, weight.dtype)
+    tables = tap_tables(problem)
+
+    def generic(x, out):
+        conv_direct(x, weight, bias, out, *tables, n_threads)
+
+    if packed is None:
+        return generic
+    geometry = problem.as_3d()
+    c_out, stride, dilation, pad = (problem.c_out, geometry["stride"][2],
+                                    geometry["dilation"][2], geometry["pad_before"][2])
+    tiles, c_chunk = params.get("tiles", "auto"), params.get("c_chunk", 0)
+
+    def blocked(x, out):
+        if _item_strides(x, out):
+            conv_direct_blocked(x, packed, c_out, bias, out, *tables, stride, dilation, pad,
+                                n_threads, tiles=tiles, c_chunk=c_chunk)
+        else:
+            generic(x, out)
+
+    return blocked
+
+
+def _run_direct(problem, x, prepared, bias, out, n_threads, params):
+    _bind_direct(problem, prepared, bias, n_threads, params)(x, out)
 
 
 def _direct_param_space(problem):
@@ -73,6 +90,7 @@ register(Algorithm(
     run=_run_direct,
     prepare=_direct_prepare,
     param_space=_direct_param_space,
+    bind=_bind_direct,
 ))
 
 

@@ -55,6 +55,11 @@ class Algorithm:
     param_space : callable, optional
         ``param_space(problem) -> list of dict``: the parameter sets exhaustive tuning tries,
         the defaults first; by default ``[{}]``.
+    bind : callable, optional
+        ``bind(problem, prepared, bias, n_threads, params) -> call``, where ``call(x, out)``
+        does what ``run`` does with those arguments: what does not depend on the arrays (tap
+        tables, the bias or an empty array, scalar geometry) is worked out once, for a plan
+        to call many times. By default ``call`` calls ``run``; see :func:`bound`.
     preferred : callable, optional
         ``preferred(problem) -> bool``: whether the heuristic should try it first on
         ``problem`` (an algorithm that pays only on some problems says which, so that the
@@ -79,6 +84,7 @@ class Algorithm:
     kind: str = "conv"
     accurate: bool = True
     preferred: Callable[[ConvProblem], bool] = _never
+    bind: Optional[Callable[..., Callable]] = None
 
     def __reduce__(self):
         # An algorithm pickles as its name and loads as the one registered under it (the
@@ -91,6 +97,15 @@ class Algorithm:
             return ("its rounding error exceeds the plain summation bound, which "
                     "precision='accurate' asks for")
         return self.supports(problem)
+
+
+def bound(algorithm, problem, prepared, bias, n_threads, params):
+    """``call(x, out)``: ``algorithm`` run on ``problem`` with these arguments, its per-call
+    work done once where the algorithm registers a ``bind``."""
+    if algorithm.bind is not None:
+        return algorithm.bind(problem, prepared, bias, n_threads, params)
+    run = algorithm.run
+    return lambda x, out: run(problem, x, prepared, bias, out, n_threads, params)
 
 
 _ALGORITHMS: dict[str, "Algorithm"] = {}

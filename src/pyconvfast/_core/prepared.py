@@ -119,6 +119,32 @@ def _owned(prepared, weight):
     return prepared  # an object of the algorithm's own (fft's spectra) holds copies already
 
 
+def kept(problem, name, key):
+    """The prepared weight kept for these contents and algorithm ``name``, or None.
+
+    Parameters
+    ----------
+    problem : ConvProblem or ConvTransposeProblem
+    name : str
+        The algorithm's name.
+    key : tuple or None
+        ``fingerprint(weight)``.
+
+    Returns
+    -------
+    object or None
+    """
+    if key is None:
+        return None
+    entry_key = (problem, name, key)
+    with _lock:
+        entry = _entries.get(entry_key)
+        if entry is None:
+            return None
+        _entries.move_to_end(entry_key)
+        return entry[0]
+
+
 def prepared_weight(problem, algorithm, weight, weight5, key, keep):
     """The weight ``algorithm`` runs on: a kept one for these contents, or prepared now.
 
@@ -144,11 +170,9 @@ def prepared_weight(problem, algorithm, weight, weight5, key, keep):
     if key is None:
         return algorithm.prepare(problem, weight5)
     entry_key = (problem, algorithm.name, key)
-    with _lock:
-        entry = _entries.get(entry_key)
-        if entry is not None:
-            _entries.move_to_end(entry_key)
-            return entry[0]
+    found = kept(problem, algorithm.name, key)
+    if found is not None:
+        return found
     prepared = algorithm.prepare(problem, weight5)
     limit = get_setting("prepared_mb") * 2**20
     if not keep or not limit:

@@ -1,7 +1,9 @@
 """The frozen description of one convolution problem: geometry, dtype and layout."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
+from types import MappingProxyType
 
 CHANNELS_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 CHANNELS_LAST = {1: "NLC", 2: "NHWC", 3: "NDHWC"}
@@ -54,6 +56,7 @@ class ConvProblem:
         # The kept hash is of this process's string hashes: a pickled copy computes its own.
         state = dict(self.__dict__)
         state.pop("_hash", None)
+        state.pop("_as_3d", None)  # a read-only view, which does not pickle; made again
         return state
 
     @cached_property
@@ -97,23 +100,29 @@ class ConvProblem:
             taps *= k
         return 2 * n_out * taps
 
-    def as_3d(self) -> dict[str, tuple[int, ...]]:
+    def as_3d(self) -> Mapping[str, tuple[int, ...]]:
         """The geometry padded to three spatial axes (leading axes of size 1), for the kernels.
 
         Returns
         -------
-        dict of str to tuple of 3 ints
-            ``in_size``, ``out_size``, ``kernel``, ``stride``, ``dilation``, ``pad_before``.
+        mapping of str to tuple of 3 ints
+            ``in_size``, ``out_size``, ``kernel``, ``stride``, ``dilation``, ``pad_before``;
+            read-only, made once per problem (kernel adapters read it on every call).
         """
+        try:
+            return self.__dict__["_as_3d"]
+        except KeyError:
+            pass
         lead = 3 - self.n_spatial
-        return {
+        geometry = self.__dict__["_as_3d"] = MappingProxyType({
             "in_size": (1,) * lead + self.in_size,
             "out_size": (1,) * lead + self.out_size,
             "kernel": (1,) * lead + self.kernel,
             "stride": (1,) * lead + self.stride,
             "dilation": (1,) * lead + self.dilation,
             "pad_before": (0,) * lead + self.pad_before,
-        }
+        })
+        return geometry
 
     @property
     def key(self) -> str:

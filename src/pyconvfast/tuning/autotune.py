@@ -19,6 +19,7 @@ a preparation is expensive, as the sub-pixel kernels of a transposed layer with 
 and stride are (docs/guide/autotuning.rst has the figures).
 """
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -104,6 +105,20 @@ def candidate_label(name, params):
 CHOICES_MAX = 4096
 _CHOICES: dict[object, Choice] = {}
 _CHOICES_MUTEX = threading.Lock()
+# Counts the changes to _CHOICES, so that what was resolved from a remembered choice (a plain
+# call's remembered resolution, pyconvfast._api) can tell that it may be stale: a list, so that
+# it is read and bumped in place.
+_GENERATION = [0]
+
+
+def generation():
+    """A number that changes whenever a remembered choice is added, replaced or forgotten.
+
+    Returns
+    -------
+    int
+    """
+    return _GENERATION[0]
 
 
 def _remember(key, choice):
@@ -113,6 +128,7 @@ def _remember(key, choice):
         while len(_CHOICES) >= CHOICES_MAX:
             _CHOICES.pop(next(iter(_CHOICES)), None)
         _CHOICES[key] = choice
+        _GENERATION[0] += 1
 
 
 def choose(problem, n_threads, x, weight, bias, out):
@@ -156,10 +172,32 @@ def choose(problem, n_threads, x, weight, bias, out):
     return choice
 
 
+def settle(problem, n_threads, mode, plan_choice):
+    """Make ``plan_choice`` the plan's choice of the remembered Choice for ``problem``: what
+    a plan's own first calls found faster than the tuner's plan pick, so that a plain call
+    that has seen its weight before (and so runs the plan's choice) runs it too. In this
+    process only: the tuning cache keeps what the tuner measured.
+
+    Parameters
+    ----------
+    problem : ConvProblem or ConvTransposeProblem
+    n_threads : int
+    mode : str
+        The tuning mode the plan was made under.
+    plan_choice : Choice
+    """
+    remembered = _CHOICES.get((problem, n_threads, mode))
+    if remembered is not None:
+        _remember((problem, n_threads, mode), dataclasses.replace(
+            remembered, plan_algorithm=plan_choice.algorithm,
+            plan_params=dict(plan_choice.params)))
+
+
 def forget():
     """Drop the choices this process remembers (after the cache was cleared or loaded)."""
     with _CHOICES_MUTEX:
         _CHOICES.clear()
+        _GENERATION[0] += 1
 
 
 def _from_entry(problem, entry):
