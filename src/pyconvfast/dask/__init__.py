@@ -53,10 +53,12 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
 from pyconvfast.dask._blocks import task_threads
 from pyconvfast.dask._convolution import (conv1d, conv2d, conv3d, conv_transpose1d,
                                           conv_transpose2d, conv_transpose3d)
-from pyconvfast.dask._separable import (channel_shuffle, separable_conv2d,
+from pyconvfast.dask._resize import resize_conv2d
+from pyconvfast.dask._separable import (channel_shuffle, flattened_conv2d, separable_conv2d,
                                         spatially_separable_conv2d)
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "separable_conv2d", "spatially_separable_conv2d", "channel_shuffle", "task_threads",
+    "separable_conv2d", "spatially_separable_conv2d", "flattened_conv2d", "resize_conv2d",
+    "channel_shuffle", "task_threads",
 ]

@@ -4,7 +4,7 @@ are cut, the plan chosen once per graph and the functions each block runs."""
 import pickle
 import sys
 import threading
-from collections import Counter
+from collections import Counter, namedtuple
 from itertools import product
 
 import numpy as np
@@ -104,25 +104,87 @@ def check_channel_chunks(x, channel_axis, function):
             f"x = x.rechunk({{{channel_axis}: -1}})")
 
 
-def _axis_blocks(chunks, out_size, stride, extent):
-    """For one spatial axis cut into ``chunks``: per input chunk, the outputs it produces
-    ``(j0, j1)`` and the range of the padded input they read ``(lo, hi)``.
-
-    Output ``j`` belongs to the chunk holding sample ``j * stride`` (clamped to the last
-    chunk), so that input chunk ``i`` gives output chunk ``i``; its window starts at ``j *
-    stride`` in the padded input.
-    """
+def output_owners(chunks, out_size, stride):
+    """Outputs per chunk of one axis: output ``j`` belongs to the chunk holding sample ``j *
+    stride`` (the last chunk past the end), so that chunk ``i`` gives output chunk ``i``."""
     bounds = np.cumsum((0,) + tuple(chunks))
     starts = np.arange(out_size, dtype=np.int64) * stride
     owner = np.clip(np.searchsorted(bounds, starts, side="right") - 1, 0, len(chunks) - 1)
-    counts = np.bincount(owner, minlength=len(chunks))
-    blocks, j0 = [], 0
-    for count in counts.tolist():
-        j1 = j0 + count
-        lo, hi = j0 * stride, (j1 - 1) * stride + extent
-        blocks.append((j0, j1, lo, hi) if count else (j0, j1, 0, 0))
-        j0 = j1
-    return blocks
+    return np.bincount(owner, minlength=len(chunks)).tolist()
+
+
+class AxisPiece(namedtuple("AxisPiece", "start stop count before after output_padding crop")):
+    """One output chunk along one spatial axis: the samples ``[start, stop)`` of the source
+    its block reads, its ``count`` outputs, the padding ``(before, after)`` (and a transposed
+    block's ``output_padding``, else None) its call gets, and the ``crop`` outputs the call
+    makes before the chunk's first (a call cannot start at any output: see resize)."""
+
+    def __new__(cls, start, stop, count, before=0, after=0, output_padding=None, crop=0):
+        return super().__new__(cls, start, stop, count, before, after, output_padding, crop)
+
+
+def sliced_blocks(source, spatial_axes, per_axis, chunks, make_block_function, dtype, function):
+    """Compute each output block from the slice of ``source`` it reads, in one call.
+
+    ``per_axis[i]`` holds one :class:`AxisPiece` per output chunk of spatial axis ``i``;
+    ``chunks`` the output chunks of the other axes. The pieces of one output block are cut
+    from ``source``, joined along the spatial axes (batch chunks are kept: one task per batch
+    chunk) and passed to ``run_block(block, extra, *args)``, ``extra`` the call's per-block
+    keyword arguments as ``(name, value)`` pairs (``padding``, and ``output_padding`` where
+    the pieces have one). ``make_block_function(variants)`` gets the Counter of ``(block shape,
+    extra)`` over every task and returns ``(run_block, args)``. Output blocks with no outputs
+    are left empty; the result has ``len(per_axis[i])`` chunks along spatial axis ``i``.
+    """
+    tasks, variants = {}, Counter()
+    for index in product(*(range(len(pieces)) for pieces in per_axis)):
+        pieces = [per_axis[i][b] for i, b in enumerate(index)]
+        if any(piece.count == 0 for piece in pieces):
+            continue  # an output chunk with no outputs (stride larger than the chunk)
+        selection = [slice(None)] * source.ndim
+        for axis, piece in zip(spatial_axes, pieces):
+            if (piece.start, piece.stop) != (0, source.shape[axis]):
+                selection[axis] = slice(piece.start, piece.stop)
+        block = source[tuple(selection)] if any(
+            part != slice(None) for part in selection) else source
+        if any(len(block.chunks[axis]) > 1 for axis in spatial_axes):
+            block = block.rechunk({axis: -1 for axis in spatial_axes})
+        extra = (("padding", tuple((piece.before, piece.after) for piece in pieces)),)
+        if pieces[0].output_padding is not None:
+            extra += (("output_padding", tuple(piece.output_padding for piece in pieces)),)
+        crops = tuple((piece.crop, piece.count) for piece in pieces)
+        tasks[index] = block, extra, crops
+        variants.update((shape, extra) for shape in product(*block.chunks))
+    run_block, args = make_block_function(variants)
+
+    meta = np.empty((0,) * source.ndim, dtype=dtype)
+    results = {}
+    for index, (block, extra, crops) in tasks.items():
+        block_chunks = list(chunks)
+        for i, axis in enumerate(spatial_axes):
+            block_chunks[axis] = (per_axis[i][index[i]].count,)
+        token = dask.base.tokenize(block, run_block, extra, crops, args)
+        results[index] = block.map_blocks(
+            _call_block, run_block, extra, crops, spatial_axes, *args,
+            chunks=tuple(block_chunks), dtype=dtype, meta=meta,
+            name=f"pyconvfast-{function}-{token}")
+    result = assemble(results, [len(pieces) for pieces in per_axis], spatial_axes)
+    out_chunks = list(chunks)
+    for i, axis in enumerate(spatial_axes):
+        out_chunks[axis] = tuple(piece.count for piece in per_axis[i])
+    if result.chunks != tuple(out_chunks):
+        result = result.rechunk(tuple(out_chunks))  # puts back the empty chunks
+    return result
+
+
+def _call_block(block, run_block, extra, crops, spatial_axes, *args):
+    """``run_block``'s result on one block, cropped to the block's outputs where the call
+    made more (see :class:`AxisPiece`)."""
+    result = run_block(block, extra, *args)
+    selection = [slice(None)] * result.ndim
+    for axis, (crop, count) in zip(spatial_axes, crops):
+        if crop or result.shape[axis] != count:
+            selection[axis] = slice(crop, crop + count)
+    return result[tuple(selection)]
 
 
 class Geometry:
@@ -141,77 +203,69 @@ class Geometry:
                    problem.out_size, problem.padding_mode, problem.c_out)
 
 
+def pad_chunked_axes(x, spatial_axes, chunked, pad_before, pad_after, padding_mode):
+    """``x`` padded with ``padding_mode`` (as NumPy's ``np.pad`` mode) on the chunked spatial
+    axes only."""
+    pad_width = [(0, 0)] * x.ndim
+    for axis, cut, before, after in zip(spatial_axes, chunked, pad_before, pad_after):
+        if cut:
+            pad_width[axis] = (before, after)
+    if not any(before or after for before, after in pad_width):
+        return x
+    mode = NUMPY_PAD_MODE[padding_mode]
+    if mode == "wrap":
+        # da.pad's "wrap" pads at most the axis's size (and silently less past it).
+        for axis, (before, after) in enumerate(pad_width):
+            if before or after:
+                x = _wrap(x, axis, before, after)
+        return x
+    return da.pad(x, pad_width, mode=mode, **({"constant_values": 0} if mode == "constant"
+                                              else {}))
+
+
+def _wrap(x, axis, before, after):
+    """``x`` padded circularly along ``axis``, for any padding (NumPy's ``mode="wrap"``)."""
+    size = x.shape[axis]
+    copies_before = -(-before // size)
+    copies = copies_before + 1 + -(-after // size)
+    tiled = da.concatenate([x] * copies, axis=axis) if copies > 1 else x
+    selection = [slice(None)] * x.ndim
+    start = copies_before * size - before
+    selection[axis] = slice(start, start + before + size + after)
+    return tiled[tuple(selection)]
+
+
 def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype, function):
     """Apply a block function block by block with exact halos (see the module docstring).
 
-    ``make_block_function(shapes, padding)`` is called once, with the Counter of the input
-    block shapes the graph will hold and the ``padding`` (one ``(before, after)`` pair per
-    spatial axis) each block must still apply itself: the requested padding on axes in one
-    chunk, none on the others. It returns ``(run_block, args)``; each task then computes
-    ``run_block(block, padding, *args)`` on a NumPy block holding every input its outputs read.
+    A spatial axis in one chunk keeps its padding, applied by each block's call; the chunked
+    axes are padded once (:func:`pad_chunked_axes`) and each block gets the padded samples its
+    outputs read and no padding. ``make_block_function`` and the block calls are those of
+    :func:`sliced_blocks`.
     """
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
     chunked = [len(x.chunks[axis]) > 1 for axis in spatial_axes]
-    block_padding = tuple(
-        (0, 0) if cut else (before, after)
-        for cut, before, after in zip(chunked, geometry.pad_before, geometry.pad_after))
-    pad_width = [(0, 0)] * x.ndim
-    for i, axis in enumerate(spatial_axes):
-        if chunked[i]:
-            pad_width[axis] = (geometry.pad_before[i], geometry.pad_after[i])
-    padded = x
-    if any(before or after for before, after in pad_width):
-        mode = NUMPY_PAD_MODE[geometry.padding_mode]
-        padded = da.pad(x, pad_width, mode=mode,
-                        **({"constant_values": 0} if mode == "constant" else {}))
-
+    padded = pad_chunked_axes(x, spatial_axes, chunked, geometry.pad_before, geometry.pad_after,
+                              geometry.padding_mode)
     per_axis = []
     for i, axis in enumerate(spatial_axes):
-        if chunked[i]:
-            per_axis.append(_axis_blocks(x.chunks[axis], geometry.out_size[i],
-                                         geometry.stride[i], geometry.extent[i]))
-        else:
-            per_axis.append([(0, geometry.out_size[i], 0, x.shape[axis])])
-
-    base_chunks = list(x.chunks)
-    base_chunks[channel_axis] = (geometry.c_out,)
-    inputs, shapes = {}, Counter()
-    for index in product(*(range(len(blocks)) for blocks in per_axis)):
-        ranges = [per_axis[i][b] for i, b in enumerate(index)]
-        if any(j1 == j0 for j0, j1, _, _ in ranges):
-            continue  # an input chunk with no outputs (stride larger than the chunk)
-        selection = [slice(None)] * x.ndim
-        for axis, (_, _, lo, hi) in zip(spatial_axes, ranges):
-            if (lo, hi) != (0, padded.shape[axis]):
-                selection[axis] = slice(lo, hi)
-        piece = padded[tuple(selection)] if any(
-            part != slice(None) for part in selection) else padded
-        if any(len(piece.chunks[axis]) > 1 for axis in spatial_axes):
-            piece = piece.rechunk({axis: -1 for axis in spatial_axes})
-        inputs[index] = piece
-        shapes.update(product(*piece.chunks))
-    run_block, args = make_block_function(shapes, block_padding)
-
-    meta = np.empty((0,) * x.ndim, dtype=dtype)
-    pieces = {}
-    for index, piece in inputs.items():
-        chunks = list(base_chunks)
-        for i, axis in enumerate(spatial_axes):
-            j0, j1, _, _ = per_axis[i][index[i]]
-            chunks[axis] = (j1 - j0,)
-        token = dask.base.tokenize(piece, run_block, args)
-        pieces[index] = piece.map_blocks(run_block, block_padding, *args, chunks=tuple(chunks),
-                                         dtype=dtype, meta=meta,
-                                         name=f"pyconvfast-{function}-{token}")
-    result = assemble(pieces, [len(blocks) for blocks in per_axis], spatial_axes)
-    # Input chunk i gives output chunk i, on every axis: chunks without outputs stay, empty.
-    out_chunks = list(base_chunks)
-    for i, axis in enumerate(spatial_axes):
-        out_chunks[axis] = tuple(j1 - j0 for j0, j1, _, _ in per_axis[i])
-    if result.chunks != tuple(out_chunks):
-        result = result.rechunk(tuple(out_chunks))
-    return result
+        out_size, stride, extent = geometry.out_size[i], geometry.stride[i], geometry.extent[i]
+        if not chunked[i]:
+            per_axis.append([AxisPiece(0, x.shape[axis], out_size, geometry.pad_before[i],
+                                       geometry.pad_after[i])])
+            continue
+        pieces, j0 = [], 0
+        for count in output_owners(x.chunks[axis], out_size, stride):
+            # Output j reads padded samples j * stride to j * stride + extent - 1.
+            pieces.append(AxisPiece(j0 * stride, (j0 + count - 1) * stride + extent, count)
+                          if count else AxisPiece(0, 0, 0))
+            j0 += count
+        per_axis.append(pieces)
+    chunks = list(x.chunks)
+    chunks[channel_axis] = (geometry.c_out,)
+    return sliced_blocks(padded, spatial_axes, per_axis, chunks, make_block_function, dtype,
+                         function)
 
 
 def assemble(pieces, n_blocks, axes, prefix=()):
@@ -243,38 +297,50 @@ def require_whole_spatial_axes(x, spatial_axes, function):
 
 # --- plans and block functions -----------------------------------------------------------------
 
-def settled_plan(shapes, weight, bias, algorithm, n_threads, transposed, kwargs):
-    """A plan for the most common block shape, settled on one algorithm, and the algorithm for
-    each other block shape it cannot run (``direct``)."""
-    common = max(shapes, key=lambda shape: (shapes[shape], shape))
-    plan = pcf.plan(common, weight, bias, algorithm=algorithm, transposed=transposed,
-                    n_threads=1 if n_threads is None else n_threads, **kwargs)
+def settled_plan(variants, weight, bias, algorithm, n_threads, transposed, kwargs):
+    """A plan for the most common block variant, settled on one algorithm, and the algorithm
+    for each other variant it cannot run (``direct``).
+
+    ``variants`` counts ``(block shape, extra)`` pairs, ``extra`` the per-block keyword
+    arguments as ``(name, value)`` pairs (the padding, and a transposed block's
+    ``output_padding``) that complete ``kwargs``. Returns ``(plan, planned, algorithm_for)``:
+    ``planned`` the variant the plan was made for.
+    """
+    planned = max(variants, key=lambda variant: (variants[variant], variant))
+    shape, extra = planned
+    plan = pcf.plan(shape, weight, bias, algorithm=algorithm, transposed=transposed,
+                    n_threads=1 if n_threads is None else n_threads, **kwargs, **dict(extra))
     if not plan.settled:
         # Loading a pickled plan settles it on the tuner's pick: blocks never race finalists.
         plan = pickle.loads(pickle.dumps(plan))
     fallback = "transpose_direct" if transposed else "direct"
-    algorithm_for_shape = {}
-    for shape in shapes:
-        if shape != common and plan.algorithm not in pcf.list_algorithms(
-                shape, weight, dtype=weight.dtype, transposed=transposed, **kwargs):
-            algorithm_for_shape[shape] = fallback
-    return plan, algorithm_for_shape
+    algorithm_for = {}
+    for variant in variants:
+        shape, extra = variant
+        if variant != planned and plan.algorithm not in pcf.list_algorithms(
+                shape, weight, dtype=weight.dtype, transposed=transposed, **kwargs,
+                **dict(extra)):
+            algorithm_for[variant] = fallback
+    return plan, planned, algorithm_for
 
 
 class PlannedBlock:
-    """Convolves one block: with the plan where the block has its shape, else with the plan's
-    algorithm by name (or the fallback for that shape). The plan is a task argument, one key of
-    the graph, so that each worker process loads (and prepares) it once."""
+    """Convolves one block: with the plan where the block is the planned variant (its shape
+    and per-block arguments), else with the plan's algorithm by name (or the fallback for that
+    variant). The plan is a task argument, one key of the graph, so that each worker process
+    loads (and prepares) it once."""
 
-    def __init__(self, function, algorithm_for_shape, n_threads, kwargs):
+    def __init__(self, function, planned, algorithm_for, n_threads, kwargs):
         self.function = function
-        self.algorithm_for_shape = algorithm_for_shape
+        self.planned = planned
+        self.algorithm_for = algorithm_for
         self.n_threads = n_threads
         self.kwargs = kwargs
 
-    def __call__(self, block, padding, plan):
+    def __call__(self, block, extra, plan):
         n_threads = task_threads(self.n_threads)
-        if block.shape == plan.x_shape:
+        variant = (block.shape, extra)
+        if variant == self.planned:
             if plan.n_threads != n_threads:
                 # The same prepared weight with this task's thread count.
                 clone = Plan.__new__(Plan)
@@ -282,28 +348,25 @@ class PlannedBlock:
                 clone.n_threads = n_threads
                 plan = clone
             return plan(block)
-        algorithm = self.algorithm_for_shape.get(block.shape, plan.algorithm)
+        algorithm = self.algorithm_for.get(variant, plan.algorithm)
         return getattr(pcf, self.function)(
-            block, plan._weight, plan._bias, padding=padding, algorithm=algorithm,
-            n_threads=n_threads, **self.kwargs)
+            block, plan._weight, plan._bias, algorithm=algorithm, n_threads=n_threads,
+            **self.kwargs, **dict(extra))
 
 
 class FunctionBlock:
-    """Calls ``pcf.<function>(block, *arrays, padding=..., n_threads=..., **kwargs)``."""
+    """Calls ``pcf.<function>(block, *arrays, n_threads=..., **kwargs, **dict(extra))``."""
 
-    def __init__(self, function, arrays, n_threads, kwargs, takes_padding=True):
+    def __init__(self, function, arrays, n_threads, kwargs):
         self.function = function
         self.arrays = arrays
         self.n_threads = n_threads
         self.kwargs = kwargs
-        self.takes_padding = takes_padding
 
-    def __call__(self, block, padding=None):
-        kwargs = dict(self.kwargs)
-        if self.takes_padding:
-            kwargs["padding"] = padding
+    def __call__(self, block, extra=()):
         return getattr(pcf, self.function)(block, *self.arrays,
-                                           n_threads=task_threads(self.n_threads), **kwargs)
+                                           n_threads=task_threads(self.n_threads),
+                                           **self.kwargs, **dict(extra))
 
 
 def float_arrays(x, **arrays):

@@ -11,9 +11,9 @@ from pyconvfast._algorithms import separable
 from pyconvfast._config import resolve_precision
 from pyconvfast._core.problem import CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
-from pyconvfast.dask._blocks import (Geometry, PlannedBlock, as_dask, block_shapes,
+from pyconvfast.dask._blocks import (AxisPiece, Geometry, PlannedBlock, as_dask,
                                      blockwise_spatial, check_channel_chunks, float_arrays,
-                                     layout_axes, require_whole_spatial_axes, settled_plan)
+                                     layout_axes, settled_plan, sliced_blocks)
 
 
 # --- convolution -------------------------------------------------------------------------------
@@ -39,11 +39,10 @@ def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, 
     kwargs = dict(stride=problem.stride, dilation=problem.dilation, groups=groups,
                   padding_mode=padding_mode, flip=flip, layout=layout, precision=precision)
 
-    def make_block_function(shapes, block_padding):
-        plan, algorithm_for_shape = settled_plan(
-            shapes, weight, bias, algorithm, n_threads, False,
-            dict(kwargs, padding=block_padding))
-        run = PlannedBlock(function, algorithm_for_shape, n_threads, kwargs)
+    def make_block_function(variants):
+        plan, planned, algorithm_for = settled_plan(variants, weight, bias, algorithm,
+                                                    n_threads, False, kwargs)
+        run = PlannedBlock(function, planned, algorithm_for, n_threads, kwargs)
         return run, (dask.delayed(plan, pure=False),)
 
     return blockwise_spatial(x, n_spatial, layout, Geometry.of(problem), make_block_function,
@@ -170,18 +169,58 @@ def _convolve_transpose(n_spatial, x, weight, bias, *, stride, padding, output_p
         return da.empty(problem.out_shape, dtype=x.dtype)
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
-    require_whole_spatial_axes(x, spatial_axes, function)
-    padding = kwargs.pop("padding")
-    plan, algorithm_for_shape = settled_plan(block_shapes(x), weight, bias, algorithm,
-                                              n_threads, True, dict(kwargs, padding=padding))
+    for name in ("padding", "output_padding", "output_size"):
+        kwargs.pop(name)  # each block gets its own padding and output_padding
+    per_axis = [
+        transpose_pieces(x.chunks[axis], problem.in_size[i], problem.out_size[i],
+                         problem.dilation[i] * (problem.kernel[i] - 1) + 1, problem.stride[i],
+                         problem.pad_before[i], problem.pad_after[i], problem.output_padding[i])
+        for i, axis in enumerate(spatial_axes)]
+
+    def make_block_function(variants):
+        plan, planned, algorithm_for = settled_plan(variants, weight, bias, algorithm,
+                                                    n_threads, True, kwargs)
+        run = PlannedBlock(function, planned, algorithm_for, n_threads, kwargs)
+        return run, (dask.delayed(plan, pure=False),)
+
     chunks = list(x.chunks)
-    out_shape = problem.out_shape
-    for axis in [channel_axis, *spatial_axes]:
-        chunks[axis] = (out_shape[axis],)
-    return x.map_blocks(
-        PlannedBlock(function, algorithm_for_shape, n_threads, kwargs), padding,
-        dask.delayed(plan, pure=False), chunks=tuple(chunks), dtype=x.dtype,
-        meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    chunks[channel_axis] = (problem.c_out,)
+    return sliced_blocks(x, spatial_axes, per_axis, chunks, make_block_function, x.dtype,
+                         function)
+
+
+def transpose_pieces(chunks, in_size, out_size, extent, stride, pad_before, pad_after,
+                     output_padding):
+    """The :class:`AxisPiece` of each output chunk of a transposed convolution along one axis.
+
+    Input ``i`` adds into the uncropped outputs ``i * stride`` to ``i * stride + extent - 1``;
+    output ``o`` is uncropped output ``o + pad_before``. Input chunk ``[c0, c1)`` gives output
+    chunk ``[c0 * stride - pad_before, c1 * stride - pad_before)`` (clipped to the output; the
+    last chunk runs to its end). The block of output chunk ``[o0, o1)`` holds the inputs that
+    add into it, ``ceil((o0 + pad_before - extent + 1) / stride)`` to ``floor((o1 - 1 +
+    pad_before) / stride)``, and is called with the padding that crops its uncropped outputs to
+    ``[o0, o1)``, plus the ``output_padding`` (below ``stride``) that reaches ``o1`` where its
+    last input's taps end before it.
+    """
+    if len(chunks) == 1:
+        return [AxisPiece(0, in_size, out_size, pad_before, pad_after, output_padding)]
+    bounds = np.cumsum((0,) + tuple(chunks)).tolist()
+    edges = [0] + [min(max(c * stride - pad_before, 0), out_size) for c in bounds[1:-1]]
+    edges.append(out_size)
+    pieces = []
+    for o0, o1 in zip(edges[:-1], edges[1:]):
+        if o1 == o0:
+            pieces.append(AxisPiece(0, 0, 0, 0, 0, 0))
+            continue
+        first, last = o0 + pad_before, o1 + pad_before  # uncropped outputs [first, last)
+        # The first input is at most first // stride, so that the padding before is >= 0
+        # (with stride > extent no input may add into the first output).
+        i0 = max(0, min(-(-(first - extent + 1) // stride), first // stride, in_size - 1))
+        i1 = min(in_size, (last - 1) // stride + 1)
+        end = (i1 - 1) * stride + extent  # the block's uncropped outputs end there
+        pieces.append(AxisPiece(i0, i1, o1 - o0, first - i0 * stride, max(end - last, 0),
+                                max(last - end, 0)))
+    return pieces
 
 
 _TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, split along the batch axis.
