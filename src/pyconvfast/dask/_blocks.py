@@ -10,6 +10,8 @@ from itertools import product
 import numpy as np
 import dask
 import dask.array as da
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 import pyconvfast as pcf
 from pyconvfast import _api
@@ -124,61 +126,112 @@ class AxisPiece(namedtuple("AxisPiece", "start stop count before after output_pa
 
 
 def sliced_blocks(source, spatial_axes, per_axis, chunks, make_block_function, dtype, function):
-    """Compute each output block from the slice of ``source`` it reads, in one call.
+    """Compute each output block from the slice of ``source`` it reads, in one task.
 
     ``per_axis[i]`` holds one :class:`AxisPiece` per output chunk of spatial axis ``i``;
-    ``chunks`` the output chunks of the other axes. The pieces of one output block are cut
-    from ``source``, joined along the spatial axes (batch chunks are kept: one task per batch
-    chunk) and passed to ``run_block(block, extra, *args)``, ``extra`` the call's per-block
-    keyword arguments as ``(name, value)`` pairs (``padding``, and ``output_padding`` where
-    the pieces have one). ``make_block_function(variants)`` gets the Counter of ``(block shape,
-    extra)`` over every task and returns ``(run_block, args)``. Output blocks with no outputs
-    are left empty; the result has ``len(per_axis[i])`` chunks along spatial axis ``i``.
+    ``chunks`` the output chunks of the other axes (the batch chunks of ``source``, one chunk
+    on channels). The task of an output block takes the chunks of ``source`` its range
+    overlaps, copies the range into one array (or takes a view where it lies in one chunk) and
+    calls ``run_block(block, extra, *args)``, ``extra`` the call's per-block keyword arguments
+    as ``(name, value)`` pairs (``padding``, and ``output_padding`` where the pieces have one).
+    So the graph holds one task per output block, no halo exchange, concatenation or rechunk
+    of its own. ``make_block_function(variants)`` gets the Counter of ``(block shape, extra)``
+    over every task and returns ``(run_block, args)`` (``args`` may hold Delayed objects, one
+    key each in the graph). Output blocks with no outputs are empty arrays.
     """
-    tasks, variants = {}, Counter()
+    bounds = [np.cumsum((0,) + source.chunks[axis]).tolist() for axis in spatial_axes]
+    other_axes = [axis for axis in range(source.ndim) if axis not in spatial_axes]
+    others = list(product(*(range(len(source.chunks[axis])) for axis in other_axes)))
+    blocks, variants = {}, Counter()
     for index in product(*(range(len(pieces)) for pieces in per_axis)):
         pieces = [per_axis[i][b] for i, b in enumerate(index)]
         if any(piece.count == 0 for piece in pieces):
-            continue  # an output chunk with no outputs (stride larger than the chunk)
-        selection = [slice(None)] * source.ndim
-        for axis, piece in zip(spatial_axes, pieces):
-            if (piece.start, piece.stop) != (0, source.shape[axis]):
-                selection[axis] = slice(piece.start, piece.stop)
-        block = source[tuple(selection)] if any(
-            part != slice(None) for part in selection) else source
-        if any(len(block.chunks[axis]) > 1 for axis in spatial_axes):
-            block = block.rechunk({axis: -1 for axis in spatial_axes})
+            blocks[index] = None
+            continue
         extra = (("padding", tuple((piece.before, piece.after) for piece in pieces)),)
         if pieces[0].output_padding is not None:
             extra += (("output_padding", tuple(piece.output_padding for piece in pieces)),)
-        crops = tuple((piece.crop, piece.count) for piece in pieces)
-        tasks[index] = block, extra, crops
-        variants.update((shape, extra) for shape in product(*block.chunks))
+        blocks[index] = pieces, extra
+        for other in others:
+            shape = [source.chunks[axis][b] for axis, b in zip(other_axes, other)]
+            shape = dict(zip(other_axes, shape))
+            shape.update((axis, piece.stop - piece.start)
+                         for axis, piece in zip(spatial_axes, pieces))
+            variants[(tuple(shape[axis] for axis in range(source.ndim)), extra)] += 1
     run_block, args = make_block_function(variants)
 
-    meta = np.empty((0,) * source.ndim, dtype=dtype)
-    results = {}
-    for index, (block, extra, crops) in tasks.items():
-        block_chunks = list(chunks)
-        for i, axis in enumerate(spatial_axes):
-            block_chunks[axis] = (per_axis[i][index[i]].count,)
-        token = dask.base.tokenize(block, run_block, extra, crops, args)
-        results[index] = block.map_blocks(
-            _call_block, run_block, extra, crops, spatial_axes, *args,
-            chunks=tuple(block_chunks), dtype=dtype, meta=meta,
-            name=f"pyconvfast-{function}-{token}")
-    result = assemble(results, [len(pieces) for pieces in per_axis], spatial_axes)
+    token = dask.base.tokenize(source, per_axis, run_block, args)
+    name = f"pyconvfast-{function}-{token}"
+    dependencies = [source]
+    task_args = []
+    for arg in args:
+        if isinstance(arg, Delayed):
+            dependencies.append(arg)
+            task_args.append(arg.key)
+        else:
+            task_args.append(arg)
     out_chunks = list(chunks)
     for i, axis in enumerate(spatial_axes):
         out_chunks[axis] = tuple(piece.count for piece in per_axis[i])
-    if result.chunks != tuple(out_chunks):
-        result = result.rechunk(tuple(out_chunks))  # puts back the empty chunks
-    return result
+    graph = {}
+    for index, block in blocks.items():
+        for other in others:
+            key_index = [0] * source.ndim
+            for axis, b in zip(other_axes, other):
+                key_index[axis] = b
+            for axis, b in zip(spatial_axes, index):
+                key_index[axis] = b
+            key = (name, *key_index)
+            if block is None:
+                shape = tuple(out_chunks[axis][b] for axis, b in enumerate(key_index))
+                graph[key] = (np.empty, shape, dtype)
+                continue
+            pieces, extra = block
+            parts = []  # per axis: (source chunk, slice in it, slice in the block)
+            for i, piece in enumerate(pieces):
+                edges = bounds[i]
+                first = int(np.searchsorted(edges, piece.start, side="right")) - 1
+                axis_parts = []
+                for c in range(first, len(edges) - 1):
+                    lo, hi = max(piece.start, edges[c]), min(piece.stop, edges[c + 1])
+                    if lo >= hi:
+                        break
+                    axis_parts.append((c, slice(lo - edges[c], hi - edges[c]),
+                                       slice(lo - piece.start, hi - piece.start)))
+                parts.append(axis_parts)
+            keys, copies = [], []
+            for combination in product(*parts):
+                source_index = list(key_index)
+                for axis, (c, _, _) in zip(spatial_axes, combination):
+                    source_index[axis] = c
+                keys.append((source.name, *source_index))
+                copies.append(tuple((within, into) for _, within, into in combination))
+            shape = list(source.chunks[axis][b] for axis, b in enumerate(key_index))
+            for axis, piece in zip(spatial_axes, pieces):
+                shape[axis] = piece.stop - piece.start
+            crops = tuple((piece.crop, piece.count) for piece in pieces)
+            graph[key] = (_gather_call, keys, copies, tuple(shape), spatial_axes, run_block,
+                          extra, crops, *task_args)
+    graph = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
+    return da.Array(graph, name, tuple(out_chunks), meta=np.empty((0,) * source.ndim, dtype))
 
 
-def _call_block(block, run_block, extra, crops, spatial_axes, *args):
-    """``run_block``'s result on one block, cropped to the block's outputs where the call
-    made more (see :class:`AxisPiece`)."""
+def _gather_call(parts, copies, shape, spatial_axes, run_block, extra, crops, *args):
+    """One output block's task: its input range gathered from the source chunks ``parts``
+    (a view where it lies in one chunk), ``run_block``'s result on it, cropped to the block's
+    outputs where the call made more (see :class:`AxisPiece`)."""
+    if len(parts) == 1:
+        selection = [slice(None)] * len(shape)
+        for axis, (within, _) in zip(spatial_axes, copies[0]):
+            selection[axis] = within
+        block = parts[0][tuple(selection)]
+    else:
+        block = np.empty(shape, dtype=parts[0].dtype)
+        for part, copy in zip(parts, copies):
+            source, target = [slice(None)] * len(shape), [slice(None)] * len(shape)
+            for axis, (within, into) in zip(spatial_axes, copy):
+                source[axis], target[axis] = within, into
+            block[tuple(target)] = part[tuple(source)]
     result = run_block(block, extra, *args)
     selection = [slice(None)] * result.ndim
     for axis, (crop, count) in zip(spatial_axes, crops):
@@ -203,12 +256,12 @@ class Geometry:
                    problem.out_size, problem.padding_mode, problem.c_out)
 
 
-def pad_chunked_axes(x, spatial_axes, chunked, pad_before, pad_after, padding_mode):
-    """``x`` padded with ``padding_mode`` (as NumPy's ``np.pad`` mode) on the chunked spatial
-    axes only."""
+def pad_chunked_axes(x, spatial_axes, which, pad_before, pad_after, padding_mode):
+    """``x`` padded with ``padding_mode`` (as NumPy's ``np.pad`` mode) on the spatial axes
+    where ``which`` is true."""
     pad_width = [(0, 0)] * x.ndim
-    for axis, cut, before, after in zip(spatial_axes, chunked, pad_before, pad_after):
-        if cut:
+    for axis, pad, before, after in zip(spatial_axes, which, pad_before, pad_after):
+        if pad:
             pad_width[axis] = (before, after)
     if not any(before or after for before, after in pad_width):
         return x
@@ -238,61 +291,52 @@ def _wrap(x, axis, before, after):
 def blockwise_spatial(x, n_spatial, layout, geometry, make_block_function, dtype, function):
     """Apply a block function block by block with exact halos (see the module docstring).
 
-    A spatial axis in one chunk keeps its padding, applied by each block's call; the chunked
-    axes are padded once (:func:`pad_chunked_axes`) and each block gets the padded samples its
-    outputs read and no padding. ``make_block_function`` and the block calls are those of
-    :func:`sliced_blocks`.
+    Output ``j`` reads padded samples ``j * stride`` to ``j * stride + extent - 1``; each block
+    gets the samples of ``x`` its outputs read, and the padding they read past the outer faces
+    is applied by the block's call, as the NumPy function applies it (so a spatial axis in one
+    chunk is one call's). The exceptions are "circular" (a face block would need the far end)
+    and a face block too short for the "reflect" it must apply (or with no sample of ``x`` at
+    all): such an axis is padded once as a Dask array (:func:`pad_chunked_axes`) and its
+    blocks read the padded samples, with no padding. ``make_block_function`` and the block
+    calls are those of :func:`sliced_blocks`.
     """
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
-    chunked = [len(x.chunks[axis]) > 1 for axis in spatial_axes]
-    padded = pad_chunked_axes(x, spatial_axes, chunked, geometry.pad_before, geometry.pad_after,
-                              geometry.padding_mode)
-    per_axis = []
+    per_axis, padded_axes = [], []
     for i, axis in enumerate(spatial_axes):
         out_size, stride, extent = geometry.out_size[i], geometry.stride[i], geometry.extent[i]
-        if not chunked[i]:
-            per_axis.append([AxisPiece(0, x.shape[axis], out_size, geometry.pad_before[i],
-                                       geometry.pad_after[i])])
+        before, after, size = geometry.pad_before[i], geometry.pad_after[i], x.shape[axis]
+        if len(x.chunks[axis]) == 1:
+            per_axis.append([AxisPiece(0, size, out_size, before, after)])
+            padded_axes.append(False)
             continue
+        counts = output_owners(x.chunks[axis], out_size, stride)
         pieces, j0 = [], 0
-        for count in output_owners(x.chunks[axis], out_size, stride):
-            # Output j reads padded samples j * stride to j * stride + extent - 1.
-            pieces.append(AxisPiece(j0 * stride, (j0 + count - 1) * stride + extent, count)
+        for count in counts:
+            lo = j0 * stride - before  # the block reads samples [lo, hi) of x, or padding
+            hi = (j0 + count - 1) * stride + extent - before
+            start, stop = min(max(lo, 0), size), max(min(hi, size), 0)
+            pieces.append(AxisPiece(start, stop, count, start - lo, hi - stop)
                           if count else AxisPiece(0, 0, 0))
             j0 += count
+        kernel_pads = geometry.padding_mode != "circular" and all(
+            piece.stop > piece.start and (geometry.padding_mode != "reflect" or max(
+                piece.before, piece.after) < piece.stop - piece.start)
+            for piece in pieces if piece.count)
+        if not kernel_pads:
+            pieces, j0 = [], 0
+            for count in counts:
+                pieces.append(AxisPiece(j0 * stride, (j0 + count - 1) * stride + extent, count)
+                              if count else AxisPiece(0, 0, 0))
+                j0 += count
         per_axis.append(pieces)
+        padded_axes.append(not kernel_pads)
+    source = pad_chunked_axes(x, spatial_axes, padded_axes, geometry.pad_before,
+                              geometry.pad_after, geometry.padding_mode)
     chunks = list(x.chunks)
     chunks[channel_axis] = (geometry.c_out,)
-    return sliced_blocks(padded, spatial_axes, per_axis, chunks, make_block_function, dtype,
+    return sliced_blocks(source, spatial_axes, per_axis, chunks, make_block_function, dtype,
                          function)
-
-
-def assemble(pieces, n_blocks, axes, prefix=()):
-    """Concatenate the grid of pieces ``{index: array}`` along ``axes`` (the first outermost),
-    skipping the missing (empty) ones."""
-    if len(prefix) == len(n_blocks):
-        return pieces.get(prefix)
-    parts = [assemble(pieces, n_blocks, axes, prefix + (b,))
-             for b in range(n_blocks[len(prefix)])]
-    parts = [part for part in parts if part is not None]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=axes[len(prefix)])
-
-
-def block_shapes(x):
-    return Counter(product(*x.chunks))
-
-
-def require_whole_spatial_axes(x, spatial_axes, function):
-    cut = [axis for axis in spatial_axes if len(x.chunks[axis]) > 1]
-    if cut:
-        fix = ", ".join(f"{axis}: -1" for axis in cut)
-        raise ValueError(
-            f"{function} on Dask splits x along the batch axis only; spatial axes {cut} of x "
-            f"are in several chunks ({[x.chunks[axis] for axis in cut]}): rechunk them first, "
-            f"x = x.rechunk({{{fix}}})")
 
 
 # --- plans and block functions -----------------------------------------------------------------
