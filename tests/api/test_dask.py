@@ -312,9 +312,15 @@ def test_distributed_cluster(local_cluster):
     w3 = rng.standard_normal((4, 2, 3, 2, 3))
     lazy3 = pcfd.conv3d(da.from_array(x3, chunks=(1, 2, 5, 4, 3)), w3, padding=1,
                         padding_mode="circular")
-    futures = client.compute([lazy2, lazy3, da.zeros(2, chunks=1).map_blocks(
+    wt = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    kwargs_t = dict(stride=(2, 3), padding=((1, 2), (0, 1)), output_padding=(1, 2))
+    lazy_t = pcfd.conv_transpose2d(da.from_array(x2, chunks=(1, 3, 7, 5)), wt,
+                                   algorithm="transpose_direct", groups=1, **kwargs_t)
+    futures = client.compute([lazy2, lazy3, lazy_t, da.zeros(2, chunks=1).map_blocks(
         lambda b: np.full(b.shape, pcfd.task_threads()), dtype=int)])
-    got2, got3, threads = [future.result(timeout=120) for future in futures]
+    got2, got3, got_t, threads = [future.result(timeout=120) for future in futures]
+    np.testing.assert_array_equal(got_t, pcf.conv_transpose2d(
+        x2, wt, algorithm="transpose_direct", **kwargs_t))
     np.testing.assert_array_equal(got2, pcf.conv2d(x2, w2, np.ones(5, np.float32),
                                                    algorithm="direct", **kwargs2))
     assert_conv_matches(got3, x3, w3, padding=1, padding_mode="circular", algorithm="auto")
@@ -326,7 +332,7 @@ def test_doctests_and_numpydoc_sections():
     import inspect
 
     attempted = failed = 0
-    for module in (pcfd, pcfd._blocks, pcfd._convolution, pcfd._separable):
+    for module in (pcfd, pcfd._blocks, pcfd._convolution, pcfd._separable, pcfd._resize):
         result = doctest.testmod(module,
                                  optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         attempted, failed = attempted + result.attempted, failed + result.failed

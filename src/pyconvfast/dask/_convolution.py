@@ -1,5 +1,5 @@
-"""``conv1d/2d/3d`` (spatial chunks with exact halos) and ``conv_transpose1d/2d/3d`` (batch
-chunks) on Dask arrays."""
+"""``conv1d/2d/3d`` and ``conv_transpose1d/2d/3d`` on Dask arrays (batch and spatial chunks,
+exact halos)."""
 
 
 import numpy as np
@@ -143,7 +143,7 @@ conv3d.__doc__ = _conv_doc(3, "(1, 2, 12, 12, 12)", "(4, 2, 3, 3, 3)", "(1, 2, 6
                            "(6, 6)")
 
 
-# --- transposed convolution (batch chunks) -----------------------------------------------------
+# --- transposed convolution ---------------------------------------------------------------------
 
 def _convolve_transpose(n_spatial, x, weight, bias, *, stride, padding, output_padding,
                         dilation, groups, output_size, flip, layout, algorithm, n_threads,
@@ -223,11 +223,14 @@ def transpose_pieces(chunks, in_size, out_size, extent, stride, pad_before, pad_
     return pieces
 
 
-_TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, split along the batch axis.
+_TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, lazily, with exact halos.
 
-:func:`pyconvfast.conv_transpose{n}d` on each batch chunk, with one algorithm chosen on the
-client (a plan for the most common chunk, as for :func:`conv{n}d`). The channel and spatial
-axes must each be one chunk; spatial chunks are not supported yet.
+:func:`pyconvfast.conv_transpose{n}d` block by block, with one algorithm chosen on the client
+(a plan for the most common block, as for :func:`conv{n}d`); the result equals the NumPy
+function's on the whole array (bitwise with ``algorithm="transpose_direct"``). Batch chunks
+are kept; along a spatial axis, input chunk ``[c0, c1)`` gives output chunk ``[c0 * stride -
+pad_before, c1 * stride - pad_before)`` (clipped to the output; the last chunk runs to its
+end), computed from the inputs that add into it (see :mod:`pyconvfast.dask`).
 
 Parameters
 ----------
@@ -243,14 +246,14 @@ n_threads : int, optional
 Returns
 -------
 dask.array.Array
-    Lazy; the result of :func:`pyconvfast.conv_transpose{n}d`, chunked as ``x`` on the batch
-    axis.
+    Lazy; the result of :func:`pyconvfast.conv_transpose{n}d`, with as many chunks per axis as
+    ``x`` (one on channels).
 
 Raises
 ------
 ValueError
-    A channel or spatial axis in several chunks (the message says how to rechunk), and every
-    error of :func:`pyconvfast.conv_transpose{n}d`.
+    The channel axis in several chunks (the message says how to rechunk), and every error of
+    :func:`pyconvfast.conv_transpose{n}d`, raised when the graph is built.
 
 Examples
 --------
@@ -259,8 +262,8 @@ Examples
 >>> import pyconvfast.dask as pcfd
 >>> x = da.ones({x_shape}, chunks={chunks}, dtype=np.float32)
 >>> y = pcfd.conv_transpose{n}d(x, np.ones({w_shape}, dtype=np.float32), stride=2)
->>> y.shape, y.chunks[0]
-({out_shape}, (1, 1, 1))
+>>> y.shape, y.chunks[0], y.chunks[-1]
+({out_shape}, (1, 1, 1), {out_chunks})
 """
 
 
@@ -291,13 +294,14 @@ def conv_transpose3d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
         algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-for _n, _function, _x, _w, _out in (
-        (1, conv_transpose1d, "(3, 2, 5)", "(2, 4, 3)", "(3, 4, 11)"),
-        (2, conv_transpose2d, "(3, 2, 5, 5)", "(2, 4, 3, 3)", "(3, 4, 11, 11)"),
-        (3, conv_transpose3d, "(3, 2, 4, 4, 4)", "(2, 4, 3, 3, 3)", "(3, 4, 9, 9, 9)")):
+for _n, _function, _x, _w, _out, _chunks in (
+        (1, conv_transpose1d, "(3, 2, 5)", "(2, 4, 3)", "(3, 4, 11)", "(6, 5)"),
+        (2, conv_transpose2d, "(3, 2, 5, 5)", "(2, 4, 3, 3)", "(3, 4, 11, 11)", "(6, 5)"),
+        (3, conv_transpose3d, "(3, 2, 4, 4, 4)", "(2, 4, 3, 3, 3)", "(3, 4, 9, 9, 9)",
+         "(6, 3)")):
     _function.__doc__ = _TRANSPOSE_DOC.format(
         n=_n, spatial={1: "L", 2: "H, W", 3: "D, H, W"}[_n],
         kernel={1: "K", 2: "R, S", 3: "T, R, S"}[_n], cl=CHANNELS_LAST[_n], x_shape=_x,
-        w_shape=_w, out_shape=_out, chunks=f"(1, -1{', -1' * _n})")
+        w_shape=_w, out_shape=_out, chunks=f"(1, -1{', -1' * (_n - 1)}, 3)", out_chunks=_chunks)
 
 
