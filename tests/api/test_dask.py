@@ -19,7 +19,8 @@ da = pytest.importorskip("dask.array")
 
 import pyconvfast as pcf  # noqa: E402
 import pyconvfast.dask as pcfd  # noqa: E402
-from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches  # noqa: E402
+from tests.helpers.reference import (  # noqa: E402
+    CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches)
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}

@@ -20,7 +20,8 @@ import pyconvfast as pcf  # noqa: E402
 import pyconvfast.dask as pcfd  # noqa: E402
 from pyconvfast._resize import bilinear_upsample  # noqa: E402
 from tests.api.test_dask import MODES, _random_chunks  # noqa: E402
-from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches  # noqa: E402
+from tests.helpers.reference import (  # noqa: E402
+    CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches)
 from tests.helpers.reference_transpose import assert_transpose_matches  # noqa: E402
 
 
