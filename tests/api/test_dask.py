@@ -19,7 +19,8 @@ da = pytest.importorskip("dask.array")
 
 import pyconvfast as pcf  # noqa: E402
 import pyconvfast.dask as pcfd  # noqa: E402
-from tests.helpers.reference import CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches  # noqa: E402
+from tests.helpers.reference import (  # noqa: E402
+    CHANNELS_FIRST, CHANNELS_LAST, assert_conv_matches)
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
@@ -206,12 +207,14 @@ def test_errors_come_when_the_graph_is_built():
 
 
 def test_one_plan_settled_on_the_client():
-    shapes = {(2, 3, 12, 9): 6, (1, 3, 12, 9): 3, (2, 3, 12, 4): 1}
-    plan, algorithm_for_shape = pcfd._blocks.settled_plan(
-        shapes, np.ones((4, 3, 3, 3), np.float32), None, "auto", None, False,
-        dict(padding=((0, 0), (0, 0)), layout="NCHW"))
+    padding = (("padding", ((0, 0), (0, 0))),)
+    variants = {((2, 3, 12, 9), padding): 6, ((1, 3, 12, 9), padding): 3,
+                ((2, 3, 12, 4), padding): 1}
+    plan, planned, algorithm_for = pcfd._blocks.settled_plan(
+        variants, np.ones((4, 3, 3, 3), np.float32), None, "auto", None, False,
+        dict(layout="NCHW"))
     assert plan.settled and plan.x_shape == (2, 3, 12, 9) and plan.n_threads == 1
-    assert algorithm_for_shape == {}
+    assert planned == ((2, 3, 12, 9), padding) and algorithm_for == {}
 
 
 def test_unbatched_and_channels_last_3d():
@@ -225,7 +228,7 @@ def test_unbatched_and_channels_last_3d():
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_conv_transpose_on_batch_chunks(n):
+def test_conv_transpose_on_batch_chunks(n):  # spatial chunks: test_dask_upsampling.py
     rng = np.random.default_rng(n)
     x = rng.standard_normal((5, 4, *(5,) * n)).astype(np.float32)
     w = rng.standard_normal((4, 3, *(3,) * n)).astype(np.float32)
@@ -241,8 +244,6 @@ def test_conv_transpose_on_batch_chunks(n):
     auto = function(da.from_array(x, chunks=(2, 4) + (5,) * n), w, b, **kwargs).compute()
     np.testing.assert_allclose(auto, getattr(pcf, f"conv_transpose{n}d")(x, w, b, **kwargs),
                                rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"x\.rechunk\(\{2: -1\}\)"):
-        function(da.from_array(x, chunks=(2, 4, 2) + (5,) * (n - 1)), w, b, **kwargs)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -312,9 +313,15 @@ def test_distributed_cluster(local_cluster):
     w3 = rng.standard_normal((4, 2, 3, 2, 3))
     lazy3 = pcfd.conv3d(da.from_array(x3, chunks=(1, 2, 5, 4, 3)), w3, padding=1,
                         padding_mode="circular")
-    futures = client.compute([lazy2, lazy3, da.zeros(2, chunks=1).map_blocks(
+    wt = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    kwargs_t = dict(stride=(2, 3), padding=((1, 2), (0, 1)), output_padding=(1, 2))
+    lazy_t = pcfd.conv_transpose2d(da.from_array(x2, chunks=(1, 3, 7, 5)), wt,
+                                   algorithm="transpose_direct", groups=1, **kwargs_t)
+    futures = client.compute([lazy2, lazy3, lazy_t, da.zeros(2, chunks=1).map_blocks(
         lambda b: np.full(b.shape, pcfd.task_threads()), dtype=int)])
-    got2, got3, threads = [future.result(timeout=120) for future in futures]
+    got2, got3, got_t, threads = [future.result(timeout=120) for future in futures]
+    np.testing.assert_array_equal(got_t, pcf.conv_transpose2d(
+        x2, wt, algorithm="transpose_direct", **kwargs_t))
     np.testing.assert_array_equal(got2, pcf.conv2d(x2, w2, np.ones(5, np.float32),
                                                    algorithm="direct", **kwargs2))
     assert_conv_matches(got3, x3, w3, padding=1, padding_mode="circular", algorithm="auto")
@@ -326,7 +333,7 @@ def test_doctests_and_numpydoc_sections():
     import inspect
 
     attempted = failed = 0
-    for module in (pcfd, pcfd._blocks, pcfd._convolution, pcfd._separable):
+    for module in (pcfd, pcfd._blocks, pcfd._convolution, pcfd._separable, pcfd._resize):
         result = doctest.testmod(module,
                                  optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         attempted, failed = attempted + result.attempted, failed + result.failed

@@ -9,19 +9,24 @@ otherwise.
 How blocks are cut
 ------------------
 * The channel axis must be one chunk (``x.rechunk({axis: -1})``); batch chunks are kept.
-* A spatial axis in one chunk is padded by the kernel itself, with the requested
-  ``padding_mode`` and no copy, exactly as the NumPy function does.
-* A spatial axis in several chunks is padded once, as a Dask array (``da.pad`` with NumPy's
-  ``constant`` / ``reflect`` / ``edge`` / ``wrap`` for ``zeros`` / ``reflect`` / ``replicate`` /
-  ``circular``), and each block then runs a "valid" convolution on exactly the padded input
-  range its outputs read. Output ``j`` belongs to the input chunk holding sample
-  ``j * stride`` (the last chunk where that is past the end), so input chunk ``i`` produces
-  output chunk ``i``: the output has as many chunks per axis as the input, the chunks of
-  ``x[..., ::stride]`` with ``padding="same"`` (those of ``x`` itself at stride 1), fewer
-  outputs in the last chunks with less padding, and empty chunks where ``stride`` skips a
-  chunk. Output ``j`` reads padded samples ``j * stride`` to ``j * stride + dilation * (k -
-  1)``: a block reads its own outputs' windows, whatever the chunk sizes (chunks smaller than
-  the halo, one-element chunks and uneven last chunks included).
+* Each output block is one task: it gathers the input range its outputs read from the chunks
+  that hold it (a view where one chunk does) and runs the NumPy function on it, so the graph
+  has no halo-exchange, concatenation or rechunk layers of its own.
+* Convolutions: output ``j`` belongs to the input chunk holding sample ``j * stride`` (the last
+  chunk where that is past the end), so input chunk ``i`` produces output chunk ``i``: as many
+  chunks per axis as the input, those of ``x[..., ::stride]`` with ``padding="same"`` (those
+  of ``x`` at stride 1), empty chunks where ``stride`` skips a chunk. Output ``j`` reads padded
+  samples ``j * stride`` to ``j * stride + dilation * (k - 1)``. The padding past the outer
+  faces is applied by the face blocks' own calls, as the NumPy function applies it; an axis
+  padded "circular" (or where a face block is too short for its "reflect") is padded once as
+  a Dask array instead (``da.pad`` for one axis size, tiling past it).
+* Transposed convolutions: input ``i`` adds into uncropped outputs ``i * stride`` to ``i *
+  stride + dilation * (k - 1)``; input chunk ``[c0, c1)`` gives output chunk ``[c0 * stride -
+  pad_before, c1 * stride - pad_before)`` (clipped; the last runs to the end, output_padding
+  included). Its block holds inputs ``ceil((o0 + pad_before - dilation * (k - 1)) / stride)``
+  to ``floor((o1 - 1 + pad_before) / stride)`` and is called with the padding that crops its
+  outputs to ``[o0, o1)`` and the output_padding (below ``stride``) that reaches ``o1``.
+* ``resize_conv2d``: see :mod:`pyconvfast.dask._resize`.
 
 One algorithm per graph
 -----------------------
@@ -53,10 +58,12 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
 from pyconvfast.dask._blocks import task_threads
 from pyconvfast.dask._convolution import (conv1d, conv2d, conv3d, conv_transpose1d,
                                           conv_transpose2d, conv_transpose3d)
-from pyconvfast.dask._separable import (channel_shuffle, separable_conv2d,
+from pyconvfast.dask._resize import resize_conv2d
+from pyconvfast.dask._separable import (channel_shuffle, flattened_conv2d, separable_conv2d,
                                         spatially_separable_conv2d)
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "separable_conv2d", "spatially_separable_conv2d", "channel_shuffle", "task_threads",
+    "separable_conv2d", "spatially_separable_conv2d", "flattened_conv2d", "resize_conv2d",
+    "channel_shuffle", "task_threads",
 ]

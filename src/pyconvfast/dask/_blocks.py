@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 import sys
 import threading
-from collections import Counter
+from collections import Counter, namedtuple
 from collections.abc import Callable
 from itertools import product
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import dask
 import dask.array as da
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 import pyconvfast as pcf
 from pyconvfast import _api
@@ -23,7 +25,7 @@ from pyconvfast._core.threads import resolve_n_threads
 from pyconvfast._typing import ArrayLike, FloatArray
 
 # make_block_function(block shapes, padding per block) -> (run_block, extra task arguments)
-MakeBlockFunction = Callable[[Counter[tuple[int, ...]], Any], tuple[Any, tuple[Any, ...]]]
+MakeBlockFunction = Callable[..., Any]
 
 
 NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
@@ -112,26 +114,138 @@ def check_channel_chunks(x: da.Array, channel_axis: int, function: str) -> None:
             f"x = x.rechunk({{{channel_axis}: -1}})")
 
 
-def _axis_blocks(chunks: tuple[int, ...], out_size: int, stride: int, extent: int,
-                 ) -> list[tuple[int, int, int, int]]:
-    """For one spatial axis cut into ``chunks``: per input chunk, the outputs it produces
-    ``(j0, j1)`` and the range of the padded input they read ``(lo, hi)``.
-
-    Output ``j`` belongs to the chunk holding sample ``j * stride`` (clamped to the last
-    chunk), so that input chunk ``i`` gives output chunk ``i``; its window starts at ``j *
-    stride`` in the padded input.
-    """
+def output_owners(chunks, out_size, stride):
+    """Outputs per chunk of one axis: output ``j`` belongs to the chunk holding sample ``j *
+    stride`` (the last chunk past the end), so that chunk ``i`` gives output chunk ``i``."""
     bounds = np.cumsum((0,) + tuple(chunks))
     starts = np.arange(out_size, dtype=np.int64) * stride
     owner = np.clip(np.searchsorted(bounds, starts, side="right") - 1, 0, len(chunks) - 1)
-    counts = np.bincount(owner, minlength=len(chunks))
-    blocks, j0 = [], 0
-    for count in counts.tolist():
-        j1 = j0 + count
-        lo, hi = j0 * stride, (j1 - 1) * stride + extent
-        blocks.append((j0, j1, lo, hi) if count else (j0, j1, 0, 0))
-        j0 = j1
-    return blocks
+    return np.bincount(owner, minlength=len(chunks)).tolist()
+
+
+class AxisPiece(namedtuple("AxisPiece", "start stop count before after output_padding crop")):
+    """One output chunk along one spatial axis: the samples ``[start, stop)`` of the source
+    its block reads, its ``count`` outputs, the padding ``(before, after)`` (and a transposed
+    block's ``output_padding``, else None) its call gets, and the ``crop`` outputs the call
+    makes before the chunk's first (a call cannot start at any output: see resize)."""
+
+    def __new__(cls, start, stop, count, before=0, after=0, output_padding=None, crop=0):
+        return super().__new__(cls, start, stop, count, before, after, output_padding, crop)
+
+
+def sliced_blocks(source, spatial_axes, per_axis, chunks, make_block_function, dtype, function):
+    """Compute each output block from the slice of ``source`` it reads, in one task.
+
+    ``per_axis[i]`` holds one :class:`AxisPiece` per output chunk of spatial axis ``i``;
+    ``chunks`` the output chunks of the other axes (the batch chunks of ``source``, one chunk
+    on channels). The task of an output block takes the chunks of ``source`` its range
+    overlaps, copies the range into one array (or takes a view where it lies in one chunk) and
+    calls ``run_block(block, extra, *args)``, ``extra`` the call's per-block keyword arguments
+    as ``(name, value)`` pairs (``padding``, and ``output_padding`` where the pieces have one).
+    So the graph holds one task per output block, no halo exchange, concatenation or rechunk
+    of its own. ``make_block_function(variants)`` gets the Counter of ``(block shape, extra)``
+    over every task and returns ``(run_block, args)`` (``args`` may hold Delayed objects, one
+    key each in the graph). Output blocks with no outputs are empty arrays.
+    """
+    bounds = [np.cumsum((0,) + source.chunks[axis]).tolist() for axis in spatial_axes]
+    other_axes = [axis for axis in range(source.ndim) if axis not in spatial_axes]
+    others = list(product(*(range(len(source.chunks[axis])) for axis in other_axes)))
+    blocks, variants = {}, Counter()
+    for index in product(*(range(len(pieces)) for pieces in per_axis)):
+        pieces = [per_axis[i][b] for i, b in enumerate(index)]
+        if any(piece.count == 0 for piece in pieces):
+            blocks[index] = None
+            continue
+        extra = (("padding", tuple((piece.before, piece.after) for piece in pieces)),)
+        if pieces[0].output_padding is not None:
+            extra += (("output_padding", tuple(piece.output_padding for piece in pieces)),)
+        blocks[index] = pieces, extra
+        for other in others:
+            shape = [source.chunks[axis][b] for axis, b in zip(other_axes, other)]
+            shape = dict(zip(other_axes, shape))
+            shape.update((axis, piece.stop - piece.start)
+                         for axis, piece in zip(spatial_axes, pieces))
+            variants[(tuple(shape[axis] for axis in range(source.ndim)), extra)] += 1
+    run_block, args = make_block_function(variants)
+
+    token = dask.base.tokenize(source, per_axis, run_block, args)
+    name = f"pyconvfast-{function}-{token}"
+    dependencies = [source]
+    task_args = []
+    for arg in args:
+        if isinstance(arg, Delayed):
+            dependencies.append(arg)
+            task_args.append(arg.key)
+        else:
+            task_args.append(arg)
+    out_chunks = list(chunks)
+    for i, axis in enumerate(spatial_axes):
+        out_chunks[axis] = tuple(piece.count for piece in per_axis[i])
+    graph = {}
+    for index, block in blocks.items():
+        for other in others:
+            key_index = [0] * source.ndim
+            for axis, b in zip(other_axes, other):
+                key_index[axis] = b
+            for axis, b in zip(spatial_axes, index):
+                key_index[axis] = b
+            key = (name, *key_index)
+            if block is None:
+                shape = tuple(out_chunks[axis][b] for axis, b in enumerate(key_index))
+                graph[key] = (np.empty, shape, dtype)
+                continue
+            pieces, extra = block
+            parts = []  # per axis: (source chunk, slice in it, slice in the block)
+            for i, piece in enumerate(pieces):
+                edges = bounds[i]
+                first = int(np.searchsorted(edges, piece.start, side="right")) - 1
+                axis_parts = []
+                for c in range(first, len(edges) - 1):
+                    lo, hi = max(piece.start, edges[c]), min(piece.stop, edges[c + 1])
+                    if lo >= hi:
+                        break
+                    axis_parts.append((c, slice(lo - edges[c], hi - edges[c]),
+                                       slice(lo - piece.start, hi - piece.start)))
+                parts.append(axis_parts)
+            keys, copies = [], []
+            for combination in product(*parts):
+                source_index = list(key_index)
+                for axis, (c, _, _) in zip(spatial_axes, combination):
+                    source_index[axis] = c
+                keys.append((source.name, *source_index))
+                copies.append(tuple((within, into) for _, within, into in combination))
+            shape = list(source.chunks[axis][b] for axis, b in enumerate(key_index))
+            for axis, piece in zip(spatial_axes, pieces):
+                shape[axis] = piece.stop - piece.start
+            crops = tuple((piece.crop, piece.count) for piece in pieces)
+            graph[key] = (_gather_call, keys, copies, tuple(shape), spatial_axes, run_block,
+                          extra, crops, *task_args)
+    graph = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
+    return da.Array(graph, name, tuple(out_chunks), meta=np.empty((0,) * source.ndim, dtype))
+
+
+def _gather_call(parts, copies, shape, spatial_axes, run_block, extra, crops, *args):
+    """One output block's task: its input range gathered from the source chunks ``parts``
+    (a view where it lies in one chunk), ``run_block``'s result on it, cropped to the block's
+    outputs where the call made more (see :class:`AxisPiece`)."""
+    if len(parts) == 1:
+        selection = [slice(None)] * len(shape)
+        for axis, (within, _) in zip(spatial_axes, copies[0]):
+            selection[axis] = within
+        block = parts[0][tuple(selection)]
+    else:
+        block = np.empty(shape, dtype=parts[0].dtype)
+        for part, copy in zip(parts, copies):
+            source, target = [slice(None)] * len(shape), [slice(None)] * len(shape)
+            for axis, (within, into) in zip(spatial_axes, copy):
+                source[axis], target[axis] = within, into
+            block[tuple(target)] = part[tuple(source)]
+    result = run_block(block, extra, *args)
+    selection = [slice(None)] * result.ndim
+    for axis, (crop, count) in zip(spatial_axes, crops):
+        if crop or result.shape[axis] != count:
+            selection[axis] = slice(crop, crop + count)
+    return result[tuple(selection)]
 
 
 class Geometry:
@@ -151,149 +265,137 @@ class Geometry:
                    problem.out_size, problem.padding_mode, problem.c_out)
 
 
+def pad_chunked_axes(x, spatial_axes, which, pad_before, pad_after, padding_mode):
+    """``x`` padded with ``padding_mode`` (as NumPy's ``np.pad`` mode) on the spatial axes
+    where ``which`` is true."""
+    pad_width = [(0, 0)] * x.ndim
+    for axis, pad, before, after in zip(spatial_axes, which, pad_before, pad_after):
+        if pad:
+            pad_width[axis] = (before, after)
+    if not any(before or after for before, after in pad_width):
+        return x
+    mode = NUMPY_PAD_MODE[padding_mode]
+    if mode == "wrap":
+        # da.pad's "wrap" pads at most the axis's size (and silently less past it).
+        for axis, (before, after) in enumerate(pad_width):
+            if before or after:
+                x = _wrap(x, axis, before, after)
+        return x
+    return da.pad(x, pad_width, mode=mode, **({"constant_values": 0} if mode == "constant"
+                                              else {}))
+
+
+def _wrap(x, axis, before, after):
+    """``x`` padded circularly along ``axis``, for any padding (NumPy's ``mode="wrap"``)."""
+    size = x.shape[axis]
+    copies_before = -(-before // size)
+    copies = copies_before + 1 + -(-after // size)
+    tiled = da.concatenate([x] * copies, axis=axis) if copies > 1 else x
+    selection = [slice(None)] * x.ndim
+    start = copies_before * size - before
+    selection[axis] = slice(start, start + before + size + after)
+    return tiled[tuple(selection)]
+
+
 def blockwise_spatial(x: da.Array, n_spatial: int, layout: str, geometry: Geometry,
                       make_block_function: MakeBlockFunction, dtype: Any,
                       function: str) -> da.Array:
     """Apply a block function block by block with exact halos (see the module docstring).
 
-    ``make_block_function(shapes, padding)`` is called once, with the Counter of the input
-    block shapes the graph will hold and the ``padding`` (one ``(before, after)`` pair per
-    spatial axis) each block must still apply itself: the requested padding on axes in one
-    chunk, none on the others. It returns ``(run_block, args)``; each task then computes
-    ``run_block(block, padding, *args)`` on a NumPy block holding every input its outputs read.
+    Output ``j`` reads padded samples ``j * stride`` to ``j * stride + extent - 1``; each block
+    gets the samples of ``x`` its outputs read, and the padding they read past the outer faces
+    is applied by the block's call, as the NumPy function applies it (so a spatial axis in one
+    chunk is one call's). The exceptions are "circular" (a face block would need the far end)
+    and a face block too short for the "reflect" it must apply (or with no sample of ``x`` at
+    all): such an axis is padded once as a Dask array (:func:`pad_chunked_axes`) and its
+    blocks read the padded samples, with no padding. ``make_block_function`` and the block
+    calls are those of :func:`sliced_blocks`.
     """
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
-    chunked = [len(x.chunks[axis]) > 1 for axis in spatial_axes]
-    block_padding = tuple(
-        (0, 0) if cut else (before, after)
-        for cut, before, after in zip(chunked, geometry.pad_before, geometry.pad_after))
-    pad_width = [(0, 0)] * x.ndim
+    per_axis, padded_axes = [], []
     for i, axis in enumerate(spatial_axes):
-        if chunked[i]:
-            pad_width[axis] = (geometry.pad_before[i], geometry.pad_after[i])
-    padded = x
-    if any(before or after for before, after in pad_width):
-        mode = NUMPY_PAD_MODE[geometry.padding_mode]
-        padded = da.pad(x, pad_width, mode=mode,
-                        **({"constant_values": 0} if mode == "constant" else {}))
-
-    per_axis = []
-    for i, axis in enumerate(spatial_axes):
-        if chunked[i]:
-            per_axis.append(_axis_blocks(x.chunks[axis], geometry.out_size[i],
-                                         geometry.stride[i], geometry.extent[i]))
-        else:
-            per_axis.append([(0, geometry.out_size[i], 0, x.shape[axis])])
-
-    base_chunks = list(x.chunks)
-    base_chunks[channel_axis] = (geometry.c_out,)
-    inputs: dict[tuple[int, ...], Any] = {}
-    shapes: Counter[tuple[int, ...]] = Counter()
-    for index in product(*(range(len(blocks)) for blocks in per_axis)):
-        ranges = [per_axis[i][b] for i, b in enumerate(index)]
-        if any(j1 == j0 for j0, j1, _, _ in ranges):
-            continue  # an input chunk with no outputs (stride larger than the chunk)
-        selection = [slice(None)] * x.ndim
-        for axis, (_, _, lo, hi) in zip(spatial_axes, ranges):
-            if (lo, hi) != (0, padded.shape[axis]):
-                selection[axis] = slice(lo, hi)
-        piece = padded[tuple(selection)] if any(
-            part != slice(None) for part in selection) else padded
-        if any(len(piece.chunks[axis]) > 1 for axis in spatial_axes):
-            piece = piece.rechunk({axis: -1 for axis in spatial_axes})
-        inputs[index] = piece
-        shapes.update(product(*piece.chunks))
-    run_block, args = make_block_function(shapes, block_padding)
-
-    meta = np.empty((0,) * x.ndim, dtype=dtype)
-    pieces = {}
-    for index, piece in inputs.items():
-        chunks = list(base_chunks)
-        for i, axis in enumerate(spatial_axes):
-            j0, j1, _, _ = per_axis[i][index[i]]
-            chunks[axis] = (j1 - j0,)
-        token = dask.base.tokenize(piece, run_block, args)
-        pieces[index] = piece.map_blocks(run_block, block_padding, *args, chunks=tuple(chunks),
-                                         dtype=dtype, meta=meta,
-                                         name=f"pyconvfast-{function}-{token}")
-    result = assemble(pieces, [len(blocks) for blocks in per_axis], spatial_axes)
-    assert result is not None  # every output position belongs to an input chunk
-    # Input chunk i gives output chunk i, on every axis: chunks without outputs stay, empty.
-    out_chunks = list(base_chunks)
-    for i, axis in enumerate(spatial_axes):
-        out_chunks[axis] = tuple(j1 - j0 for j0, j1, _, _ in per_axis[i])
-    if result.chunks != tuple(out_chunks):
-        result = result.rechunk(tuple(out_chunks))
-    return result
-
-
-def assemble(pieces: dict[tuple[int, ...], da.Array], n_blocks: list[int],
-             axes: tuple[int, ...], prefix: tuple[int, ...] = ()) -> da.Array | None:
-    """Concatenate the grid of pieces ``{index: array}`` along ``axes`` (the first outermost),
-    skipping the missing (empty) ones."""
-    if len(prefix) == len(n_blocks):
-        return pieces.get(prefix)
-    parts = [assemble(pieces, n_blocks, axes, prefix + (b,))
-             for b in range(n_blocks[len(prefix)])]
-    parts = [part for part in parts if part is not None]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=axes[len(prefix)])
-
-
-def block_shapes(x: da.Array) -> Counter[tuple[int, ...]]:
-    return Counter(product(*x.chunks))
-
-
-def require_whole_spatial_axes(x: da.Array, spatial_axes: tuple[int, ...], function: str,
-                               ) -> None:
-    cut = [axis for axis in spatial_axes if len(x.chunks[axis]) > 1]
-    if cut:
-        fix = ", ".join(f"{axis}: -1" for axis in cut)
-        raise ValueError(
-            f"{function} on Dask splits x along the batch axis only; spatial axes {cut} of x "
-            f"are in several chunks ({[x.chunks[axis] for axis in cut]}): rechunk them first, "
-            f"x = x.rechunk({{{fix}}})")
+        out_size, stride, extent = geometry.out_size[i], geometry.stride[i], geometry.extent[i]
+        before, after, size = geometry.pad_before[i], geometry.pad_after[i], x.shape[axis]
+        if len(x.chunks[axis]) == 1:
+            per_axis.append([AxisPiece(0, size, out_size, before, after)])
+            padded_axes.append(False)
+            continue
+        counts = output_owners(x.chunks[axis], out_size, stride)
+        pieces, j0 = [], 0
+        for count in counts:
+            lo = j0 * stride - before  # the block reads samples [lo, hi) of x, or padding
+            hi = (j0 + count - 1) * stride + extent - before
+            start, stop = min(max(lo, 0), size), max(min(hi, size), 0)
+            pieces.append(AxisPiece(start, stop, count, start - lo, hi - stop)
+                          if count else AxisPiece(0, 0, 0))
+            j0 += count
+        kernel_pads = geometry.padding_mode != "circular" and all(
+            piece.stop > piece.start and (geometry.padding_mode != "reflect" or max(
+                piece.before, piece.after) < piece.stop - piece.start)
+            for piece in pieces if piece.count)
+        if not kernel_pads:
+            pieces, j0 = [], 0
+            for count in counts:
+                pieces.append(AxisPiece(j0 * stride, (j0 + count - 1) * stride + extent, count)
+                              if count else AxisPiece(0, 0, 0))
+                j0 += count
+        per_axis.append(pieces)
+        padded_axes.append(not kernel_pads)
+    source = pad_chunked_axes(x, spatial_axes, padded_axes, geometry.pad_before,
+                              geometry.pad_after, geometry.padding_mode)
+    chunks = list(x.chunks)
+    chunks[channel_axis] = (geometry.c_out,)
+    return sliced_blocks(source, spatial_axes, per_axis, chunks, make_block_function, dtype,
+                         function)
 
 
 # --- plans and block functions -----------------------------------------------------------------
 
-def settled_plan(shapes: Counter[tuple[int, ...]], weight: FloatArray, bias: FloatArray | None,
-                 algorithm: str, n_threads: int | None, transposed: bool,
-                 kwargs: dict[str, Any]) -> tuple[Plan, dict[tuple[int, ...], str]]:
-    """A plan for the most common block shape, settled on one algorithm, and the algorithm for
-    each other block shape it cannot run (``direct``)."""
-    common = max(shapes, key=lambda shape: (shapes[shape], shape))
-    plan = pcf.plan(common, weight, bias, algorithm=algorithm, transposed=transposed,
-                    n_threads=1 if n_threads is None else n_threads, **kwargs)
+def settled_plan(variants, weight, bias, algorithm, n_threads, transposed, kwargs):
+    """A plan for the most common block variant, settled on one algorithm, and the algorithm
+    for each other variant it cannot run (``direct``).
+
+    ``variants`` counts ``(block shape, extra)`` pairs, ``extra`` the per-block keyword
+    arguments as ``(name, value)`` pairs (the padding, and a transposed block's
+    ``output_padding``) that complete ``kwargs``. Returns ``(plan, planned, algorithm_for)``:
+    ``planned`` the variant the plan was made for.
+    """
+    planned = max(variants, key=lambda variant: (variants[variant], variant))
+    shape, extra = planned
+    plan = pcf.plan(shape, weight, bias, algorithm=algorithm, transposed=transposed,
+                    n_threads=1 if n_threads is None else n_threads, **kwargs, **dict(extra))
     if not plan.settled:
         # Loading a pickled plan settles it on the tuner's pick: blocks never race finalists.
         plan = pickle.loads(pickle.dumps(plan))
     fallback = "transpose_direct" if transposed else "direct"
-    algorithm_for_shape: dict[tuple[int, ...], str] = {}
-    for shape in shapes:
-        if shape != common and plan.algorithm not in pcf.list_algorithms(
-                shape, weight, dtype=weight.dtype, transposed=transposed, **kwargs):
-            algorithm_for_shape[shape] = fallback
-    return plan, algorithm_for_shape
+    algorithm_for = {}
+    for variant in variants:
+        shape, extra = variant
+        if variant != planned and plan.algorithm not in pcf.list_algorithms(
+                shape, weight, dtype=weight.dtype, transposed=transposed, **kwargs,
+                **dict(extra)):
+            algorithm_for[variant] = fallback
+    return plan, planned, algorithm_for
 
 
 class PlannedBlock:
-    """Convolves one block: with the plan where the block has its shape, else with the plan's
-    algorithm by name (or the fallback for that shape). The plan is a task argument, one key of
-    the graph, so that each worker process loads (and prepares) it once."""
+    """Convolves one block: with the plan where the block is the planned variant (its shape
+    and per-block arguments), else with the plan's algorithm by name (or the fallback for that
+    variant). The plan is a task argument, one key of the graph, so that each worker process
+    loads (and prepares) it once."""
 
-    def __init__(self, function: str, algorithm_for_shape: dict[tuple[int, ...], str],
-                 n_threads: int | None, kwargs: dict[str, Any]) -> None:
+    def __init__(self, function, planned, algorithm_for, n_threads, kwargs):
         self.function = function
-        self.algorithm_for_shape = algorithm_for_shape
+        self.planned = planned
+        self.algorithm_for = algorithm_for
         self.n_threads = n_threads
         self.kwargs = kwargs
 
-    def __call__(self, block: FloatArray, padding: Any, plan: Plan) -> FloatArray:
+    def __call__(self, block, extra, plan):
         n_threads = task_threads(self.n_threads)
-        if block.shape == plan.x_shape:
+        variant = (block.shape, extra)
+        if variant == self.planned:
             if plan.n_threads != n_threads:
                 # The same prepared weight with this task's thread count.
                 clone = Plan.__new__(Plan)
@@ -301,31 +403,25 @@ class PlannedBlock:
                 clone.n_threads = n_threads
                 plan = clone
             return plan(block)
-        algorithm = self.algorithm_for_shape.get(block.shape, plan.algorithm)
-        result: FloatArray = getattr(pcf, self.function)(
-            block, plan._weight, plan._bias, padding=padding, algorithm=algorithm,
-            n_threads=n_threads, **self.kwargs)
-        return result
+        algorithm = self.algorithm_for.get(variant, plan.algorithm)
+        return getattr(pcf, self.function)(
+            block, plan._weight, plan._bias, algorithm=algorithm, n_threads=n_threads,
+            **self.kwargs, **dict(extra))
 
 
 class FunctionBlock:
-    """Calls ``pcf.<function>(block, *arrays, padding=..., n_threads=..., **kwargs)``."""
+    """Calls ``pcf.<function>(block, *arrays, n_threads=..., **kwargs, **dict(extra))``."""
 
-    def __init__(self, function: str, arrays: tuple[Any, ...], n_threads: int | None,
-                 kwargs: dict[str, Any], takes_padding: bool = True) -> None:
+    def __init__(self, function, arrays, n_threads, kwargs):
         self.function = function
         self.arrays = arrays
         self.n_threads = n_threads
         self.kwargs = kwargs
-        self.takes_padding = takes_padding
 
-    def __call__(self, block: FloatArray, padding: Any = None) -> FloatArray:
-        kwargs = dict(self.kwargs)
-        if self.takes_padding:
-            kwargs["padding"] = padding
-        result: FloatArray = getattr(pcf, self.function)(
-            block, *self.arrays, n_threads=task_threads(self.n_threads), **kwargs)
-        return result
+    def __call__(self, block, extra=()):
+        return getattr(pcf, self.function)(block, *self.arrays,
+                                           n_threads=task_threads(self.n_threads),
+                                           **self.kwargs, **dict(extra))
 
 
 def float_arrays(x: da.Array, **arrays: ArrayLike | None) -> dict[str, FloatArray | None]:

@@ -1,5 +1,6 @@
-"""``conv1d/2d/3d`` (spatial chunks with exact halos) and ``conv_transpose1d/2d/3d`` (batch
-chunks) on Dask arrays."""
+"""``conv1d/2d/3d`` and ``conv_transpose1d/2d/3d`` on Dask arrays (batch and spatial chunks,
+exact halos)."""
+
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from pyconvfast._algorithms import separable
 from pyconvfast._config import resolve_precision
 from pyconvfast._core.problem import CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
-from pyconvfast.dask._blocks import (Geometry, PlannedBlock, as_dask, block_shapes,
+from pyconvfast.dask._blocks import (AxisPiece, Geometry, PlannedBlock, as_dask,
                                      blockwise_spatial, check_channel_chunks, float_arrays,
-                                     layout_axes, require_whole_spatial_axes, settled_plan)
+                                     layout_axes, settled_plan, sliced_blocks)
 from pyconvfast._typing import (
-    ArrayLike, FloatArray, Ints, Layout, Layout1d, Layout2d, Layout3d, Padding, PaddingMode, Precision, Shape,
+    ArrayLike, FloatArray, Ints, Layout, Layout1d, Layout2d, Layout3d, Padding, PaddingMode,
+    Precision, Shape,
 )
 
 # What the functions take as x: a Dask array, or anything NumPy makes an array of.
@@ -28,14 +30,12 @@ DaskOrArray = da.Array | ArrayLike
 
 # --- convolution -------------------------------------------------------------------------------
 
-def _convolve(n_spatial: int, x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None, *,
-              stride: Ints, padding: Padding, dilation: Ints, groups: int,
-              padding_mode: PaddingMode, flip: bool, layout: Layout, algorithm: str,
-              n_threads: int | None, precision: Precision | None) -> da.Array:
+def _convolve(n_spatial, x, weight, bias, *, stride, padding, dilation, groups, padding_mode,
+              flip, layout, algorithm, n_threads, precision):
     function = f"conv{n_spatial}d"
     x = as_dask(x)
     arrays = float_arrays(x, weight=weight, bias=bias)
-    weight, bias = cast("FloatArray", arrays["weight"]), arrays["bias"]
+    weight, bias = arrays["weight"], arrays["bias"]
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
@@ -47,18 +47,14 @@ def _convolve(n_spatial: int, x: DaskOrArray, weight: ArrayLike, bias: ArrayLike
     if algorithm != "auto":
         _api.explicit_algorithm(algorithm, separable.mark(problem, weight))
     if problem.batch == 0:
-        empty: da.Array = da.empty(problem.out_shape, dtype=x.dtype)
-        return empty
-    kwargs: dict[str, Any] = dict(
-        stride=problem.stride, dilation=problem.dilation, groups=groups,
-        padding_mode=padding_mode, flip=flip, layout=layout, precision=precision)
+        return da.empty(problem.out_shape, dtype=x.dtype)
+    kwargs = dict(stride=problem.stride, dilation=problem.dilation, groups=groups,
+                  padding_mode=padding_mode, flip=flip, layout=layout, precision=precision)
 
-    def make_block_function(shapes: Counter[tuple[int, ...]], block_padding: Any,
-                            ) -> tuple[PlannedBlock, tuple[Any, ...]]:
-        plan, algorithm_for_shape = settled_plan(
-            shapes, weight, bias, algorithm, n_threads, False,
-            dict(kwargs, padding=block_padding))
-        run = PlannedBlock(function, algorithm_for_shape, n_threads, kwargs)
+    def make_block_function(variants):
+        plan, planned, algorithm_for = settled_plan(variants, weight, bias, algorithm,
+                                                    n_threads, False, kwargs)
+        run = PlannedBlock(function, planned, algorithm_for, n_threads, kwargs)
         return run, (dask.delayed(plan, pure=False),)
 
     return blockwise_spatial(x, n_spatial, layout, Geometry.of(problem), make_block_function,
@@ -165,57 +161,94 @@ conv3d.__doc__ = _conv_doc(3, "(1, 2, 12, 12, 12)", "(4, 2, 3, 3, 3)", "(1, 2, 6
                            "(6, 6)")
 
 
-# --- transposed convolution (batch chunks) -----------------------------------------------------
+# --- transposed convolution ---------------------------------------------------------------------
 
-def _convolve_transpose(n_spatial: int, x: DaskOrArray, weight: ArrayLike,
-                        bias: ArrayLike | None, *, stride: Ints, padding: Padding,
-                        output_padding: Ints, dilation: Ints, groups: int,
-                        output_size: Shape | None, flip: bool, layout: Layout, algorithm: str,
-                        n_threads: int | None, precision: Precision | None) -> da.Array:
+def _convolve_transpose(n_spatial, x, weight, bias, *, stride, padding, output_padding,
+                        dilation, groups, output_size, flip, layout, algorithm, n_threads,
+                        precision):
     from pyconvfast import _transpose
 
     function = f"conv_transpose{n_spatial}d"
     x = as_dask(x)
     arrays = float_arrays(x, weight=weight, bias=bias)
-    weight, bias = cast("FloatArray", arrays["weight"]), arrays["bias"]
+    weight, bias = arrays["weight"], arrays["bias"]
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
-    kwargs: dict[str, Any] = dict(
-        stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-        groups=groups, output_size=output_size, flip=flip, layout=layout, precision=precision)
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, groups=groups, output_size=output_size, flip=flip,
+                  layout=layout, precision=precision)
     problem = _transpose.make_problem(x.shape, weight.shape, n_spatial=n_spatial,
                                       has_bias=bias is not None, dtype=x.dtype, **kwargs)
     bias = _api.checked_bias(bias, problem, x.dtype)
     if algorithm != "auto":
         _transpose.explicit_algorithm(algorithm, problem)
     if problem.batch == 0:
-        empty: da.Array = da.empty(problem.out_shape, dtype=x.dtype)
-        return empty
+        return da.empty(problem.out_shape, dtype=x.dtype)
     channel_axis, spatial_axes = layout_axes(x.ndim, n_spatial, layout)
     check_channel_chunks(x, channel_axis, function)
-    require_whole_spatial_axes(x, spatial_axes, function)
-    padding = kwargs.pop("padding")
-    plan, algorithm_for_shape = settled_plan(block_shapes(x), weight, bias, algorithm,
-                                              n_threads, True, dict(kwargs, padding=padding))
+    for name in ("padding", "output_padding", "output_size"):
+        kwargs.pop(name)  # each block gets its own padding and output_padding
+    per_axis = [
+        transpose_pieces(x.chunks[axis], problem.in_size[i], problem.out_size[i],
+                         problem.dilation[i] * (problem.kernel[i] - 1) + 1, problem.stride[i],
+                         problem.pad_before[i], problem.pad_after[i], problem.output_padding[i])
+        for i, axis in enumerate(spatial_axes)]
+
+    def make_block_function(variants):
+        plan, planned, algorithm_for = settled_plan(variants, weight, bias, algorithm,
+                                                    n_threads, True, kwargs)
+        run = PlannedBlock(function, planned, algorithm_for, n_threads, kwargs)
+        return run, (dask.delayed(plan, pure=False),)
+
     chunks = list(x.chunks)
-    out_shape = problem.out_shape
-    for axis in [channel_axis, *spatial_axes]:
-        chunks[axis] = (out_shape[axis],)
-    # da.map_blocks(f, x), which x.map_blocks(f) calls: dask's types take the method's f for
-    # an array
-    result: da.Array = da.map_blocks(
-        PlannedBlock(function, algorithm_for_shape, n_threads, kwargs), x, padding,
-        dask.delayed(plan, pure=False), chunks=tuple(chunks), dtype=x.dtype,
-        meta=np.empty((0,) * x.ndim, dtype=x.dtype))
-    return result
+    chunks[channel_axis] = (problem.c_out,)
+    return sliced_blocks(x, spatial_axes, per_axis, chunks, make_block_function, x.dtype,
+                         function)
 
 
-_TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, split along the batch axis.
+def transpose_pieces(chunks, in_size, out_size, extent, stride, pad_before, pad_after,
+                     output_padding):
+    """The :class:`AxisPiece` of each output chunk of a transposed convolution along one axis.
 
-:func:`pyconvfast.conv_transpose{n}d` on each batch chunk, with one algorithm chosen on the
-client (a plan for the most common chunk, as for :func:`conv{n}d`). The channel and spatial
-axes must each be one chunk; spatial chunks are not supported yet.
+    Input ``i`` adds into the uncropped outputs ``i * stride`` to ``i * stride + extent - 1``;
+    output ``o`` is uncropped output ``o + pad_before``. Input chunk ``[c0, c1)`` gives output
+    chunk ``[c0 * stride - pad_before, c1 * stride - pad_before)`` (clipped to the output; the
+    last chunk runs to its end). The block of output chunk ``[o0, o1)`` holds the inputs that
+    add into it, ``ceil((o0 + pad_before - extent + 1) / stride)`` to ``floor((o1 - 1 +
+    pad_before) / stride)``, and is called with the padding that crops its uncropped outputs to
+    ``[o0, o1)``, plus the ``output_padding`` (below ``stride``) that reaches ``o1`` where its
+    last input's taps end before it.
+    """
+    if len(chunks) == 1:
+        return [AxisPiece(0, in_size, out_size, pad_before, pad_after, output_padding)]
+    bounds = np.cumsum((0,) + tuple(chunks)).tolist()
+    edges = [0] + [min(max(c * stride - pad_before, 0), out_size) for c in bounds[1:-1]]
+    edges.append(out_size)
+    pieces = []
+    for o0, o1 in zip(edges[:-1], edges[1:]):
+        if o1 == o0:
+            pieces.append(AxisPiece(0, 0, 0, 0, 0, 0))
+            continue
+        first, last = o0 + pad_before, o1 + pad_before  # uncropped outputs [first, last)
+        # The first input is at most first // stride, so that the padding before is >= 0
+        # (with stride > extent no input may add into the first output).
+        i0 = max(0, min(-(-(first - extent + 1) // stride), first // stride, in_size - 1))
+        i1 = min(in_size, (last - 1) // stride + 1)
+        end = (i1 - 1) * stride + extent  # the block's uncropped outputs end there
+        pieces.append(AxisPiece(i0, i1, o1 - o0, first - i0 * stride, max(end - last, 0),
+                                max(last - end, 0)))
+    return pieces
+
+
+_TRANSPOSE_DOC = """{n}-D transposed convolution of a Dask array, lazily, with exact halos.
+
+:func:`pyconvfast.conv_transpose{n}d` block by block, with one algorithm chosen on the client
+(a plan for the most common block, as for :func:`conv{n}d`); the result equals the NumPy
+function's on the whole array (bitwise with ``algorithm="transpose_direct"``). Batch chunks
+are kept; along a spatial axis, input chunk ``[c0, c1)`` gives output chunk ``[c0 * stride -
+pad_before, c1 * stride - pad_before)`` (clipped to the output; the last chunk runs to its
+end), computed from the inputs that add into it (see :mod:`pyconvfast.dask`).
 
 Parameters
 ----------
@@ -231,14 +264,14 @@ n_threads : int, optional
 Returns
 -------
 dask.array.Array
-    Lazy; the result of :func:`pyconvfast.conv_transpose{n}d`, chunked as ``x`` on the batch
-    axis.
+    Lazy; the result of :func:`pyconvfast.conv_transpose{n}d`, with as many chunks per axis as
+    ``x`` (one on channels).
 
 Raises
 ------
 ValueError
-    A channel or spatial axis in several chunks (the message says how to rechunk), and every
-    error of :func:`pyconvfast.conv_transpose{n}d`.
+    The channel axis in several chunks (the message says how to rechunk), and every error of
+    :func:`pyconvfast.conv_transpose{n}d`, raised when the graph is built.
 
 Examples
 --------
@@ -247,8 +280,8 @@ Examples
 >>> import pyconvfast.dask as pcfd
 >>> x = da.ones({x_shape}, chunks={chunks}, dtype=np.float32)
 >>> y = pcfd.conv_transpose{n}d(x, np.ones({w_shape}, dtype=np.float32), stride=2)
->>> y.shape, y.chunks[0]
-({out_shape}, (1, 1, 1))
+>>> y.shape, y.chunks[0], y.chunks[-1]
+({out_shape}, (1, 1, 1), {out_chunks})
 """
 
 
@@ -288,13 +321,14 @@ def conv_transpose3d(x: DaskOrArray, weight: ArrayLike, bias: ArrayLike | None =
         algorithm=algorithm, n_threads=n_threads, precision=precision)
 
 
-for _n, _function, _x, _w, _out in (
-        (1, conv_transpose1d, "(3, 2, 5)", "(2, 4, 3)", "(3, 4, 11)"),
-        (2, conv_transpose2d, "(3, 2, 5, 5)", "(2, 4, 3, 3)", "(3, 4, 11, 11)"),
-        (3, conv_transpose3d, "(3, 2, 4, 4, 4)", "(2, 4, 3, 3, 3)", "(3, 4, 9, 9, 9)")):
+for _n, _function, _x, _w, _out, _chunks in (
+        (1, conv_transpose1d, "(3, 2, 5)", "(2, 4, 3)", "(3, 4, 11)", "(6, 5)"),
+        (2, conv_transpose2d, "(3, 2, 5, 5)", "(2, 4, 3, 3)", "(3, 4, 11, 11)", "(6, 5)"),
+        (3, conv_transpose3d, "(3, 2, 4, 4, 4)", "(2, 4, 3, 3, 3)", "(3, 4, 9, 9, 9)",
+         "(6, 3)")):
     _function.__doc__ = _TRANSPOSE_DOC.format(
         n=_n, spatial={1: "L", 2: "H, W", 3: "D, H, W"}[_n],
         kernel={1: "K", 2: "R, S", 3: "T, R, S"}[_n], cl=CHANNELS_LAST[_n], x_shape=_x,
-        w_shape=_w, out_shape=_out, chunks=f"(1, -1{', -1' * _n})")
+        w_shape=_w, out_shape=_out, chunks=f"(1, -1{', -1' * (_n - 1)}, 3)", out_chunks=_chunks)
 
 

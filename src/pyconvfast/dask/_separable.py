@@ -1,15 +1,16 @@
-"""``separable_conv2d``, ``spatially_separable_conv2d`` (exact halos) and ``channel_shuffle``
-on Dask arrays."""
+"""``separable_conv2d``, ``spatially_separable_conv2d``, ``flattened_conv2d`` (exact halos) and
+``channel_shuffle`` on Dask arrays."""
+
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import dask.array as da
 
 from pyconvfast import _api
+from pyconvfast._separable import _factor_array
 from pyconvfast._config import resolve_precision
 from pyconvfast._core.problem import CHANNELS_FIRST, CHANNELS_LAST
 from pyconvfast._core.threads import resolve_n_threads
@@ -25,32 +26,33 @@ _Arrays = dict[str, Any]
 
 # --- separable convolutions (exact halos) ------------------------------------------------------
 
-def _separable(function: str, x: DaskOrArray, arrays: dict[str, ArrayLike | None],
-               weight_shape: Callable[[_Arrays], tuple[int, ...]],
-               groups: int | Callable[[da.Array, str], int], c_out: Callable[[_Arrays], int],
-               *, stride: Ints, padding: Padding, dilation: Ints, padding_mode: PaddingMode,
-               flip: bool, layout: Layout2d, n_threads: int | None,
-               precision: Precision | None,
-               extra: Callable[[_Arrays], dict[str, Any]]) -> da.Array:
+def _separable(function, x, arrays, weight_shape, groups, c_out, *, stride, padding, dilation,
+               padding_mode, flip, layout, n_threads, precision, extra):
     x = as_dask(x)
-    converted = float_arrays(x, **arrays)
+    arrays = float_arrays(x, **arrays)
     precision = resolve_precision(precision)
     if n_threads is not None:
         resolve_n_threads(n_threads)
-    problem = _api.make_problem(
-        x.shape, weight_shape(converted), n_spatial=2, stride=stride, padding=padding,
-        dilation=dilation, groups=groups(x, layout) if callable(groups) else groups,
-        padding_mode=padding_mode, layout=layout, flip=flip, dtype=x.dtype,
-        precision=precision)
+    try:
+        problem = _api.make_problem(
+            x.shape, weight_shape(arrays), n_spatial=2, stride=stride, padding=padding,
+            dilation=dilation, groups=groups(x, layout) if callable(groups) else groups,
+            padding_mode=padding_mode, layout=layout, flip=flip, dtype=x.dtype,
+            precision=precision)
+    except ValueError as error:  # as the NumPy functions say it: which factors made it
+        shapes = ", ".join(f"{name}.shape={array.shape}" for name, array in arrays.items()
+                           if array is not None and name != "bias")
+        raise ValueError(f"{error} [the factors {shapes} make a weight of shape "
+                         f"{weight_shape(arrays)}]") from None
     geometry = Geometry.of(problem)
-    geometry.c_out = c_out(converted)
+    geometry.c_out = c_out(arrays)
     kwargs = dict(stride=problem.stride, dilation=problem.dilation, padding_mode=padding_mode,
-                  flip=flip, layout=layout, precision=precision, **extra(converted))
-    positional = tuple(converted[name] for name in ("depthwise", "pointwise", "column", "row",
-                                                     "bias") if name in converted)
+                  flip=flip, layout=layout, precision=precision, **extra(arrays))
+    positional = tuple(arrays[name] for name in (
+        "depthwise", "pointwise", "column", "row", "lateral", "vertical", "horizontal", "bias")
+        if name in arrays)
 
-    def make_block_function(shapes: Counter[tuple[int, ...]], block_padding: Any,
-                            ) -> tuple[FunctionBlock, tuple[Any, ...]]:
+    def make_block_function(variants):
         return FunctionBlock(function, positional, n_threads, kwargs), ()
 
     return blockwise_spatial(x, 2, layout, geometry, make_block_function, x.dtype, function)
@@ -58,8 +60,7 @@ def _separable(function: str, x: DaskOrArray, arrays: dict[str, ArrayLike | None
 
 def _c_in(x: da.Array, layout: str) -> int:
     lead = x.ndim - 3
-    channels: int = x.shape[-1] if layout == "NHWC" else x.shape[lead]
-    return channels
+    return x.shape[-1] if layout == "NHWC" else x.shape[lead]
 
 
 def separable_conv2d(x: DaskOrArray, depthwise: ArrayLike, pointwise: ArrayLike,
@@ -157,6 +158,57 @@ def spatially_separable_conv2d(x: DaskOrArray, column: ArrayLike, row: ArrayLike
         precision=precision, extra=lambda a: {"groups": groups})
 
 
+def flattened_conv2d(x, lateral, vertical, horizontal, bias=None, *, stride=1, padding=0,
+                     dilation=1, padding_mode="zeros", flip=False, layout="NCHW",
+                     n_threads=None, precision=None):
+    """2-D convolution of a flattened layer on a Dask array, lazily, with exact halos.
+
+    :func:`pyconvfast.flattened_conv2d` (a pointwise, a vertical and a horizontal pass) block
+    by block, cut as :func:`conv2d` cuts for the ``(K, C, R, S)`` kernel the factors make.
+
+    Parameters
+    ----------
+    x : dask.array.Array or ndarray, shape ``(N, C, H, W)`` (or ``layout="NHWC"``)
+        The channel axis must be one chunk.
+    lateral : ndarray, shape ``(K, C)``
+    vertical : ndarray, shape ``(K, R)``
+    horizontal : ndarray, shape ``(K, S)``
+    bias, stride, padding, dilation, padding_mode, flip, layout, precision
+        As for :func:`pyconvfast.flattened_conv2d`.
+    n_threads : int, optional
+        As for :func:`conv2d`.
+
+    Returns
+    -------
+    dask.array.Array, shape ``(N, K, H_out, W_out)`` (or channels-last)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import pyconvfast as pcf
+    >>> import pyconvfast.dask as pcfd
+    >>> x = np.random.default_rng(0).random((1, 4, 20, 20))
+    >>> lat, ver, hor = np.ones((6, 4)), np.ones((6, 3)), np.ones((6, 5))
+    >>> y = pcfd.flattened_conv2d(da.from_array(x, chunks=(1, 4, 6, 9)), lat, ver, hor,
+    ...                           padding="same", padding_mode="circular")
+    >>> np.array_equal(y.compute(), pcf.flattened_conv2d(
+    ...     x, lat, ver, hor, padding="same", padding_mode="circular"))
+    True
+    """
+    dtype = as_dask(x).dtype
+    lateral = _factor_array("lateral", lateral, 2, "(K, C)", dtype)
+    vertical = _factor_array("vertical", vertical, 2, "(K, R)", dtype)
+    horizontal = _factor_array("horizontal", horizontal, 2, "(K, S)", dtype)
+    arrays = {"lateral": lateral, "vertical": vertical, "horizontal": horizontal, "bias": bias}
+    return _separable(
+        "flattened_conv2d", x, arrays,
+        lambda a: a["lateral"].shape + a["vertical"].shape[1:] + a["horizontal"].shape[1:], 1,
+        lambda a: a["lateral"].shape[0], stride=stride, padding=padding, dilation=dilation,
+        padding_mode=padding_mode, flip=flip, layout=layout, n_threads=n_threads,
+        precision=precision, extra=lambda a: {})
+
+
 # --- channel shuffle ---------------------------------------------------------------------------
 
 def channel_shuffle(x: DaskOrArray, groups: int, layout: Layout = "NCHW", *,
@@ -204,8 +256,7 @@ def channel_shuffle(x: DaskOrArray, groups: int, layout: Layout = "NCHW", *,
     if channels % groups:
         raise ValueError(f"groups={groups} must divide the {channels} channels of x "
                          f"(x.shape={x.shape}, layout={layout!r})")
-    run = FunctionBlock("channel_shuffle", (groups, layout), n_threads, {},
-                         takes_padding=False)
+    run = FunctionBlock("channel_shuffle", (groups, layout), n_threads, {})
     # da.map_blocks(f, x), which x.map_blocks(f) calls: dask's types take the method's f for
     # an array
     shuffled: da.Array = da.map_blocks(run, x, dtype=x.dtype)
