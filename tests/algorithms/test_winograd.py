@@ -118,28 +118,38 @@ def test_output_sizes_at_every_tile_edge(algorithm, dtype, rng):
                                 context=f"{algorithm} out {h_out}x{w_out} padding {padding}")
 
 
+@pytest.mark.parametrize("dilation", [1, 2, (3, 2)])
 @pytest.mark.parametrize("algorithm", WINOGRAD)
-def test_blocks_of_tiles_across_samples(algorithm, monkeypatch, rng):
-    """Blocks of tiles that start and end mid-row and span samples; a block of one tile (a tiny
-    workspace bound); every block size of param_space."""
+def test_blocks_of_tiles_across_samples(algorithm, dilation, monkeypatch, rng):
+    """Blocks of tiles that start and end mid-row and span samples (and phases); a block of one
+    tile (a tiny workspace bound); every block size of param_space."""
     x = rng.standard_normal((3, 4, 13, 11)).astype(np.float32)
     w = rng.standard_normal((6, 4) + (KERNEL[algorithm],) * 2).astype(np.float32)
-    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, padding=1)
+    kwargs = {"padding": "same", "dilation": dilation}
+    problem = _api.make_problem(x.shape, w.shape, n_spatial=2, **kwargs)
     chosen = registry.get(algorithm)
     prepared = chosen.prepare(problem, w[:, :, None])
-    expected = pcf.conv2d(x, w, padding=1, algorithm="direct")
+    expected = pcf.conv2d(x, w, algorithm="direct", **kwargs)
     spaces = chosen.param_space(problem) + [{"block": b} for b in (1, 5, 7, 1000)]
     assert spaces[0] == {}
     for params in spaces:
         for n_threads in (1, 2, 3):
             out = np.full_like(expected, np.nan)
             chosen.run(problem, x[:, :, None], prepared, None, out[:, :, None], n_threads, params)
-            assert_conv_matches(out, x, w, padding=1, algorithm=algorithm,
-                                context=f"params={params} n_threads={n_threads}")
+            assert_conv_matches(out, x, w, algorithm=algorithm,
+                                context=f"params={params} n_threads={n_threads}", **kwargs)
     monkeypatch.setenv("PYCONVFAST_WORKSPACE_MB", "0.0001")
     assert winograd_algorithm._winograd_schedule(problem, TILE[algorithm], 2, 4)[0] == 1
-    got = pcf.conv2d(x, w, padding=1, algorithm=algorithm, n_threads=2)
-    assert_conv_matches(got, x, w, padding=1, algorithm=algorithm)
+    got = pcf.conv2d(x, w, algorithm=algorithm, n_threads=2, **kwargs)
+    assert_conv_matches(got, x, w, algorithm=algorithm, **kwargs)
+
+
+def test_blocks_are_even():
+    """The default block of 64 tiles is cut to blocks of even size, the same for every thread
+    count: 196 tiles are 4 blocks of 49, not 3 of 64 and one of 4."""
+    problem = _api.make_problem((1, 64, 28, 28), (64, 64, 5, 5), n_spatial=2, padding=2)
+    for n_threads in (1, 2, 3):
+        assert winograd_algorithm._winograd_schedule(problem, 2, n_threads, 4)[0] == 49
 
 
 # --- padding, groups, layouts, flip, bias --------------------------------------------------------

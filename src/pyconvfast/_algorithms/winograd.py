@@ -23,8 +23,9 @@ from pyconvfast._algorithms.registry import Algorithm, register
 # d_h * d_w dense convolutions, one per phase (p, q): the outputs out[..., p::d_h, q::d_w] from
 # the input samples (p - pad_top + d_h * i, q - pad_left + d_w * j) (TensorFlow's
 # space-to-batch idea), each read in place through its own padding tables and written into its
-# strided view of out, the tasks of all phases in one parallel region. Every output is then
-# computed by the same tile arithmetic as a dense layer's, so the error is the same.
+# strided view of out; the tiles of all phases are numbered together and cut into blocks (a
+# block may span phases, keeping the GEMMs wide), all in one parallel region. Every output is
+# then computed by the same tile arithmetic as a dense layer's, so the error is the same.
 # Measured error, max |got - ref| / (|x| (*) |w| + |b|) on standard-normal float32 data:
 # F(2x2, 3x3) <= 4e-7 from 3 input channels per group (1.5e-7 from 13 to 512), 1.8e-6 with a
 # single one; F(4x4, 3x3) <= 1e-5 from 3 (2e-6 from 13 to 512), 2.9e-5 with a single one;
@@ -122,17 +123,21 @@ def _winograd_lines(problem, m):
 def _winograd_schedule(problem, m, n_threads, itemsize, block=None):
     """(tiles per task, tasks_in_parallel) for a problem on ``n_threads`` threads.
 
-    The block size depends on the problem and the workspace bound only, never on the thread
-    count, so every thread count runs the same GEMMs (and gets the same bits). Tasks run one
+    The block size (``block`` or the default, cut to blocks of even size) depends on the problem
+    and the workspace bound only, never on the thread count, so every thread count runs the same GEMMs (and gets the same bits). Tasks run one
     per thread when there are enough of them for every thread's buffers to fit the bound and
     to keep the threads evenly busy; otherwise each task's steps are split among threads.
     """
     alpha2 = (m + problem.kernel[0] - 1) ** 2
-    tiles = _phase_tiles(problem, m)
+    n_tiles = sum(_phase_tiles(problem, m))
     c_g, k_g = problem.c_in // problem.groups, problem.c_out // problem.groups
     tile_bytes = alpha2 * (c_g + k_g) * itemsize
-    block = max(1, min(block or _WINOGRAD_BLOCK, max(tiles), workspace_bytes() // tile_bytes))
-    n_tasks = problem.groups * sum(-(-n // block) for n in tiles)
+    block = max(1, min(block or _WINOGRAD_BLOCK, n_tiles, workspace_bytes() // tile_bytes))
+    # Blocks of even size: 196 tiles in blocks of 64 left a last block of 4, and 2 threads
+    # one 128 tiles, the other 68.
+    n_blocks = -(-n_tiles // block)
+    block = -(-n_tiles // n_blocks)
+    n_tasks = problem.groups * n_blocks
     tasks_in_parallel = (
         n_threads > 1
         and n_threads * block * tile_bytes <= workspace_bytes()
@@ -143,7 +148,7 @@ def _winograd_schedule(problem, m, n_threads, itemsize, block=None):
 
 def _winograd_param_space(problem, m):
     """Tiles per task to try: the default, then smaller and larger blocks."""
-    n_tiles = max(_phase_tiles(problem, m))
+    n_tiles = sum(_phase_tiles(problem, m))
     return [{}] + [{"block": block} for block in (16, 32, 128, 256) if block < n_tiles]
 
 

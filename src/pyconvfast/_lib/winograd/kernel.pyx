@@ -1,7 +1,8 @@
-"""Winograd F(m x m, 3 x 3) convolution, m = 2 or 4 (Lavin & Gray, 2015).
+"""Winograd F(m x m, r x r) convolution: F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5) (Lavin & Gray,
+2015); dilated layers by phases.
 
 The output plane is cut into m x m tiles, each computed from an alpha x alpha input tile
-(alpha = m + 2). In the transformed domain a 3x3 convolution of one tile is an elementwise
+(alpha = m + r - 1). In the transformed domain an r x r convolution of one tile is an elementwise
 product, and summing over input channels turns the alpha^2 elementwise products into alpha^2
 independent matrix products:
 
@@ -12,18 +13,19 @@ independent matrix products:
 ``U[xi] = (G g G^T)[xi]`` is computed once per weight, by ``winograd_weights`` (the algorithm's
 ``prepare``). The transforms themselves are the straight-line C in ``winograd/transforms*.h``.
 Their rounding is relative to the magnitudes of whole tiles: measured on standard-normal float32
-data, max |error| / (|x| (*) |w|) is <= 4e-7 (F2) and <= 1e-5 (F4) from 3 input channels per
-group on (docs/guide/algorithms.rst).
+data, max |error| / (|x| (*) |w|) is <= 4e-7 (F(2x2, 3x3)), <= 1e-5 (F(4x4, 3x3)) and <= 3e-6
+(F(2x2, 5x5)) from 3 input channels per group on (docs/guide/algorithms.rst).
 
-Tiles of all samples of one group are numbered together, (sample, tile row, tile column), so
-the small planes of a batch share GEMMs. A task is (group, block of ``block`` consecutive
+A layer dilated by (d_h, d_w) is d_h * d_w dense convolutions, one per phase: see
+:func:`conv_winograd`. Tiles of all samples (and phases) of one group are numbered together,
+(phase, sample, tile row, tile column), so the small planes of a batch share GEMMs. A task is (group, block of ``block`` consecutive
 tiles); its V and M buffers hold ``alpha^2 * (C_g + K_g) * block`` elements, which the caller
 keeps under the workspace bound. Input rows are read through the padding tables (``line_h``,
-``line_w``: the input index of every padded position, -1 for a zero), so every padding mode
-works without a padded copy.
+``line_w`` of each phase: the input index of every padded position, -1 for a zero), so every
+padding mode works without a padded copy.
 
 Parallelism: with ``tasks_in_parallel``, a static ``prange`` runs tasks on threads, each with
-private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each phase is a
+private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each step is a
 ``prange`` (over input channels, over the alpha^2 GEMMs, over output channels), again with
 single-threaded BLAS. Both ways do the same arithmetic on the same GEMM shapes, so the result
 is bitwise the same for every thread count (tested). Every parallel region flushes subnormals
@@ -98,9 +100,10 @@ cdef struct Phase:
     # One phase (p, q) of the output: the outputs (p + d_h * i, q + d_w * j), a dense
     # convolution of the input positions (p - pad_top + d_h * i', q - pad_left + d_w * j').
     # Without dilation, the single phase is the whole plane.
-    Py_ssize_t out_offset, h_out, w_out, tiles_w, tiles_per_image, n_blocks
-    # the tasks [task_first, task_first + groups * n_blocks) are this phase's
-    Py_ssize_t task_first
+    Py_ssize_t out_offset, h_out, w_out, tiles_w, tiles_per_image
+    # its tiles (all samples) are [tile_first, tile_first + n_tiles) of the numbering of all
+    # phases' tiles one after the other, which the blocks cut
+    Py_ssize_t tile_first, n_tiles
     # padding tables: input index of every padded row / column position of the phase, -1 for
     # a zero; positions [col_first, col_stop) lie inside the input
     const ptrdiff_t* line_h
@@ -138,13 +141,47 @@ cdef inline void _output_channel(const Geometry* geo, const Phase* ph, floating*
                               ph.tiles_per_image, t_first, n_tiles, scratch)
 
 
+cdef void _input_block(const Geometry* geo, const Phase* phases, floating* v,
+                       const floating* x_c, Py_ssize_t t_first, Py_ssize_t n_tiles,
+                       floating* scratch) noexcept nogil:
+    """V[xi][c, t] for one input channel and the tiles [t_first, t_first + n_tiles) of the
+    numbering of all phases: each phase's share, from its own tables."""
+    cdef Py_ssize_t i = 0, done = 0, first, count
+    while phases[i].tile_first + phases[i].n_tiles <= t_first:
+        i += 1
+    while done < n_tiles:
+        first = t_first + done - phases[i].tile_first
+        count = min(n_tiles - done, phases[i].n_tiles - first)
+        _input_channel(geo, &phases[i], v + done, x_c, first, count, scratch)
+        done += count
+        i += 1
+
+
+cdef void _output_block(const Geometry* geo, const Phase* phases, floating* out_k,
+                        const floating* mm, floating bias, Py_ssize_t t_first,
+                        Py_ssize_t n_tiles, floating* scratch) noexcept nogil:
+    """One output channel of the tiles [t_first, t_first + n_tiles) of all phases, each
+    into its strided view of ``out_k``."""
+    cdef Py_ssize_t i = 0, done = 0, first, count
+    while phases[i].tile_first + phases[i].n_tiles <= t_first:
+        i += 1
+    while done < n_tiles:
+        first = t_first + done - phases[i].tile_first
+        count = min(n_tiles - done, phases[i].n_tiles - first)
+        _output_channel(geo, &phases[i], out_k + phases[i].out_offset, mm + done, bias, first,
+                        count, scratch)
+        done += count
+        i += 1
+
+
 cdef void _run_block(
-    const Geometry* geo, const Phase* ph, floating* v, floating* mm, floating* scratch,
+    const Geometry* geo, const Phase* phases, floating* v, floating* mm, floating* scratch,
     const floating* x0, const floating* u, const floating[::1] bias, floating* out0,
     Py_ssize_t g, Py_ssize_t t_first, Py_ssize_t n_tiles, int n_threads,
 ) noexcept nogil:
-    """Tiles [t_first, t_first + n_tiles) of group g of one phase: transform, multiply,
-    transform back.
+    """Tiles [t_first, t_first + n_tiles) of group g, numbered over all phases (a block may
+    span several: the GEMMs stay as wide as a dense layer's): transform, multiply, transform
+    back.
 
     With ``n_threads > 1`` each step is a prange and ``scratch`` holds one
     ``WG_SCRATCH(m, r)`` area per thread; else all runs on the calling thread.
@@ -154,26 +191,25 @@ cdef void _run_block(
     cdef Py_ssize_t scratch_size = WG_SCRATCH(geo.m, geo.r)
     cdef Py_ssize_t c, xi, k
     cdef floating shift
-    cdef floating* out_ph = out0 + ph.out_offset
     cdef unsigned int fp_saved
     if n_threads == 1:
         for c in range(c_g):
-            _input_channel(geo, ph, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first,
-                           n_tiles, scratch)
+            _input_block(geo, phases, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first,
+                         n_tiles, scratch)
         for xi in range(a2):
             gemm(c'N', c'N', n_tiles, k_g, c_g, v + xi * geo.v_stride, block,
                  u + (xi * geo.c_out + g * k_g) * c_g, c_g, mm + xi * geo.m_stride, block)
         for k in range(k_g):
             shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
-            _output_channel(geo, ph, out_ph + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
-                            t_first, n_tiles, scratch)
+            _output_block(geo, phases, out0 + (g * k_g + k) * geo.out_sk, mm + k * block, shift,
+                          t_first, n_tiles, scratch)
     else:
         # One parallel region per step (each ends in a join), flushing in every thread.
         with parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
             for c in prange(c_g, schedule="static"):
-                _input_channel(geo, ph, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first,
-                               n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
+                _input_block(geo, phases, v + c * block, x0 + (g * c_g + c) * geo.x_sc, t_first,
+                             n_tiles, scratch + pcf_omp_thread_num() * scratch_size)
             pcf_flush_subnormals_end(fp_saved)
         with parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
@@ -185,24 +221,10 @@ cdef void _run_block(
             fp_saved = pcf_flush_subnormals_begin()
             for k in prange(k_g, schedule="static"):
                 shift = bias[g * k_g + k] if bias.shape[0] > 0 else 0
-                _output_channel(geo, ph, out_ph + (g * k_g + k) * geo.out_sk, mm + k * block,
-                                shift, t_first, n_tiles,
-                                scratch + pcf_omp_thread_num() * scratch_size)
+                _output_block(geo, phases, out0 + (g * k_g + k) * geo.out_sk, mm + k * block,
+                              shift, t_first, n_tiles,
+                              scratch + pcf_omp_thread_num() * scratch_size)
             pcf_flush_subnormals_end(fp_saved)
-
-
-cdef inline void _task(const Phase* phases, Py_ssize_t n_phases, Py_ssize_t task,
-                       Py_ssize_t block, Py_ssize_t* phase, Py_ssize_t* g,
-                       Py_ssize_t* t_first) noexcept nogil:
-    """The (phase, group, first tile) of a task; tasks are numbered phase by phase, then by
-    group, then by block of tiles."""
-    cdef Py_ssize_t i = n_phases - 1, local
-    while phases[i].task_first > task:
-        i -= 1
-    local = task - phases[i].task_first
-    phase[0] = i
-    g[0] = local // phases[i].n_blocks
-    t_first[0] = (local % phases[i].n_blocks) * block
 
 
 def work_layout(int m, int r, Py_ssize_t c_per_group, Py_ssize_t k_per_group, Py_ssize_t block,
@@ -241,8 +263,11 @@ def conv_winograd(
     A convolution dilated by (d_h, d_w) is d_h * d_w dense convolutions, one per phase (p, q):
     the outputs ``out[..., p::d_h, q::d_w]`` from the input positions ``p - pad_top + d_h * i``
     (rows) and ``q - pad_left + d_w * j`` (columns). Each phase reads the input in place
-    through its own padding tables and writes its strided view of ``out``; the tasks of all
-    phases run in one parallel region. Without dilation there is one phase.
+    through its own padding tables and writes its strided view of ``out``. The tiles of all
+    phases are numbered one phase after the other (each phase's by sample, tile row, tile
+    column), and the tasks (group, block of ``block`` consecutive tiles) cut that numbering,
+    so a block may span phases and all phases run in one parallel region. Without dilation
+    there is one phase.
 
     Parameters
     ----------
@@ -298,7 +323,7 @@ def conv_winograd(
     cdef unsigned char[::1] phase_bytes = np.empty(n_phases * sizeof(Phase), dtype=np.uint8)
     cdef Phase* phases = <Phase*> &phase_bytes[0]
     cdef Phase* ph
-    cdef Py_ssize_t i, p, q, total_tasks = 0
+    cdef Py_ssize_t i, p, q, total_tiles = 0
     for i in range(n_phases):
         p, q = i // d_w, i % d_w
         ph = &phases[i]
@@ -307,9 +332,9 @@ def conv_winograd(
         ph.w_out = (w_out - q + d_w - 1) // d_w if w_out > q else 0
         ph.tiles_w = (ph.w_out + m - 1) // m
         ph.tiles_per_image = ((ph.h_out + m - 1) // m) * ph.tiles_w
-        ph.n_blocks = (batch * ph.tiles_per_image + block - 1) // block
-        ph.task_first = total_tasks
-        total_tasks += groups * ph.n_blocks
+        ph.n_tiles = batch * ph.tiles_per_image
+        ph.tile_first = total_tiles
+        total_tiles += ph.n_tiles
         ph.line_h = <const ptrdiff_t*> &lines_h[p, 0]
         ph.line_w = <const ptrdiff_t*> &lines_w[q, 0]
         ph.col_first = cols[q, 0]
@@ -318,7 +343,8 @@ def conv_winograd(
     cdef Py_ssize_t a2 = geo.alpha * geo.alpha
     cdef Py_ssize_t v_size = a2 * geo.v_stride
     cdef Py_ssize_t m_size = a2 * geo.m_stride
-    cdef Py_ssize_t task, g, t_first, phase
+    cdef Py_ssize_t n_blocks = (total_tiles + block - 1) // block
+    cdef Py_ssize_t task, g, t_first
     cdef const floating* x0 = &x[0, 0, 0, 0, 0]
     cdef const floating* u0 = &u[0, 0, 0]
     cdef floating* out0 = &out[0, 0, 0, 0, 0]
@@ -336,25 +362,25 @@ def conv_winograd(
         with nogil, parallel(num_threads=n_threads):
             fp_saved = pcf_flush_subnormals_begin()
             buffer = &work[0] + pcf_omp_thread_num() * work_stride
-            for task in prange(total_tasks, schedule="static"):
+            for task in prange(groups * n_blocks, schedule="static"):
                 if pcf_interrupted(&stop):
                     continue
-                _task(phases, n_phases, task, block, &phase, &g, &t_first)
-                _run_block(&geo, &phases[phase], buffer, buffer + v_size,
-                           buffer + v_size + m_size, x0, u0, bias, out0, g, t_first,
-                           min(block, batch * phases[phase].tiles_per_image - t_first), 1)
+                g = task // n_blocks
+                t_first = (task % n_blocks) * block
+                _run_block(&geo, phases, buffer, buffer + v_size, buffer + v_size + m_size, x0,
+                           u0, bias, out0, g, t_first, min(block, total_tiles - t_first), 1)
             pcf_flush_subnormals_end(fp_saved)
     else:
         buffer = &work[0]
         with nogil:
             fp_saved = pcf_flush_subnormals_begin()
-            for task in range(total_tasks):
+            for task in range(groups * n_blocks):
                 if pcf_interrupted(&stop):
                     break
-                _task(phases, n_phases, task, block, &phase, &g, &t_first)
-                _run_block(&geo, &phases[phase], buffer, buffer + v_size,
-                           buffer + v_size + m_size, x0, u0, bias, out0, g, t_first,
-                           min(block, batch * phases[phase].tiles_per_image - t_first),
+                g = task // n_blocks
+                t_first = (task % n_blocks) * block
+                _run_block(&geo, phases, buffer, buffer + v_size, buffer + v_size + m_size, x0,
+                           u0, bias, out0, g, t_first, min(block, total_tiles - t_first),
                            n_threads)
             pcf_flush_subnormals_end(fp_saved)
     raise_if_interrupted(&stop)
