@@ -545,9 +545,9 @@ def test_asking_for_winograd_on_a_5x5_kernel_is_a_value_error():
 # --- "auto" --------------------------------------------------------------------------------------
 
 def test_auto_picks_f4_where_measured_to_win(rng):
-    def choice(x_shape, w_shape, dtype=np.float32, **kwargs):
+    def choice(x_shape, w_shape, dtype=np.float32, padding=1, **kwargs):
         return _heuristic.choose(_api.make_problem(x_shape, w_shape, n_spatial=2, dtype=dtype,
-                                                   padding=1, **kwargs))
+                                                   padding=padding, **kwargs))
 
     assert choice((1, 64, 56, 56), (64, 64, 3, 3)) == "winograd_f4x4_3x3"
     assert choice((8, 256, 14, 14), (256, 256, 3, 3)) == "winograd_f4x4_3x3"
@@ -557,6 +557,19 @@ def test_auto_picks_f4_where_measured_to_win(rng):
     assert choice((1, 8, 56, 56), (64, 8, 3, 3)) == "direct"           # too few channels
     assert choice((1, 64, 56, 56), (64, 64, 3, 3), dtype=np.float64) == "im2col"
     assert choice((1, 64, 56, 56), (64, 64, 3, 3), stride=2) == "direct"
+    # dilated layers, by phases: the tiles of all phases count
+    assert choice((1, 256, 64, 64), (256, 256, 3, 3), dilation=2, padding=2) == \
+        "winograd_f4x4_3x3"
+    assert choice((1, 512, 32, 32), (512, 512, 3, 3), dilation=2, padding=2) == \
+        "winograd_f4x4_3x3"
+    assert choice((1, 512, 32, 32), (512, 512, 3, 3), dilation=4, padding=4) == \
+        "winograd_f4x4_3x3"
+    assert choice((1, 512, 12, 12), (512, 512, 3, 3), dilation=4, padding=4) == "direct"
+    # 5x5 layers
+    assert choice((1, 64, 56, 56), (64, 64, 5, 5), padding=2) == "winograd_f2x2_5x5"
+    assert choice((1, 192, 28, 28), (192, 192, 5, 5), padding=2) == "direct"  # too few tiles
+    assert choice((4, 192, 28, 28), (192, 192, 5, 5), padding=2) == "winograd_f2x2_5x5"
+    assert choice((1, 8, 56, 56), (64, 8, 5, 5), padding=2) == "direct"
     x = rng.standard_normal((1, 16, 28, 28)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     assert choice(x.shape, w.shape) == "winograd_f4x4_3x3"
