@@ -565,6 +565,8 @@ def test_auto_picks_f4_where_measured_to_win(rng):
     assert choice((1, 512, 32, 32), (512, 512, 3, 3), dilation=4, padding=4) == \
         "winograd_f4x4_3x3"
     assert choice((1, 512, 12, 12), (512, 512, 3, 3), dilation=4, padding=4) == "direct"
+    assert choice((1, 256, 28, 28), (256, 256, 3, 3), dilation=2, padding=2) == \
+        "winograd_f4x4_3x3"
     # 5x5 layers
     assert choice((1, 64, 56, 56), (64, 64, 5, 5), padding=2) == "winograd_f2x2_5x5"
     assert choice((1, 192, 28, 28), (192, 192, 5, 5), padding=2) == "direct"  # too few tiles

@@ -29,11 +29,11 @@ from pyconvfast._algorithms.registry import Algorithm, register
 # Measured error, max |got - ref| / (|x| (*) |w| + |b|) on standard-normal float32 data:
 # F(2x2, 3x3) <= 4e-7 from 3 input channels per group (1.5e-7 from 13 to 512), 1.8e-6 with a
 # single one; F(4x4, 3x3) <= 1e-5 from 3 (2e-6 from 13 to 512), 2.9e-5 with a single one;
-# F(2x2, 5x5) <= 3e-6 from 3 (2e-6 from 13 to 256), 9.1e-6 with a single one
-# (bench/winograd_error.py; docs/guide/algorithms.rst). float64: about 2**-29 times these. Results are bitwise the same
-# for every n_threads (for a given block size: the default, or a param_space entry, under the
-# workspace bound). F(2x2, 3x3) is exact on small integers; the others are not (their G holds
-# 1/6 and 1/24).
+# F(2x2, 5x5) <= 3e-6 from 3 (2e-6 from 13 to 256), 9.1e-6 with a single one (1.0e-5 at
+# dilation 2) (bench/winograd_error.py; docs/guide/algorithms.rst). float64: about 2**-29
+# times these. Results are bitwise the same for every n_threads (for a given block size: the
+# default, or a param_space entry, under the workspace bound). F(2x2, 3x3) is exact on small
+# integers; the others are not (their G holds 1/6 and 1/24).
 
 # Default tiles per task. Measured (bench/winograd.py, 2 threads): 32 to 128 tiles are within a
 # few percent of each other on the ResNet layers; fewer make the GEMMs too thin to amortize
@@ -123,10 +123,11 @@ def _winograd_lines(problem, m):
 def _winograd_schedule(problem, m, n_threads, itemsize, block=None):
     """(tiles per task, tasks_in_parallel) for a problem on ``n_threads`` threads.
 
-    The block size (``block`` or the default, cut to blocks of even size) depends on the problem
-    and the workspace bound only, never on the thread count, so every thread count runs the same GEMMs (and gets the same bits). Tasks run one
-    per thread when there are enough of them for every thread's buffers to fit the bound and
-    to keep the threads evenly busy; otherwise each task's steps are split among threads.
+    The block size (``block`` or the default, cut to blocks of even size) depends on the
+    problem and the workspace bound only, never on the thread count, so every thread count runs
+    the same GEMMs (and gets the same bits). Tasks run one per thread when there are enough of
+    them for every thread's buffers to fit the bound and to keep the threads evenly busy;
+    otherwise each task's steps are split among threads.
     """
     alpha2 = (m + problem.kernel[0] - 1) ** 2
     n_tiles = sum(_phase_tiles(problem, m))

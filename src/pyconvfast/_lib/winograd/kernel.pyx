@@ -18,11 +18,12 @@ data, max |error| / (|x| (*) |w|) is <= 4e-7 (F(2x2, 3x3)), <= 1e-5 (F(4x4, 3x3)
 
 A layer dilated by (d_h, d_w) is d_h * d_w dense convolutions, one per phase: see
 :func:`conv_winograd`. Tiles of all samples (and phases) of one group are numbered together,
-(phase, sample, tile row, tile column), so the small planes of a batch share GEMMs. A task is (group, block of ``block`` consecutive
-tiles); its V and M buffers hold ``alpha^2 * (C_g + K_g) * block`` elements, which the caller
-keeps under the workspace bound. Input rows are read through the padding tables (``line_h``,
-``line_w`` of each phase: the input index of every padded position, -1 for a zero), so every
-padding mode works without a padded copy.
+(phase, sample, tile row, tile column), so the small planes of a batch share GEMMs. A task is
+(group, block of ``block`` consecutive tiles); its V and M buffers hold
+``alpha^2 * (C_g + K_g) * block`` elements, which the caller keeps under the workspace bound.
+Input rows are read through the padding tables (``line_h``, ``line_w`` of each phase: the
+input index of every padded position, -1 for a zero), so every padding mode works without a
+padded copy.
 
 Parallelism: with ``tasks_in_parallel``, a static ``prange`` runs tasks on threads, each with
 private buffers and single-threaded BLAS. Otherwise the tasks run in turn and each step is a

@@ -239,9 +239,10 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, const int r_taps, WG_T* v,
    mm[xi * ms + t - t_first], add the bias and store them into out_k (that channel of sample
    0), cutting the tiles of the last tile row and column to the h_out x w_out plane.
    scratch: WG_SCRATCH(m, r). */
-WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, const int r_taps, WG_T* out_k, ptrdiff_t out_sn,
-                                          ptrdiff_t out_sh, ptrdiff_t out_sw, ptrdiff_t h_out,
-                                          ptrdiff_t w_out, const WG_T* mm, ptrdiff_t ms,
+WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, const int r_taps, WG_T* out_k,
+                                          ptrdiff_t out_sn, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                                          ptrdiff_t h_out, ptrdiff_t w_out, const WG_T* mm,
+                                          ptrdiff_t ms,
                                           WG_T bias, ptrdiff_t tiles_w,
                                           ptrdiff_t tiles_per_image, ptrdiff_t t_first,
                                           ptrdiff_t n_tiles, WG_T* scratch)
