@@ -569,8 +569,9 @@ def test_auto_picks_f4_where_measured_to_win(rng):
         "winograd_f4x4_3x3"
     # 5x5 layers
     assert choice((1, 64, 56, 56), (64, 64, 5, 5), padding=2) == "winograd_f2x2_5x5"
-    assert choice((1, 192, 28, 28), (192, 192, 5, 5), padding=2) == "direct"  # too few tiles
-    assert choice((4, 192, 28, 28), (192, 192, 5, 5), padding=2) == "winograd_f2x2_5x5"
+    assert choice((4, 64, 28, 28), (64, 64, 5, 5), padding=2) == "winograd_f2x2_5x5"
+    assert choice((1, 64, 28, 28), (64, 64, 5, 5), padding=2) == "direct"     # too few tiles
+    assert choice((4, 192, 28, 28), (192, 192, 5, 5), padding=2) == "direct"  # U beyond L2
     assert choice((1, 8, 56, 56), (64, 8, 5, 5), padding=2) == "direct"
     x = rng.standard_normal((1, 16, 28, 28)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)

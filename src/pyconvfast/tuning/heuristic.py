@@ -40,9 +40,12 @@ _GROUPED_MAX_PER_GROUP = 160
 # dense layers. A dilated layer runs by phases, each a dense layer of about 1/d of the rows and
 # columns, whose tiles are numbered together: its tiles are those of all phases (measured:
 # phases of 8x8, d = 4 on 512ch 32x32, 64 tiles, F4 2.4x direct and 1.8x im2col). 5x5 layers
-# against the channel-blocked direct, F(2x2, 5x5) (bench/winograd_layers.py, 2 threads): 1.4x
-# on 64ch 56x56 (196 tiles of 4x4), 0.88x on 192ch 28x28 (49 tiles).
+# against the channel-blocked direct, F(2x2, 5x5) (bench/winograd_layers.py and interleaved
+# A/B runs, 2 threads): 0.93x to 1.43x on 64ch 56x56 (196 tiles of 4x4), 0.61x on 128ch 56x56,
+# 0.88x on 192ch 28x28 and 0.75x on 4 x 192ch 28x28: past 64 channels its transformed weight
+# (36 C K values) no longer stays in L2 while every block of tiles reads all of it.
 _WINOGRAD_MIN_TILES = {(3, 3): 48, (5, 5): 128}
+_WINOGRAD_MAX_CHANNELS = {(3, 3): None, (5, 5): 64}
 # The Winograd algorithm per kernel size.
 _WINOGRAD = {(3, 3): "winograd_f4x4_3x3", (5, 5): "winograd_f2x2_5x5"}
 
@@ -52,7 +55,9 @@ def _winograd_choice(problem):
     if (problem.n_spatial != 2 or problem.kernel not in _WINOGRAD or problem.stride != (1, 1)
             or problem.dtype != "float32"):
         return None
-    if problem.c_in // problem.groups < 16 or problem.c_out // problem.groups < 16:
+    c_g, k_g = problem.c_in // problem.groups, problem.c_out // problem.groups
+    most = _WINOGRAD_MAX_CHANNELS[problem.kernel]
+    if min(c_g, k_g) < 16 or (most is not None and max(c_g, k_g) > most):
         return None
     (d_h, d_w), (h_out, w_out) = problem.dilation, problem.out_size
     h_phase, w_phase = -(-h_out // d_h), -(-w_out // d_w)
