@@ -190,7 +190,7 @@ for _m, _r, _summary in (
            "from 3 input channels (3e-5 with 1)"),
     (2, 5, "Winograd F(2x2, 5x5): 2-D 5x5 stride-1 layers (dilated ones by phases), 2.8x "
            "fewer multiplies than direct; float32 error <= 3e-6 x (|x| (*) |w|) from 3 input "
-           "channels (9e-6 with 1)"),
+           "channels (1e-5 with 1)"),
 ):
     register(Algorithm(
         name=f"winograd_f{_m}x{_m}_{_r}x{_r}",
