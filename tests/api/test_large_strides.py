@@ -105,7 +105,7 @@ def _conv_weight(rng, case, kernel, dtype=np.float32):
 
 
 @pytest.mark.parametrize("channel_stride", BIG_STRIDES)
-@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("case", list(CONV_CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_input_channel_stride(sparse_array, rng, channel_stride, kernel, case, dtype):
@@ -127,14 +127,14 @@ def test_conv2d_input_channel_stride(sparse_array, rng, channel_stride, kernel, 
 def test_conv2d_cases_cover_every_algorithm(rng):
     covered = set()
     for case, (c_in, groups, _) in CONV_CASES.items():
-        for kernel in (1, 3):
+        for kernel in (1, 3, 5):
             covered.update(pcf.list_algorithms((1, c_in, 4, 4), _conv_weight(rng, case, kernel),
                                                padding=kernel // 2, groups=groups))
     assert covered == set(pcf.list_algorithms())
 
 
 @pytest.mark.parametrize("channel_stride", BIG_STRIDES)
-@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("case", list(CONV_CASES))
 def test_conv2d_output_channel_stride(sparse_array, rng, channel_stride, kernel, case):
     c_in, groups, _ = CONV_CASES[case]

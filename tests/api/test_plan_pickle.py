@@ -35,6 +35,8 @@ CONV_CASES = {
                                                       padding_mode="circular")),
     "winograd_f2x2_3x3": ((2, 5, 13, 14), (7, 5, 3, 3), dict(padding=1, flip=True)),
     "winograd_f4x4_3x3": ((1, 6, 16, 15), (8, 6, 3, 3), dict(padding=1, layout="NHWC")),
+    "winograd_f2x2_5x5": ((2, 4, 17, 14), (6, 4, 5, 5), dict(padding="same", dilation=(2, 3),
+                                                          padding_mode="reflect")),
     "fft": ((1, 3, 40, 37), (4, 3, 11, 11), dict(padding="same", padding_mode="replicate")),
     "grouped": ((2, 8, 10, 10), (8, 2, 3, 3), dict(padding=1, groups=4)),
     "separable": ((2, 3, 14, 14), (4, 3, 5, 5), dict(padding=2), _rank1_weight),

@@ -21,7 +21,7 @@ from hypothesis import given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from tests.api.test_properties import conv_problems  # noqa: E402
 
-NOT_ACCURATE = {"winograd_f2x2_3x3", "winograd_f4x4_3x3", "fft"}
+NOT_ACCURATE = {"winograd_f2x2_3x3", "winograd_f4x4_3x3", "winograd_f2x2_5x5", "fft"}
 
 
 def test_the_registry_says_which_algorithms_are_not_accurate():
@@ -32,17 +32,23 @@ def test_the_registry_says_which_algorithms_are_not_accurate():
 
 def test_list_algorithms_under_accurate_drops_exactly_those(rng):
     x = rng.standard_normal((1, 16, 20, 20)).astype(np.float32)
-    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    fast = pcf.list_algorithms(x, w, padding=1)
-    assert NOT_ACCURATE <= set(fast)
-    assert pcf.list_algorithms(x, w, padding=1, precision="accurate") == [
-        name for name in fast if name not in NOT_ACCURATE]
+    seen = set()
+    for kernel, dilation in ((3, 1), (5, 1), (3, 2), (5, 3)):
+        w = rng.standard_normal((16, 16, kernel, kernel)).astype(np.float32)
+        kwargs = {"padding": "same", "dilation": dilation}
+        fast = pcf.list_algorithms(x, w, **kwargs)
+        seen |= NOT_ACCURATE & set(fast)
+        assert any(name.startswith("winograd") for name in fast), kwargs
+        assert pcf.list_algorithms(x, w, precision="accurate", **kwargs) == [
+            name for name in fast if name not in NOT_ACCURATE]
+    assert seen == NOT_ACCURATE
 
 
 @pytest.mark.parametrize("algorithm", sorted(NOT_ACCURATE))
 def test_asking_accurate_for_an_inexact_algorithm_is_a_value_error(algorithm, rng):
     x = rng.standard_normal((1, 4, 12, 12)).astype(np.float32)
-    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    kernel = 5 if algorithm.endswith("5x5") else 3
+    w = rng.standard_normal((4, 4, kernel, kernel)).astype(np.float32)
     with pytest.raises(ValueError, match=f"algorithm='{algorithm}' cannot run this problem: its "
                                          "rounding error exceeds the plain summation bound"):
         pcf.conv2d(x, w, padding=1, algorithm=algorithm, precision="accurate")
@@ -108,9 +114,12 @@ def test_accurate_never_runs_an_inexact_algorithm_even_while_tuning(spied_runs, 
     "accurate", by a call, a plan and a context, none of them runs at all."""
     winograd = (rng.standard_normal((2, 32, 28, 28)).astype(np.float32),
                 rng.standard_normal((32, 32, 3, 3)).astype(np.float32), {"padding": 1})
+    dilated = (winograd[0], winograd[1], {"padding": 2, "dilation": 2})
+    winograd_5x5 = (winograd[0], rng.standard_normal((32, 32, 5, 5)).astype(np.float32),
+                    {"padding": 2})
     fft = (rng.standard_normal((1, 4, 64, 64)).astype(np.float32),
            rng.standard_normal((4, 4, 21, 21)).astype(np.float32), {"padding": 10})
-    for x, w, kwargs in (winograd, fft):
+    for x, w, kwargs in (winograd, dilated, winograd_5x5, fft):
         assert NOT_ACCURATE & set(pcf.list_algorithms(x, w, **kwargs))
         pcf.conv2d(x, w, precision="accurate", **kwargs)
         pcf.plan(x.shape, w, precision="accurate", **kwargs)(x)
@@ -118,7 +127,7 @@ def test_accurate_never_runs_an_inexact_algorithm_even_while_tuning(spied_runs, 
             pcf.conv2d(x, w, **kwargs)
     assert spied_runs and not NOT_ACCURATE & set(spied_runs), sorted(set(spied_runs))
     # the same calls under "fast" do time them (the spy sees them): the test can fail
-    for x, w, kwargs in (winograd, fft):
+    for x, w, kwargs in (winograd, dilated, winograd_5x5, fft):
         pcf.conv2d(x, w, **kwargs)
     assert NOT_ACCURATE <= set(spied_runs)
 

@@ -37,7 +37,8 @@ MAX_MACS = 400_000
 # winograd_f4x4_3x3: its weight transform G holds 1/6 and 1/24, which binary floating point
 # rounds. fft: the transforms' twiddle factors are irrational, every output is rounded. (winograd_f2x2_3x3 stays exact: its G holds only halves, so every transformed value
 # is a multiple of 1/4, and the sums of these small integers stay far below 2**22.)
-NOT_EXACT_ON_INTEGERS = frozenset({"winograd_f4x4_3x3", "fft"})
+# winograd_f2x2_5x5: its G holds the same 1/6 and 1/24.
+NOT_EXACT_ON_INTEGERS = frozenset({"winograd_f4x4_3x3", "winograd_f2x2_5x5", "fft"})
 
 
 def exact_on_integers(algorithm, usable):

@@ -20,7 +20,7 @@ The modules, one per registered name (``pcf.list_algorithms()``):
 ``im2col``              :mod:`.im2col`: lowering + BLAS GEMM; 1x1 layers multiply in place
 ``pointwise_packed``    :mod:`.pointwise`: 1x1 layers, our own packed GEMM micro-kernels
 ``depthwise``           :mod:`.depthwise`: one input channel per group
-``winograd_f*x*_3x3``   :mod:`.winograd`: 2-D 3x3 stride 1, fewer multiplies
+``winograd_f*x*_*x*``   :mod:`.winograd`: 2-D 3x3 and 5x5 stride 1 (dilated by phases)
 ``fft``                 :mod:`.fft`: overlap-save real FFTs, large kernels
 ``grouped``             :mod:`.grouped`: few channels per group, all groups in one kernel
 ``separable``           :mod:`.separable`: rank-1 kernels as two 1-D passes (:mod:`.passes`)

@@ -36,18 +36,33 @@ def _fft_pays(problem):
 # from 192 to 320).
 _GROUPED_MAX_PER_GROUP = 160
 
-# Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured.
-_WINOGRAD_MIN_TILES = 48
+# Output tiles of 4x4 (all samples together) from which F(4x4, 3x3) beats im2col, measured on
+# dense layers. A dilated layer runs by phases, each a dense layer of about 1/d of the rows and
+# columns, whose tiles are numbered together: its tiles are those of all phases (measured:
+# phases of 8x8, d = 4 on 512ch 32x32, 64 tiles, F4 2.4x direct and 1.8x im2col). 5x5 layers
+# against the channel-blocked direct, F(2x2, 5x5) (bench/winograd_layers.py and interleaved
+# A/B runs, 2 threads): 0.93x to 1.43x on 64ch 56x56 (196 tiles of 4x4), 0.61x on 128ch 56x56,
+# 0.88x on 192ch 28x28 and 0.75x on 4 x 192ch 28x28: past 64 channels its transformed weight
+# (36 C K values) no longer stays in L2 while every block of tiles reads all of it.
+_WINOGRAD_MIN_TILES = {(3, 3): 48, (5, 5): 128}
+_WINOGRAD_MAX_CHANNELS = {(3, 3): None, (5, 5): 64}
+# The Winograd algorithm per kernel size.
+_WINOGRAD = {(3, 3): "winograd_f4x4_3x3", (5, 5): "winograd_f2x2_5x5"}
 
 
-def _winograd_pays(problem):
-    if (problem.n_spatial != 2 or problem.kernel != (3, 3) or problem.stride != (1, 1)
-            or problem.dilation != (1, 1) or problem.dtype != "float32"):
-        return False
-    if problem.c_in // problem.groups < 16 or problem.c_out // problem.groups < 16:
-        return False
-    h_out, w_out = problem.out_size
-    return problem.batch * -(-h_out // 4) * -(-w_out // 4) >= _WINOGRAD_MIN_TILES
+def _winograd_choice(problem):
+    """The Winograd algorithm that pays on ``problem``, or None."""
+    if (problem.n_spatial != 2 or problem.kernel not in _WINOGRAD or problem.stride != (1, 1)
+            or problem.dtype != "float32"):
+        return None
+    c_g, k_g = problem.c_in // problem.groups, problem.c_out // problem.groups
+    most = _WINOGRAD_MAX_CHANNELS[problem.kernel]
+    if min(c_g, k_g) < 16 or (most is not None and max(c_g, k_g) > most):
+        return None
+    (d_h, d_w), (h_out, w_out) = problem.dilation, problem.out_size
+    h_phase, w_phase = -(-h_out // d_h), -(-w_out // d_w)
+    tiles = problem.batch * d_h * d_w * -(-h_phase // 4) * -(-w_phase // 4)
+    return _WINOGRAD[problem.kernel] if tiles >= _WINOGRAD_MIN_TILES[problem.kernel] else None
 
 
 def _direct_pays(problem):
@@ -70,8 +85,10 @@ def _preference(problem):
         if problem.channels_last and 1 < problem.c_in < 4 and multiplier >= 8:
             return ("im2col", "depthwise", "direct")
         return ("depthwise", "direct", "im2col")
-    if _winograd_pays(problem):
-        return ("winograd_f4x4_3x3", "im2col", "direct")
+    winograd = _winograd_choice(problem)
+    if winograd is not None:
+        return (winograd,) + (("direct", "im2col") if _direct_pays(problem) else
+                              ("im2col", "direct"))
     if problem.groups > 1 and problem.c_in // problem.groups <= _GROUPED_MAX_PER_GROUP:
         return ("grouped", "im2col", "direct")
     if (registry.can_run("pointwise_packed", problem)

@@ -1,4 +1,5 @@
-/* Winograd F(m x m, 3 x 3) transforms, written out for the float32 and float64 kernels.
+/* Winograd F(m x m, r x r) transforms, written out for the float32 and float64 kernels:
+   F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5).
 
    Transformed tiles are kept "tile index innermost": element xi of tile t lies at
    v[xi * stride + t], which is what the GEMMs want. Every transform is a loop of straight-line
@@ -40,10 +41,12 @@
    intermediate results stay in L1. */
 #define WG_CHUNK 64
 
-/* Elements of one row of a segment (m phases of WG_CHUNK + 1), and the scratch one thread
-   needs for either transform of F(m x m, 3 x 3): m + 2 rows, twice. */
-#define WG_ROW(m) ((m) * (WG_CHUNK + 1))
-#define WG_SCRATCH(m) (2 * ((m) + 2) * WG_ROW(m))
+/* Tile groups of m positions past a segment that its last tile reads, ceil((r - 1) / m);
+   elements of one row of a segment (m phases of WG_CHUNK + that), and the scratch one thread
+   needs for either transform of F(m x m, r x r): alpha = m + r - 1 rows, twice. */
+#define WG_EXTRA(m, r) (((r) + (m) - 2) / (m))
+#define WG_ROW(m, r) ((m) * (WG_CHUNK + WG_EXTRA(m, r)))
+#define WG_SCRATCH(m, r) (2 * ((m) + (r) - 1) * WG_ROW(m, r))
 
 #define WG_T float
 #define WG_WIDE double

@@ -18,6 +18,16 @@
          [ 0    0    1 ]                       [ 1/24  1/12  1/6 ]
                                                [ 1/24 -1/12  1/6 ]
                                                [ 0     0     1  ]
+     F(2, 5), the points of F(4, 3), so the same B^T (a 6-point transform depends only on
+     its points):
+          A^T = [1  1  1  1  1  0]        G = [ 1/4     0     0     0     0   ]
+                [0  1 -1  2 -2  1]            [-1/6  -1/6  -1/6  -1/6  -1/6  ]
+                                              [-1/6   1/6  -1/6   1/6  -1/6  ]
+                                              [ 1/24  1/12  1/6   1/3   2/3  ]
+                                              [ 1/24 -1/12  1/6  -1/3   2/3  ]
+                                              [ 0     0     0     0     1    ]
+   (row i of G is f_i * (1, a_i, a_i^2, ...) for point a_i, with the F(4, 3) scale f_i; A^T
+   is the first m rows of the same Vandermonde matrix, the last column for the point inf.)
    B^T and A^T have small integer entries: the data transforms are exact on small integers,
    which is what makes F(2x2, 3x3) (whose G holds only halves) exact on integer data.
 */
@@ -89,12 +99,28 @@ static inline void WG(wg_out_f4)(const WG_T* WG_RESTRICT s0, const WG_T* WG_REST
     }
 }
 
+static inline void WG(wg_out_f2_r5)(const WG_T* WG_RESTRICT s0, const WG_T* WG_RESTRICT s1,
+                                    const WG_T* WG_RESTRICT s2, const WG_T* WG_RESTRICT s3,
+                                    const WG_T* WG_RESTRICT s4, const WG_T* WG_RESTRICT s5,
+                                    WG_T* WG_RESTRICT d, ptrdiff_t ds, ptrdiff_t n)
+{
+    WG_IVDEP
+    for (ptrdiff_t t = 0; t < n; ++t) {   /* the first two rows of wg_out_f4 */
+        WG_T sum12 = s1[t] + s2[t], dif12 = s1[t] - s2[t];
+        WG_T sum34 = s3[t] + s4[t], dif34 = s3[t] - s4[t];
+        d[t] = s0[t] + sum12 + sum34;
+        d[ds + t] = dif12 + 2 * dif34 + s5[t];
+    }
+}
+
 /* --- one channel of a block of tiles ------------------------------------------------------ */
 /* Tiles are numbered over (sample, tile row, tile column). A block is cut into segments of at
    most WG_CHUNK consecutive tiles of one tile row. The rows of a segment are kept split by
-   phase: row position m * s + r (tile s, offset r < m) is stored at r * p + s, p = seg + 1.
-   The vertical transform then runs along whole rows, and the horizontal one reads, for tile s,
-   phases 0 .. m-1 at s and phases 0, 1 at s + 1: unit-stride streams again, not stride m. */
+   phase: row position m * s + r (tile s, offset r < m) is stored at r * p + s,
+   p = seg + WG_EXTRA(m, r). The vertical transform then runs along whole rows, and the
+   horizontal one reads, for tile s, its alpha positions as unit-stride streams again, not
+   stride m: phases 0 .. m-1 at s and 0, 1 at s + 1 (F(m, 3)), or phases 0, 1 at s, s + 1 and
+   s + 2 (F(2, 5)). */
 
 /* The segment holding tile t_first + done: its tile row th, first tile column tw, length. */
 static inline ptrdiff_t WG(wg_segment)(ptrdiff_t t, ptrdiff_t left, ptrdiff_t tiles_w,
@@ -110,19 +136,23 @@ static inline ptrdiff_t WG(wg_segment)(ptrdiff_t t, ptrdiff_t left, ptrdiff_t ti
 }
 
 /* Transform tiles [t_first, t_first + n_tiles) of one input channel (x_c: that channel of
-   sample 0) into v[xi * vs + t - t_first], xi = i * (m + 2) + j. Padded position q of a row
+   sample 0) into v[xi * vs + t - t_first], xi = i * alpha + j. Padded position q of a row
    (column) is input index line_h[q] (line_w[q]), -1 for a zero: every padding mode is read
    through these tables, without a padded copy of the input; they must cover
-   (tiles + 1) * m positions. Positions [col_first, col_stop) are the input's own columns
-   (line_w[q] = q - col_first), read without the table. scratch: WG_SCRATCH(m). */
-WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
-                                         ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
-                                         const ptrdiff_t* line_h, const ptrdiff_t* line_w,
-                                         ptrdiff_t col_first, ptrdiff_t col_stop,
+   (tiles + WG_EXTRA(m, r)) * m positions. Positions [col_first, col_stop) lie inside the
+   input, col_step columns apart (line_w[q + 1] = line_w[q] + col_step: 1, or the dilation
+   when the tables are those of one phase of a dilated convolution), and are read without
+   the table. scratch: WG_SCRATCH(m, r). */
+WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, const int r_taps, WG_T* v, ptrdiff_t vs,
+                                         const WG_T* x_c, ptrdiff_t x_sn, ptrdiff_t x_sh,
+                                         ptrdiff_t x_sw, const ptrdiff_t* line_h,
+                                         const ptrdiff_t* line_w, ptrdiff_t col_first,
+                                         ptrdiff_t col_stop, ptrdiff_t col_step,
                                          ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
                                          ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
-    const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
+    const ptrdiff_t a = m + r_taps - 1, row_len = WG_ROW(m, r_taps);
+    const ptrdiff_t inner_sw = col_step * x_sw;
     WG_T* rows = scratch;               /* the a padded input rows of a segment, by phase */
     WG_T* tmp = scratch + a * row_len;  /* the same after the vertical transform */
     ptrdiff_t done = 0, th, tw;
@@ -130,7 +160,7 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
         const ptrdiff_t t = t_first + done;
         const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image,
                                              &th, &tw);
-        const ptrdiff_t p = seg + 1, len = m * p;
+        const ptrdiff_t p = seg + WG_EXTRA(m, r_taps), len = m * p;
         const ptrdiff_t* cols = line_w + tw * m;
         const WG_T* x_n = x_c + (t / tiles_per_image) * x_sn;
         /* Tiles s in [s_lo, s_hi) read only inside the input (positions q in [col_first,
@@ -144,7 +174,8 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
         if (s_lo > p) s_lo = p;
         if (s_hi > p) s_hi = p;
         if (s_hi < s_lo) s_hi = s_lo;
-        const ptrdiff_t inner_first = (tw * m + m * s_lo - col_first) * x_sw;
+        /* the input column of the first position of tile s_lo, when it lies inside */
+        const ptrdiff_t inner_first = s_hi > s_lo ? line_w[tw * m + m * s_lo] * x_sw : 0;
         for (ptrdiff_t i = 0; i < a; ++i) {
             const ptrdiff_t h = line_h[th * m + i];
             WG_T* dst = rows + i * row_len;
@@ -161,12 +192,13 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
             /* the bulk: de-interleave a stretch of the input row, from tile s_lo on */
             const WG_T* inner = src + inner_first;
             WG_T* out = dst + s_lo;
-            if (x_sw == 1) {
+            if (inner_sw == 1) {
                 for (ptrdiff_t s = 0; s < s_hi - s_lo; ++s)
                     for (ptrdiff_t r = 0; r < m; ++r) out[r * p + s] = inner[m * s + r];
             } else {
                 for (ptrdiff_t s = 0; s < s_hi - s_lo; ++s)
-                    for (ptrdiff_t r = 0; r < m; ++r) out[r * p + s] = inner[(m * s + r) * x_sw];
+                    for (ptrdiff_t r = 0; r < m; ++r)
+                        out[r * p + s] = inner[(m * s + r) * inner_sw];
             }
             for (ptrdiff_t s = s_hi; s < p; ++s)
                 for (ptrdiff_t r = 0; r < m; ++r) {
@@ -175,7 +207,15 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
                 }
         }
         WG_T* vv = v + done;
-        if (m == 2) {
+        if (r_taps == 5) {   /* F(2, 5): 6 points, the B^T of F(4, 3) */
+            WG(wg_in_f4)(rows, rows + row_len, rows + 2 * row_len, rows + 3 * row_len,
+                         rows + 4 * row_len, rows + 5 * row_len, tmp, row_len, len);
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = tmp + i * row_len;
+                WG(wg_in_f4)(q, q + p, q + 1, q + p + 1, q + 2, q + p + 2,
+                             vv + i * a * vs, vs, seg);
+            }
+        } else if (m == 2) {
             WG(wg_in_f2)(rows, rows + row_len, rows + 2 * row_len, rows + 3 * row_len,
                          tmp, row_len, len);
             for (ptrdiff_t i = 0; i < a; ++i) {
@@ -198,15 +238,16 @@ WG_ALWAYS_INLINE void WG(wg_input_tiles)(const int m, WG_T* v, ptrdiff_t vs, con
 /* Inverse-transform tiles [t_first, t_first + n_tiles) of one output channel, read as
    mm[xi * ms + t - t_first], add the bias and store them into out_k (that channel of sample
    0), cutting the tiles of the last tile row and column to the h_out x w_out plane.
-   scratch: WG_SCRATCH(m). */
-WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t out_sn,
-                                          ptrdiff_t out_sh, ptrdiff_t out_sw, ptrdiff_t h_out,
-                                          ptrdiff_t w_out, const WG_T* mm, ptrdiff_t ms,
+   scratch: WG_SCRATCH(m, r). */
+WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, const int r_taps, WG_T* out_k,
+                                          ptrdiff_t out_sn, ptrdiff_t out_sh, ptrdiff_t out_sw,
+                                          ptrdiff_t h_out, ptrdiff_t w_out, const WG_T* mm,
+                                          ptrdiff_t ms,
                                           WG_T bias, ptrdiff_t tiles_w,
                                           ptrdiff_t tiles_per_image, ptrdiff_t t_first,
                                           ptrdiff_t n_tiles, WG_T* scratch)
 {
-    const ptrdiff_t a = m + 2, row_len = WG_ROW(m);
+    const ptrdiff_t a = m + r_taps - 1, row_len = WG_ROW(m, r_taps);
     WG_T* tmp = scratch;                /* a rows after the horizontal transform, by phase */
     WG_T* y = scratch + a * row_len;    /* the m output rows of a segment, by phase */
     ptrdiff_t done = 0, th, tw;
@@ -215,7 +256,15 @@ WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t ou
         const ptrdiff_t seg = WG(wg_segment)(t, n_tiles - done, tiles_w, tiles_per_image,
                                              &th, &tw);
         const WG_T* m0 = mm + done;
-        if (m == 2) {
+        if (r_taps == 5) {
+            for (ptrdiff_t i = 0; i < a; ++i) {
+                const WG_T* q = m0 + i * a * ms;
+                WG(wg_out_f2_r5)(q, q + ms, q + 2 * ms, q + 3 * ms, q + 4 * ms, q + 5 * ms,
+                                 tmp + i * row_len, seg, seg);
+            }
+            WG(wg_out_f2_r5)(tmp, tmp + row_len, tmp + 2 * row_len, tmp + 3 * row_len,
+                             tmp + 4 * row_len, tmp + 5 * row_len, y, row_len, m * seg);
+        } else if (m == 2) {
             for (ptrdiff_t i = 0; i < a; ++i) {
                 const WG_T* q = m0 + i * a * ms;
                 WG(wg_out_f2)(q, q + ms, q + 2 * ms, q + 3 * ms, tmp + i * row_len, seg, seg);
@@ -255,36 +304,43 @@ WG_ALWAYS_INLINE void WG(wg_output_tiles)(const int m, WG_T* out_k, ptrdiff_t ou
     }
 }
 
-/* The entry points: one specialization per tile size, so that m is a constant in the loops. */
+/* The entry points: one specialization per (m, r), so that both are constants in the loops. */
 
-static void WG(wg_input_channel)(int m, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
+static void WG(wg_input_channel)(int m, int r, WG_T* v, ptrdiff_t vs, const WG_T* x_c,
                                  ptrdiff_t x_sn, ptrdiff_t x_sh, ptrdiff_t x_sw,
                                  const ptrdiff_t* line_h, const ptrdiff_t* line_w,
-                                 ptrdiff_t col_first, ptrdiff_t col_stop,
+                                 ptrdiff_t col_first, ptrdiff_t col_stop, ptrdiff_t col_step,
                                  ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
                                  ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
-    if (m == 2)
-        WG(wg_input_tiles)(2, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
-                           col_stop, tiles_w,
-                           tiles_per_image, t_first, n_tiles, scratch);
+    if (r == 5)
+        WG(wg_input_tiles)(2, 5, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
+                           col_stop, col_step, tiles_w, tiles_per_image, t_first, n_tiles,
+                           scratch);
+    else if (m == 2)
+        WG(wg_input_tiles)(2, 3, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
+                           col_stop, col_step, tiles_w, tiles_per_image, t_first, n_tiles,
+                           scratch);
     else
-        WG(wg_input_tiles)(4, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
-                           col_stop, tiles_w,
-                           tiles_per_image, t_first, n_tiles, scratch);
+        WG(wg_input_tiles)(4, 3, v, vs, x_c, x_sn, x_sh, x_sw, line_h, line_w, col_first,
+                           col_stop, col_step, tiles_w, tiles_per_image, t_first, n_tiles,
+                           scratch);
 }
 
-static void WG(wg_output_channel)(int m, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
+static void WG(wg_output_channel)(int m, int r, WG_T* out_k, ptrdiff_t out_sn, ptrdiff_t out_sh,
                                   ptrdiff_t out_sw, ptrdiff_t h_out, ptrdiff_t w_out,
                                   const WG_T* mm, ptrdiff_t ms, WG_T bias,
                                   ptrdiff_t tiles_w, ptrdiff_t tiles_per_image,
                                   ptrdiff_t t_first, ptrdiff_t n_tiles, WG_T* scratch)
 {
-    if (m == 2)
-        WG(wg_output_tiles)(2, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
+    if (r == 5)
+        WG(wg_output_tiles)(2, 5, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
+                            tiles_w, tiles_per_image, t_first, n_tiles, scratch);
+    else if (m == 2)
+        WG(wg_output_tiles)(2, 3, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
                             tiles_w, tiles_per_image, t_first, n_tiles, scratch);
     else
-        WG(wg_output_tiles)(4, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
+        WG(wg_output_tiles)(4, 3, out_k, out_sn, out_sh, out_sw, h_out, w_out, mm, ms, bias,
                             tiles_w, tiles_per_image, t_first, n_tiles, scratch);
 }
 
@@ -329,28 +385,52 @@ static inline void WG(wg_g_f4)(const WG_WIDE* WG_RESTRICT g0,
     }
 }
 
-/* u[xi * us + c] = (G g_c G^T)[xi] for the n filters g_c[r, s] = w[c * sc + r * sr + s * ss]. */
-static void WG(wg_weight_filters)(int m, const WG_T* w, ptrdiff_t sc, ptrdiff_t sr,
+/* 1-D, F(2, 5): u_k = (G g)[k] for g = (g[0][c], ..., g[4][c]), the taps gs apart. */
+static inline void WG(wg_g_f2_r5)(const WG_WIDE* WG_RESTRICT g, ptrdiff_t gs,
+                                  WG_WIDE* WG_RESTRICT u, ptrdiff_t us)
+{
+    const WG_WIDE sixth = (WG_WIDE) 1 / 6, twenty_fourth = (WG_WIDE) 1 / 24;
+    WG_IVDEP
+    for (int c = 0; c < WG_FILTERS; ++c) {
+        const WG_WIDE g0 = g[c], g1 = g[gs + c], g2 = g[2 * gs + c], g3 = g[3 * gs + c];
+        const WG_WIDE g4 = g[4 * gs + c];
+        const WG_WIDE even1 = g0 + g2 + g4, odd1 = g1 + g3;
+        const WG_WIDE even2 = g0 + 4 * g2 + 16 * g4, odd2 = 2 * g1 + 8 * g3;
+        u[c] = g0 / 4;
+        u[us + c] = -(even1 + odd1) * sixth;
+        u[2 * us + c] = -(even1 - odd1) * sixth;
+        u[3 * us + c] = (even2 + odd2) * twenty_fourth;
+        u[4 * us + c] = (even2 - odd2) * twenty_fourth;
+        u[5 * us + c] = g4;
+    }
+}
+
+/* 1-D transform of WG_FILTERS filters: taps gs apart in g, results us apart in u. */
+static inline void WG(wg_g)(int m, int r, const WG_WIDE* g, ptrdiff_t gs, WG_WIDE* u,
+                            ptrdiff_t us)
+{
+    if (r == 5) WG(wg_g_f2_r5)(g, gs, u, us);
+    else if (m == 2) WG(wg_g_f2)(g, g + gs, g + 2 * gs, u, us);
+    else WG(wg_g_f4)(g, g + gs, g + 2 * gs, u, us);
+}
+
+/* u[xi * us + c] = (G g_c G^T)[xi] for the n r x r filters
+   g_c[i, j] = w[c * sc + i * sr + j * ss]. */
+static void WG(wg_weight_filters)(int m, int r, const WG_T* w, ptrdiff_t sc, ptrdiff_t sr,
                                   ptrdiff_t ss, ptrdiff_t n, WG_T* u, ptrdiff_t us)
 {
-    const int a = m + 2;
+    const int a = m + r - 1;
     const ptrdiff_t f = WG_FILTERS;
-    WG_WIDE g[9 * WG_FILTERS], rows[3 * 6 * WG_FILTERS], full[6 * 6 * WG_FILTERS];
+    WG_WIDE g[5 * 5 * WG_FILTERS], rows[5 * 6 * WG_FILTERS], full[6 * 6 * WG_FILTERS];
     for (ptrdiff_t c0 = 0; c0 < n; c0 += f) {
         const ptrdiff_t nc = n - c0 < f ? n - c0 : f;
         for (ptrdiff_t c = 0; c < f; ++c)   /* a short last run is padded with zeros */
-            for (int rs = 0; rs < 9; ++rs)
-                g[rs * f + c] = c < nc ? w[(c0 + c) * sc + (rs / 3) * sr + (rs % 3) * ss] : 0;
-        for (int r = 0; r < 3; ++r) {       /* along s: rows[r][j] */
-            const WG_WIDE* gr = g + 3 * r * f;
-            if (m == 2) WG(wg_g_f2)(gr, gr + f, gr + 2 * f, rows + r * a * f, f);
-            else WG(wg_g_f4)(gr, gr + f, gr + 2 * f, rows + r * a * f, f);
-        }
-        for (int j = 0; j < a; ++j) {       /* along r: full[i][j] */
-            const WG_WIDE* rj = rows + j * f;
-            if (m == 2) WG(wg_g_f2)(rj, rj + a * f, rj + 2 * a * f, full + j * f, a * f);
-            else WG(wg_g_f4)(rj, rj + a * f, rj + 2 * a * f, full + j * f, a * f);
-        }
+            for (int rs = 0; rs < r * r; ++rs)
+                g[rs * f + c] = c < nc ? w[(c0 + c) * sc + (rs / r) * sr + (rs % r) * ss] : 0;
+        for (int i = 0; i < r; ++i)         /* along j: rows[i][xj] */
+            WG(wg_g)(m, r, g + r * i * f, f, rows + i * a * f, f);
+        for (int j = 0; j < a; ++j)         /* along i: full[xi][xj] */
+            WG(wg_g)(m, r, rows + j * f, a * f, full + j * f, a * f);
         for (int xi = 0; xi < a * a; ++xi)
             for (ptrdiff_t c = 0; c < nc; ++c) u[xi * us + c0 + c] = (WG_T) full[xi * f + c];
     }
