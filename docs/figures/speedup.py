@@ -63,7 +63,7 @@ def geometric_mean(values):
 
 def caption(run):
     return (f"{run.get('cpu') or 'CPU'}, {run['threads']} thread(s), {run['dtype']}, batch 1; "
-            f"best of repeated runs on a machine shared with other jobs "
+            f"best of repeated runs "
             f"(pyconvfast {run['versions'].get('pyconvfast', '?')})")
 
 
