@@ -24,6 +24,7 @@ import pyconvfast as pcf
 from pyconvfast._lib.cpu import levels
 from pyconvfast._lib.depthwise import kernel as depthwise
 from pyconvfast._lib.grouped import kernel as grouped
+from pyconvfast._lib.pointwise import kernel as pointwise
 
 CONV = {1: pcf.conv1d, 2: pcf.conv2d, 3: pcf.conv3d}
 
@@ -70,6 +71,8 @@ PROBLEMS = [  # (x shape, weight shape, stride, padding, groups)
     ((1, 3, 6, 5, 7), (4, 3, 3, 3, 3), 2, 1, 1),  # 3-D dense, strided
     ((1, 1, 33, 35), (1, 1, 5, 5), 1, 2, 1),     # single-channel image filter
     ((1, 3, 33, 35), (3, 1, 7, 7), 1, 3, 3),     # rank-1 kernels: "separable" (two passes)
+    ((2, 20, 7, 9), (24, 20, 1, 1), 1, 0, 1),    # 1x1 on 63 pixels: pointwise_packed, hwc tiles
+    ((1, 16, 13, 12), (17, 16, 1, 1), 1, 0, 1),  # 1x1 on 156 pixels: its chw tiles
 ]
 
 
@@ -82,7 +85,7 @@ def main():
     expected = best_level_from_cpuinfo() if args.expect == "native" else "baseline"
     failures = []
     print(f"SIMD level {levels.simd_level()} (CPU offers {levels.simd_levels()})")
-    for module in (depthwise, grouped):
+    for module in (depthwise, grouped, pointwise):
         level = module.active_variant().level
         print(f"{module.__name__}: variant {module.active_variant().name}")
         if expected is not None and level != expected:
